@@ -1,0 +1,175 @@
+"""The `smolalign` command line: thin click wrappers over plain functions.
+
+Nothing heavy (torch, transformers, trl, distilabel) is imported at module level, so `--help` answers fast;
+each command imports what it needs when it runs. Bad input becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import NotImplementedYet, UsageError
+
+SUBSETS = ("magpie-ultra", "smol-constraints", "smol-rewrite", "smol-summarization")
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class SmolGroup(click.Group):
+    """Turns expected failures into one line and an exit code; `--debug` shows the traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (UsageError, NotImplementedYet) as error:
+            if os.environ.get("SMOLALIGN_DEBUG"):
+                raise
+            _fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+@click.group(cls=SmolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="smolalign")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """smolalign: SmolLM2's recipe from raw text to an aligned chat model (pretrain, SFT, DPO, SmolTalk data)."""
+    if debug:
+        os.environ["SMOLALIGN_DEBUG"] = "1"
+
+
+# ------------------------------------------------------------------ training commands
+
+RECIPE_HELP = "Recipe YAML path, or a shipped name (sft, sft-smol, dpo, debug/sft, debug/dpo)."
+OVERRIDES_HELP = "Overrides as key=value after the recipe, e.g. training.learning_rate=1e-4 data.dataset=my.jsonl."
+
+
+def _training_options(func):
+    options = [
+        click.option("--print-config", is_flag=True, help="Print the resolved recipe and exit."),
+        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory."),
+        click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint in the output directory."),
+        click.option("--merge", is_flag=True, help="With LoRA: also write merged full weights to OUTPUT/merged."),
+        click.option("--accelerate-config", type=click.Path(), default=None,
+                     help="Relaunch under `accelerate launch` with this config (e.g. recipes/accelerate/zero3.yaml)."),
+        click.option("--num-processes", type=int, default=None, help="Processes for `accelerate launch`."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("recipe")
+@click.argument("overrides", nargs=-1)
+@_training_options
+def sft(recipe, overrides, print_config, overwrite, resume, merge, accelerate_config, num_processes):
+    """Supervised fine-tuning with TRL's SFTTrainer (2 epochs, assistant-only loss, packing)."""
+    from .train.sft import run_sft
+
+    run_sft(recipe, list(overrides), print_config=print_config, overwrite=overwrite, resume=resume, merge=merge,
+            accelerate_config=accelerate_config, num_processes=num_processes)
+
+
+@main.command()
+@click.argument("recipe", required=False)
+@click.argument("overrides", nargs=-1)
+@click.option("--model", "model_path", default=None, help="Start from this model (e.g. runs/sft); sets model.name_or_path.")
+@_training_options
+def dpo(recipe, overrides, model_path, print_config, overwrite, resume, merge, accelerate_config, num_processes):
+    """DPO with TRL's DPOTrainer on UltraFeedback-style pairs, starting from an SFT model."""
+    from .train.dpo import run_dpo
+
+    overrides = list(overrides)
+    if recipe is not None and "=" in recipe:  # no recipe given, only overrides
+        overrides.insert(0, recipe)
+        recipe = None
+    run_dpo(recipe or "dpo", overrides, model_path=model_path, print_config=print_config, overwrite=overwrite,
+            resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes)
+
+
+@main.command()
+@click.argument("recipe", required=False)
+def pretrain(recipe):
+    """Multi-stage base pretraining (data mixture per stage, WSD schedule, context extension)."""
+    raise NotImplementedYet("`smolalign pretrain` is not implemented yet (planned); nothing was run")
+
+
+@main.command()
+@click.argument("subset", type=click.Choice(SUBSETS))
+def gen(subset):
+    """Generate a SmolTalk subset with distilabel (magpie-ultra, smol-constraints, smol-rewrite, smol-summarization)."""
+    raise NotImplementedYet(f"`smolalign gen {subset}` is not implemented yet (planned); nothing was generated")
+
+
+# ------------------------------------------------------------------ tokenizer and model
+
+
+@main.group()
+def tokenizer():
+    """Train tokenizers."""
+
+
+@tokenizer.command("train")
+@click.option("--corpus", multiple=True, required=True, help="Text file(s), one document or paragraph a line.")
+@click.option("--vocab-size", type=int, required=True, help="Vocabulary size (SmolLM2: 49152).")
+@click.option("--output", required=True, type=click.Path(), help="Directory to write the tokenizer to.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+def tokenizer_train(corpus, vocab_size, output, overwrite):
+    """Byte-level BPE with <|endoftext|>, <|im_start|>, <|im_end|> at ids 0-2 and SmolLM2's chat template."""
+    from .tokenizer import train_tokenizer
+
+    tok = train_tokenizer(list(corpus), vocab_size, output, overwrite=overwrite)
+    click.echo(f"tokenizer with {len(tok)} tokens written to {output}")
+
+
+@main.group()
+def model():
+    """Create and inspect models built from the one SmolLM2 definition."""
+
+
+@model.command("init")
+@click.option("--preset", required=True, help="smollm2-135m, smollm2-360m, smollm2-1.7b or tiny.")
+@click.option("--tokenizer", "tokenizer_path", required=True, help="Tokenizer directory or hub id.")
+@click.option("--output", required=True, type=click.Path(), help="Directory for the model and tokenizer.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+def model_init(preset, tokenizer_path, output, seed, overwrite):
+    """A randomly initialised model, saved as a standard Hugging Face directory."""
+    from .modeling import init_model
+
+    result = init_model(preset, tokenizer_path, output, overwrite=overwrite, seed=seed)
+    click.echo(f"{preset}: {result['parameters']:,} parameters written to {output}")
+
+
+@model.command("info")
+@click.argument("preset_or_path")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow code shipped with a hub model.")
+def model_info(preset_or_path, as_json, trust_remote_code):
+    """Architecture and exact parameter count, without allocating the weights."""
+    from .modeling import model_info as info_of
+
+    info = info_of(preset_or_path, trust_remote_code=trust_remote_code)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{preset_or_path}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Recipes: YAML sections `model`, `data`, `training` (TRL's own config fields), optional `lora` (peft's).
+
+One precedence, defaults < YAML < `key=value` overrides, and one validation pass that reports every problem at
+once, with the nearest valid key for a typo, before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from .errors import UsageError
+from .presets import PRESETS
+from .resources import resolve_recipe
+from .typecheck import _MISSING, coerce, field_types, type_name
+
+FormatName = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference"]
+
+# Which library class a recipe's `training` section maps onto, by command.
+TRAINING_CLASSES = {"sft": ("trl", "SFTConfig"), "dpo": ("trl", "DPOConfig")}
+
+
+@dataclass
+class ModelSection:
+    name_or_path: str | None = None
+    """Hub id or local directory of a saved model (its tokenizer is used too)."""
+    preset: str | None = None
+    """Build fresh weights from a preset instead (smollm2-135m, smollm2-360m, smollm2-1.7b, tiny)."""
+    tokenizer: str | None = None
+    """Tokenizer directory or hub id; required with `preset`, optional otherwise."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """`auto`: bf16 on a GPU that supports it, fp32 on CPU."""
+    attn_implementation: str = "auto"
+    """`auto`: flash_attention_2 on GPU when installed, else sdpa."""
+    trust_remote_code: bool = False
+    """Run code shipped with a hub model; off unless you trust its author."""
+
+
+@dataclass
+class DataSource:
+    dataset: str | None = None
+    """Hub id, local .jsonl/.json/.parquet/.csv file, or a local directory laid out like a hub dataset."""
+    config: str | None = None
+    split: str = "train"
+    format: FormatName = "auto"
+    weight: float = 1.0
+    """Share of the mixture (weights are normalised to sum to 1)."""
+
+
+@dataclass
+class DataSection:
+    dataset: str | None = None
+    """Hub id, local file or hub-layout directory; or use `mixture`."""
+    config: str | None = None
+    split: str = "train"
+    eval_split: str | None = None
+    """Split used for evaluation; when absent, `eval_fraction` of the training rows are held out."""
+    format: FormatName = "auto"
+    """Input format; `auto` detects it from the columns."""
+    mixture: list[dict] | None = None
+    """List of sources (dataset, config, split, format, weight); weight = share of the mixed rows."""
+    eval_fraction: float = 0.0
+    """Share of training rows held out for evaluation (deterministic, by `seed`) when no eval_split is given."""
+    num_samples: int | None = None
+    """Rows to train on (a cap for one dataset; the mixture size for a mixture). None: all that the weights allow."""
+    seed: int = 42
+    max_truncated_fraction: float = 1.0
+    """Fail the run when more than this share of rows is cut by `training.max_length`."""
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection}
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML as people mean it in configs: only true/false are booleans (`save_strategy: no` stays "no"),
+    and `1e-4` is a number."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=RecipeLoader)
+
+
+@dataclass
+class Recipe:
+    kind: str
+    model: ModelSection
+    data: DataSection
+    training: dict
+    lora: dict | None = None
+    path: str | None = None
+    raw: dict = field(default_factory=dict)
+
+    def training_args(self):
+        """The TRL config object (SFTConfig / DPOConfig) built from the `training` section."""
+        return build_training_args(self.kind, self.training)
+
+    def lora_config(self):
+        if self.lora is None:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(**{"task_type": "CAUSAL_LM", **self.lora})
+
+    def to_dict(self) -> dict:
+        out = {"recipe": self.kind, "model": dataclasses.asdict(self.model), "data": dataclasses.asdict(self.data)}
+        out["training"] = dict(self.training)
+        if self.lora is not None:
+            out["lora"] = dict(self.lora)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def training_class(kind: str):
+    module, name = TRAINING_CLASSES[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def build_training_args(kind: str, training: dict):
+    cls = training_class(kind)
+    try:
+        return cls(**training)
+    except (ValueError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"training section is inconsistent: {first_line}") from error
+
+
+def _lora_fields() -> dict:
+    from peft import LoraConfig
+
+    return field_types(LoraConfig)
+
+
+# ---------------------------------------------------------------- overrides and merging
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`a.b=value` strings into a nested dict; values are YAML (so `true`, `[1, 2]`, `{x: 1}` work)."""
+    nested: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"override '{item}' is not key=value: write e.g. training.learning_rate=1e-4")
+        try:
+            value = yaml_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        parts = key.strip().split(".")
+        target = nested
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise UsageError(f"override '{item}' sets inside '{part}', which is not a section")
+        target[parts[-1]] = value
+    return nested
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """Later wins; mappings merge key by key (lists are replaced whole)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"recipe '{path}' is not valid YAML{where}: fix the syntax") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"recipe '{path}' must be a mapping with sections model, data, training")
+    return loaded
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not match:  # a bare field name without its section: match on the last part
+        last = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        hit = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(last), n=1, cutoff=0.75)
+        match = [last[hit[0]]] if hit else []
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _check_fields(prefix: str, values: dict, types: dict, problems: list[str], candidates: list[str]) -> dict:
+    checked = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}"
+        if key not in types:
+            problems.append(f"unknown key {name}{_suggest(name, candidates)}")
+            continue
+        result = coerce(value, types[key])
+        if result is _MISSING:
+            problems.append(f"{name}={value!r} has the wrong type: expected {type_name(types[key])}")
+            continue
+        checked[key] = result
+    return checked
+
+
+def _section_types(kind: str, with_lora: bool) -> dict[str, dict]:
+    types = {name: field_types(cls) for name, cls in SECTIONS.items()}
+    types["training"] = field_types(training_class(kind))
+    if with_lora:
+        types["lora"] = _lora_fields()
+    return types
+
+
+def validate(raw: dict, kind: str) -> tuple[dict, list[str]]:
+    """Type-check every section; return the checked values and the list of every problem found."""
+    problems: list[str] = []
+    types = _section_types(kind, with_lora=raw.get("lora") is not None)
+    candidates = [f"{section}.{name}" for section, fields in types.items() for name in fields]
+    checked: dict = {}
+    for key, value in raw.items():
+        if key == "recipe":
+            continue
+        if key not in types and key != "lora":
+            problems.append(f"unknown section {key}{_suggest(key, candidates + list(types))}")
+            continue
+        if value is None:
+            checked[key] = None
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"section {key} must be a mapping, got {type(value).__name__}")
+            continue
+        checked[key] = _check_fields(key, value, types[key], problems, candidates)
+
+    model = checked.get("model") or {}
+    if bool(model.get("name_or_path")) == bool(model.get("preset")):
+        problems.append("model needs exactly one of model.name_or_path or model.preset")
+    if model.get("preset") and model["preset"] not in PRESETS:
+        problems.append(f"model.preset={model['preset']!r} is unknown: choose one of {', '.join(PRESETS)}")
+    if model.get("preset") and not model.get("tokenizer"):
+        problems.append("model.preset needs model.tokenizer (a tokenizer directory or hub id)")
+
+    data = checked.get("data") or {}
+    if bool(data.get("dataset")) == bool(data.get("mixture")):
+        problems.append("data needs exactly one of data.dataset or data.mixture")
+    source_types = field_types(DataSource)
+    source_keys = [f"data.mixture[].{name}" for name in source_types]
+    for index, source in enumerate(data.get("mixture") or []):
+        if not isinstance(source, dict):
+            problems.append(f"data.mixture[{index}] must be a mapping with dataset and weight")
+            continue
+        source = _check_fields(f"data.mixture[{index}]", source, source_types, problems, source_keys)
+        if not source.get("dataset"):
+            problems.append(f"data.mixture[{index}] needs a dataset")
+        if source.get("weight", 1.0) <= 0:
+            problems.append(f"data.mixture[{index}].weight must be > 0")
+        data["mixture"][index] = source
+    if not 0.0 <= data.get("eval_fraction", 0.0) < 1.0:
+        problems.append("data.eval_fraction must be in [0, 1)")
+    if not 0.0 <= data.get("max_truncated_fraction", 1.0) <= 1.0:
+        problems.append("data.max_truncated_fraction must be in [0, 1]")
+    return checked, problems
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _anchor_paths(from_yaml: dict, recipe_dir: Path) -> dict:
+    """A relative path written in a recipe means relative to the recipe file when it exists there (so shipped
+    recipes work from any directory); paths given on the command line stay relative to where you are."""
+
+    def anchor(value):
+        if not isinstance(value, str) or Path(value).is_absolute() or Path(value).exists():
+            return value
+        candidate = recipe_dir / value
+        return str(candidate) if candidate.exists() else value
+
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in from_yaml.items()}
+    for section, key in (("model", "name_or_path"), ("model", "tokenizer"), ("data", "dataset")):
+        if isinstance(out.get(section), dict) and key in out[section]:
+            out[section][key] = anchor(out[section][key])
+    mixture = (out.get("data") or {}).get("mixture") if isinstance(out.get("data"), dict) else None
+    if isinstance(mixture, list):
+        out["data"]["mixture"] = [
+            {**item, "dataset": anchor(item.get("dataset"))} if isinstance(item, dict) else item for item in mixture
+        ]
+    return out
+
+
+def load_recipe(name_or_path: str, kind: str, overrides: list[str] | None = None, defaults: dict | None = None) -> Recipe:
+    """Resolve, merge (defaults < YAML < overrides), validate and build a recipe for the command `kind`."""
+    path = resolve_recipe(name_or_path)
+    from_yaml = _anchor_paths(read_yaml(path), path.parent)
+    declared = from_yaml.get("recipe")
+    if declared is not None and declared != kind:
+        raise UsageError(f"'{path}' is a {declared} recipe: run it with `smolalign {declared} {name_or_path}`")
+    raw = deep_merge(deep_merge(defaults or {}, from_yaml), parse_overrides(overrides or []))
+    checked, problems = validate(raw, kind)
+    if problems:
+        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        raise UsageError(f"{count} in recipe {path}: " + "; ".join(problems))
+    recipe = Recipe(
+        kind=kind,
+        model=ModelSection(**(checked.get("model") or {})),
+        data=DataSection(**(checked.get("data") or {})),
+        training=checked.get("training") or {},
+        lora=checked.get("lora"),
+        path=str(path),
+        raw=raw,
+    )
+    recipe.training_args()  # TRL's own consistency checks, still before anything heavy is loaded
+    return recipe

@@ -1,0 +1,50 @@
+"""What every run writes beside its outputs: resolved recipe, package versions, seed, data fingerprints."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from .outputs import atomic_write_text
+
+RUN_FILE = "smolalign_run.json"
+RECIPE_FILE = "recipe.yaml"
+PACKAGES = ("smolalign", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "distilabel", "tokenizers")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extra: dict | None = None) -> dict:
+    info = {
+        "command": recipe.kind,
+        "argv": sys.argv,
+        "recipe_path": recipe.path,
+        "recipe": recipe.to_dict(),
+        "seed": recipe.training.get("seed", 42),
+        "data_fingerprints": data_fingerprints,
+        "versions": package_versions(),
+        "python": platform.python_version(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+    output_dir = Path(output_dir)
+    atomic_write_text(output_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write_text(output_dir / RECIPE_FILE, recipe.to_yaml())
+    return info
+
+
+def read_run_info(output_dir: str | Path) -> dict | None:
+    path = Path(output_dir) / RUN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

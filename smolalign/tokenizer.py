@@ -1,0 +1,58 @@
+"""Train a byte-level BPE tokenizer laid out like SmolLM2's: special tokens at ids 0-2 and the ChatML template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .chat_template import END_OF_TEXT, SMOLLM2_CHAT_TEMPLATE, SPECIAL_TOKENS
+from .errors import UsageError
+from .outputs import atomic_directory, check_output_dir
+
+
+def _read_corpus(files: list[str]):
+    for name in files:
+        with open(name, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.strip():
+                    yield line
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: bool = False, min_frequency: int = 2):
+    """Train on text files and save a standard transformers tokenizer directory; returns the tokenizer."""
+    missing = [name for name in corpus if not Path(name).is_file()]
+    if missing:
+        raise UsageError(f"corpus file '{missing[0]}' does not exist: pass existing text files to --corpus")
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise UsageError(f"--vocab-size {vocab_size} is too small: a byte-level BPE needs at least 259")
+    check_output_dir(output, overwrite)
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,  # listed first, so they get ids 0, 1, 2
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=True,
+    )
+    bpe.train_from_iterator(_read_corpus(corpus), trainer=trainer)
+    if bpe.get_vocab_size() == len(SPECIAL_TOKENS):
+        raise UsageError("the corpus has no text: pass non-empty text files to --corpus")
+
+    # A base tokenizer, as SmolLM2's: bos = eos = <|endoftext|>. SFT switches eos to <|im_end|> for chat models.
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=END_OF_TEXT,
+        eos_token=END_OF_TEXT,
+        unk_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+        model_max_length=2048,
+    )
+    tokenizer.chat_template = SMOLLM2_CHAT_TEMPLATE
+    with atomic_directory(output) as staging:
+        tokenizer.save_pretrained(staging)
+    return tokenizer

@@ -1,0 +1,65 @@
+"""Multi-GPU and multi-node runs go through `accelerate launch`, never a home-made launcher.
+
+`smolalign sft RECIPE --accelerate-config CFG --num-processes N` re-runs the same command under
+`accelerate launch --config_file CFG --num_processes N -m smolalign.cli ...` without the launch flags.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from ..resources import shipped_dir
+
+LAUNCH_FLAGS = ("--accelerate-config", "--num-processes")
+
+
+def inside_launch() -> bool:
+    """True in a process started by accelerate/torchrun (they set these for every worker)."""
+    return "LOCAL_RANK" in os.environ or "ACCELERATE_LAUNCHED" in os.environ
+
+
+def resolve_accelerate_config(name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_dir("recipes") / "accelerate" / Path(name).name
+    for candidate in (shipped, shipped.with_suffix(".yaml")):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"accelerate config '{name}' not found: give a path, or one of zero3, fsdp, cpu-ddp")
+
+
+def strip_launch_flags(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in LAUNCH_FLAGS:
+            skip = True
+            continue
+        if arg.split("=", 1)[0] in LAUNCH_FLAGS:
+            continue
+        out.append(arg)
+    return out
+
+
+def launch_command(config: Path, num_processes: int | None, argv: list[str]) -> list[str]:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    if num_processes is not None:
+        command += ["--num_processes", str(num_processes)]
+    return command + ["-m", "smolalign.cli", *strip_launch_flags(argv)]
+
+
+def relaunch(config_name: str, num_processes: int | None) -> int:
+    """Run this same command under accelerate; returns its exit code."""
+    if num_processes is not None and num_processes < 1:
+        raise UsageError("--num-processes must be at least 1")
+    config = resolve_accelerate_config(config_name)
+    command = launch_command(config, num_processes, sys.argv[1:])
+    env = {**os.environ, "ACCELERATE_LAUNCHED": "1"}
+    return subprocess.call(command, env=env)

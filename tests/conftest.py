@@ -1,0 +1,64 @@
+"""Shared fixtures. Nothing here touches the network: tokenizers are trained, models built from presets,
+data is made by the project's own task generator, and every hub client is forced offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_HOME = tempfile.mkdtemp(prefix="smolalign-tests-hf-")
+os.environ.update({
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": _HOME,
+    "TOKENIZERS_PARALLELISM": "false", "DISABLE_MLFLOW_INTEGRATION": "TRUE", "WANDB_DISABLED": "true",
+})
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEBUG_DIR = REPO / "recipes" / "debug"
+
+
+def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """The real `smolalign` entry point in a fresh process (exit codes and stderr as a user sees them)."""
+    return subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory) -> Path:
+    from smolalign.tasks import chat_rows
+
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(r["messages"][0]["content"] + " " + r["messages"][1]["content"]
+                              for r in chat_rows("train")[:800]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, corpus_file) -> Path:
+    from smolalign.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    train_tokenizer([str(corpus_file)], 400, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    from smolalign.modeling import init_model
+
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    init_model("tiny", str(tokenizer_dir), str(out), seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def debug_sft_run(tmp_path_factory) -> Path:
+    """The shipped debug SFT recipe, run once for the whole session through the real CLI."""
+    out = tmp_path_factory.mktemp("runs") / "debug-sft"
+    result = run_cli("sft", "debug/sft", f"training.output_dir={out}", "training.save_strategy=no")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
