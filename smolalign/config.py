@@ -140,6 +140,9 @@ def build_training_args(kind: str, training: dict):
         return cls(**training)
     except (ValueError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "bf16" in first_line and training.get("bf16"):
+            raise UsageError("training.bf16=true needs a GPU with bf16 support: add training.bf16=false on this "
+                             "machine") from error
         raise UsageError(f"training section is inconsistent: {first_line}") from error
 
 
@@ -329,5 +332,4 @@ def load_recipe(name_or_path: str, kind: str, overrides: list[str] | None = None
         path=str(path),
         raw=raw,
     )
-    recipe.training_args()  # TRL's own consistency checks, still before anything heavy is loaded
     return recipe

@@ -39,6 +39,7 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
     if flags.print_config:
         click.echo(recipe.to_yaml(), nl=False)
         return None
+    recipe.training_args()  # TRL's own consistency checks, still before any model or data is loaded
     if flags.merge and recipe.lora is None:
         raise UsageError("--merge needs a lora section: full fine-tuning already writes full weights")
     if flags.accelerate_config and not inside_launch():

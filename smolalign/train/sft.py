@@ -108,8 +108,10 @@ def run_sft(recipe_name: str, overrides: list[str], **flag_values) -> None:
     from ..data import load_data
     from .chat import prepare_chat_tokenizer, set_generation_stop
 
+    from ..modeling import choose_placement
+
+    check_packing(recipe.training, choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation)
     model, tokenizer, placement = load_recipe_model(recipe, args.seed)
-    check_packing(recipe.training, placement.attn_implementation)
     template_note = prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
     set_generation_stop(model, tokenizer)
 

@@ -1,0 +1,88 @@
+"""The one model definition: exact parameter counts, init -> save -> load -> generate, loader errors."""
+
+import json
+
+import pytest
+
+from smolalign.presets import EXPECTED_PARAMETERS, PRESETS
+
+from .conftest import run_cli
+
+
+@pytest.mark.parametrize("preset", sorted(EXPECTED_PARAMETERS))
+def test_preset_parameter_counts_match_released_models(preset):
+    from smolalign.modeling import model_info
+
+    assert model_info(preset)["parameters"] == EXPECTED_PARAMETERS[preset]
+
+
+def test_model_info_cli_json():
+    result = run_cli("model", "info", "smollm2-135m", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["parameters"] == 134_515_008
+    assert (info["layers"], info["hidden_size"], info["kv_heads"]) == (30, 576, 3)
+
+
+def test_presets_use_their_init_std(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from smolalign.modeling import build_model
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build_model("tiny", tok, seed=0)
+    std = model.model.layers[0].mlp.up_proj.weight.std().item()
+    assert std == pytest.approx(PRESETS["tiny"]["initializer_range"], rel=0.1)
+    assert model.config.vocab_size == len(tok), "vocab follows the tokenizer"
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "tied embeddings"
+
+
+def test_init_save_load_generate(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # plain transformers, as any outside tool
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    ids = tok.apply_chat_template([{"role": "user", "content": "Sort the words: cat dog"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 5
+    assert torch.isfinite(model(**ids).logits).all()
+
+
+def test_loader_reads_preset_and_directory(tiny_model_dir, tokenizer_dir):
+    from smolalign.modeling import load_model
+
+    model, tok, placement = load_model(name_or_path=str(tiny_model_dir))
+    assert (placement.device, placement.dtype, placement.attn_implementation) == ("cpu", "float32", "sdpa")
+    assert model.config._attn_implementation == "sdpa"
+    fresh, _, _ = load_model(preset="tiny", tokenizer=str(tokenizer_dir))
+    assert sum(p.numel() for p in fresh.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_missing_model_path_is_a_one_line_error(tmp_path):
+    result = run_cli("model", "info", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hub_id_offline_is_a_one_line_error():
+    result = run_cli("model", "info", "someone/not-cached-model")
+    assert result.returncode == 2
+    assert "could not be loaded" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_model_init_refuses_non_empty_output(tmp_path, tokenizer_dir):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = run_cli("model", "init", "--preset", "tiny", "--tokenizer", tokenizer_dir, "--output", out)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_unknown_preset(tmp_path, tokenizer_dir):
+    result = run_cli("model", "init", "--preset", "huge", "--tokenizer", tokenizer_dir, "--output", tmp_path / "m")
+    assert result.returncode == 2 and "unknown preset" in result.stderr
+    assert not (tmp_path / "m").exists()
