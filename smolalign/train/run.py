@@ -135,6 +135,7 @@ def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panel
     """Save the model, then the report: curves PNG, summary table, model card. Returns the final metrics."""
     from .report import final_metrics, plot_curves, print_summary, write_model_card
 
+    trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
     trainer.save_model(str(plan.output_dir))
     if not is_main_process():
         return {}

@@ -45,6 +45,9 @@ def check_packing(training: dict, attn_implementation: str) -> None:
     packed = training.get("packing") or training.get("padding_free")
     if training.get("packing") and training.get("packing_strategy") == "wrapped":
         raise UsageError("packing_strategy=wrapped cuts documents and lets them attend to each other: use bfd")
+    if packed and training.get("use_cache"):
+        raise UsageError("training.use_cache=true with packing lets packed documents attend to each other "
+                         "(transformers skips packed-sequence masks when a cache exists): leave use_cache false")
     if packed and attn_implementation not in PACKING_SAFE_ATTENTION:
         raise UsageError(
             f"packing with attn_implementation={attn_implementation} cannot keep documents apart: use sdpa or "

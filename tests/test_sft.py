@@ -1,0 +1,286 @@
+"""`smolalign sft` with the real SFTTrainer on the `tiny` preset: masks, packing, learning, resume, reports."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from smolalign.config import DataSection, load_recipe
+from smolalign.data import load_data
+from smolalign.train.sft import sft_defaults
+
+from .conftest import DEBUG_DIR, run_cli
+
+TURNS = [("Repeat the word sun 2 times.", "sun sun"), ("Sort the words: dog cat", "cat dog")]
+ROWS_BY_FORMAT = {
+    "messages": {"messages": [m for u, a in TURNS for m in ({"role": "user", "content": u},
+                                                              {"role": "assistant", "content": a})]},
+    "sharegpt": {"conversations": [m for u, a in TURNS for m in ({"from": "human", "value": u},
+                                                                   {"from": "gpt", "value": a})]},
+    "alpaca": {"instruction": TURNS[0][0], "input": "", "output": TURNS[0][1]},
+    "prompt_completion": {"prompt": TURNS[0][0], "completion": TURNS[0][1]},
+}
+
+
+def sft_trainer(tmp_path, tokenizer, data, **training):
+    from trl import SFTConfig, SFTTrainer
+
+    from smolalign.modeling import build_model
+    from smolalign.train.chat import prepare_chat_tokenizer
+
+    prepare_chat_tokenizer(tokenizer)
+    args = SFTConfig(output_dir=str(tmp_path / "out"), bf16=False, activation_checkpointing=False,
+                     assistant_only_loss=True, report_to=[], max_length=128, **training)
+    return SFTTrainer(model=build_model("tiny", tokenizer), args=args, train_dataset=data,
+                      processing_class=tokenizer)
+
+
+def assistant_label_ids(tokenizer, fmt):
+    turns = TURNS if fmt in ("messages", "sharegpt") else TURNS[:1]
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return [t for _, answer in turns for t in tokenizer.encode(answer, add_special_tokens=False) + [im_end]]
+
+
+@pytest.mark.parametrize("fmt", sorted(ROWS_BY_FORMAT))
+def test_label_mask_is_the_assistant_spans_for_every_format(tmp_path, tokenizer_dir, fmt):
+    from transformers import AutoTokenizer
+
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(ROWS_BY_FORMAT[fmt]) + "\n")
+    data = load_data(DataSection(dataset=str(path)), "chat").train
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    trainer = sft_trainer(tmp_path, tokenizer, data, packing=False)
+    labels = trainer.train_dataset[0]["labels"]
+    assert [t for t in labels if t != -100] == assistant_label_ids(tokenizer, fmt)
+
+
+@pytest.mark.parametrize("template", ["none", "plain-chatml"])
+def test_template_without_markers_still_masks_correctly(tmp_path, tokenizer_dir, template):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.chat_template = None if template == "none" else (
+        "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a "
+        "helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{ '<|im_start|>' + "
+        "m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(ROWS_BY_FORMAT["messages"]) + "\n")
+    data = load_data(DataSection(dataset=str(path)), "chat").train
+    trainer = sft_trainer(tmp_path, tokenizer, data, packing=False)
+    labels = trainer.train_dataset[0]["labels"]
+    assert [t for t in labels if t != -100] == assistant_label_ids(tokenizer, "messages")
+
+
+def test_template_that_never_trains_the_stop_token_is_refused(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from smolalign.errors import UsageError
+    from smolalign.train.chat import prepare_chat_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.chat_template = (  # markers present, but <|im_end|> left outside them
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' }}{% if m['role'] == 'assistant' %}"
+        "{% generation %}{{ m['content'] }}{% endgeneration %}{% else %}{{ m['content'] }}{% endif %}"
+        "{{ '<|im_end|>\\n' }}{% endfor %}")
+    with pytest.raises(UsageError, match="never learn to stop"):
+        prepare_chat_tokenizer(tokenizer)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_logits_equal_unpacked(tokenizer_dir, attn):
+    import torch
+    from transformers import AutoTokenizer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from smolalign.modeling import build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build_model("tiny", tokenizer, seed=3)
+    model.config._attn_implementation = attn
+    model.eval()
+    docs = [tokenizer.encode(text, add_special_tokens=False) for text in
+            ("Sort the words: dog cat fish bird", "Repeat the word sun 3 times. sun sun sun", "How many words: a b")]
+    collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+    packed = collator([{"input_ids": d} for d in docs])
+    assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
+    with torch.no_grad():
+        # use_cache=False as in training (the Trainer sets it): with a cache, transformers skips packed masks
+        packed_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                              use_cache=False).logits[0]
+        start = 0
+        for doc in docs:
+            alone = model(input_ids=torch.tensor([doc])).logits[0]
+            torch.testing.assert_close(packed_logits[start:start + len(doc)], alone, atol=1e-5, rtol=1e-5)
+            start += len(doc)
+
+
+def test_debug_recipe_learns_the_tasks(debug_sft_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from smolalign.evaluate import exact_match
+    from smolalign.modeling import build_model
+    from smolalign.train.chat import prepare_chat_tokenizer
+
+    held_out = [json.loads(line)["messages"] for line in (DEBUG_DIR / "data/tasks-sft/test.jsonl").open()]
+    tokenizer = AutoTokenizer.from_pretrained(debug_sft_run)
+    trained = exact_match(AutoModelForCausalLM.from_pretrained(debug_sft_run), tokenizer, held_out)
+    base_tokenizer = AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer")
+    prepare_chat_tokenizer(base_tokenizer)
+    untrained = exact_match(build_model("tiny", base_tokenizer, seed=42), base_tokenizer, held_out)
+    print(f"\nheld-out exact match: untrained {untrained:.3f} -> trained {trained:.3f}")
+    assert untrained <= 0.02
+    assert trained >= 0.15, "a broken mask or template (no <|im_end|> learned) stays near zero"
+
+
+def test_run_writes_its_report(debug_sft_run):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    files = {p.name for p in debug_sft_run.iterdir()}
+    assert {"README.md", "training_curves.png", "metrics.jsonl", "smolalign_run.json", "recipe.yaml",
+            "model.safetensors", "generation_config.json", "chat_template.jinja"} <= files
+    assert any((debug_sft_run / "runs").rglob("events.out.tfevents.*")), "tensorboard logs"
+    tokenizer = AutoTokenizer.from_pretrained(debug_sft_run)
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert GenerationConfig.from_pretrained(debug_sft_run).eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    info = json.loads((debug_sft_run / "smolalign_run.json").read_text())
+    assert info["versions"]["trl"] and info["data_fingerprints"]["train"] and info["seed"] == 42
+    assert info["data_report"]["rows"] == 4000 and info["data_report"]["rows_cut_by_max_length"] == 0
+    card = (debug_sft_run / "README.md").read_text()
+    assert "preset tiny" in card and "tasks-sft" in card and "| loss |" in card
+    losses = [r["loss"] for r in map(json.loads, (debug_sft_run / "metrics.jsonl").open()) if "loss" in r]
+    assert losses[-1] < losses[0] / 2
+
+
+# ---------------------------------------------------------------- resume
+
+RESUME_ARGS = ["training.max_steps=30", "training.save_steps=5", "training.logging_steps=1",
+               "training.report_to=[]", "training.save_total_limit=null"]
+
+
+def step_losses(out):
+    return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").open()) if "loss" in r}
+
+
+def test_sigkill_and_resume_gives_the_same_losses(tmp_path):
+    from smolalign.train.checkpoints import COMPLETE_MARKER, checkpoints
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert run_cli("sft", "debug/sft", f"training.output_dir={reference}", *RESUME_ARGS).returncode == 0
+
+    process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", "sft", "debug/sft",
+                                f"training.output_dir={killed}", *RESUME_ARGS],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if (killed / "metrics.jsonl").is_file() and max(step_losses(killed) or [0]) >= 12:
+            break
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = [step for step, path in checkpoints(killed) if (path / COMPLETE_MARKER).is_file()]
+    assert done and max(done) < 30, "killed mid-run, after at least one checkpoint"
+
+    # a checkpoint killed half-written: newer than every complete one, no marker, a truncated weights file
+    newest = killed / f"checkpoint-{max(done)}"
+    partial = killed / f"checkpoint-{max(done) + 100}"
+    shutil.copytree(newest, partial)
+    (partial / COMPLETE_MARKER).unlink()
+    (partial / "model.safetensors").write_bytes((partial / "model.safetensors").read_bytes()[:100])
+
+    result = run_cli("sft", "debug/sft", f"training.output_dir={killed}", *RESUME_ARGS, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not partial.exists(), "the half-written checkpoint is skipped and removed"
+    expected, resumed = step_losses(reference), step_losses(killed)
+    after = [s for s in expected if s > max(done)]
+    assert after and all(resumed[s] == pytest.approx(expected[s], rel=1e-5) for s in after), (expected, resumed)
+
+
+def test_resume_with_changed_data_is_refused(tmp_path):
+    out = tmp_path / "run"
+    args = [f"training.output_dir={out}", "training.max_steps=5", "training.save_steps=5", "training.report_to=[]"]
+    assert run_cli("sft", "debug/sft", *args).returncode == 0
+    result = run_cli("sft", "debug/sft", *args, "data.num_samples=1000", "--resume")
+    assert result.returncode == 2 and "data differs" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- LoRA
+
+
+def test_lora_merge_equals_base_plus_adapter(tmp_path, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    result = run_cli("sft", "debug/sft", f"model.name_or_path={tiny_model_dir}", "model.preset=null",
+                     "model.tokenizer=null", f"training.output_dir={out}", "training.max_steps=15",
+                     "training.learning_rate=1e-2", "training.report_to=[]", "training.save_strategy=no",
+                     "lora={r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj, up_proj]}", "--merge")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "adapter_config.json").is_file() and (out / "merged" / "model.safetensors").is_file()
+    ids = torch.tensor([[1, 5, 9, 30, 2, 44, 7]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        adapted = PeftModel.from_pretrained(base, out)(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged")(ids).logits
+    assert not torch.allclose(adapted, base_logits, atol=1e-4), "the adapter learned something"
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+
+
+@pytest.mark.parametrize("case", ["missing-dataset", "wrong-columns", "empty-conversation", "not-alternating",
+                                  "missing-model", "packing-unsafe-attention", "wrapped-packing", "packing-with-cache", "lora-typo"])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case):
+    out = tmp_path / "out"
+    data = tmp_path / "d.jsonl"
+    args = {
+        "missing-dataset": [f"data.dataset={tmp_path / 'nope.jsonl'}"],
+        "wrong-columns": [f"data.dataset={write(data, [{'text': 'x'}])}"],
+        "empty-conversation": [f"data.dataset={write(data, [GOOD, {'messages': []}])}"],
+        "not-alternating": [f"data.dataset={write(data, [GOOD, {'messages': GOOD['messages'][::-1]}])}"],
+        "missing-model": [f"model.name_or_path={tmp_path / 'no-model'}", "model.preset=null"],
+        "packing-unsafe-attention": ["model.attn_implementation=paged|sdpa"],
+        "wrapped-packing": ["training.packing_strategy=wrapped"],
+        "packing-with-cache": ["training.use_cache=true"],
+        "lora-typo": ["lora={rr: 8}"],
+    }[case]
+    result = run_cli("sft", "debug/sft", f"training.output_dir={out}", "data.eval_split=null", *args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_output_directory_in_use_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("sft", "debug/sft", f"training.output_dir={out}")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_recipe_defaults_are_the_paper_settings():
+    recipe = load_recipe("sft", "sft", ["training.bf16=false"], sft_defaults())
+    args = recipe.training_args()
+    assert (args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size,
+            args.gradient_accumulation_steps, args.max_length, args.seed) == (2, 3e-4, 4, 4, 8192, 42)
+    assert args.assistant_only_loss and args.packing and args.lr_scheduler_type.value == "cosine"
+    assert args.warmup_steps == 0.1
