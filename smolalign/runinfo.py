@@ -26,6 +26,12 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def _process_count() -> int:
+    from accelerate import PartialState
+
+    return PartialState().num_processes
+
+
 def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extra: dict | None = None) -> dict:
     info = {
         "command": recipe.kind,
@@ -36,6 +42,7 @@ def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extr
         "data_fingerprints": data_fingerprints,
         "versions": package_versions(),
         "python": platform.python_version(),
+        "processes": _process_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .run import (RunFlags, check_resumable_data, finish, install_callbacks, load_recipe_model, open_output,
-                  plan_output, resolve)
+                  plan_output, process_state, resolve)
 from .sft import gpu_defaults
 
 DPO_PANELS = [
@@ -82,16 +82,18 @@ def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = Non
     if not tokenizer.chat_template:
         raise UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` first, "
                          f"and start DPO from its output")
-    data = load_data(recipe.data, task="preference")
-    fingerprints = data.fingerprints()
-    check_resumable_data(plan, fingerprints)
-    report = preference_report(data.train, tokenizer, args.max_length, args.dataset_num_proc)
+    with process_state().main_process_first():  # one process fills the datasets cache, the others read it
+        data = load_data(recipe.data, task="preference")
+        fingerprints = data.fingerprints()
+        check_resumable_data(plan, fingerprints)
+        report = preference_report(data.train, tokenizer, args.max_length, args.dataset_num_proc)
     for source in data.report["sources"]:
         for why, count in (source.get("rows_dropped") or {}).items():
             report[f"dropped ({source['dataset']}): {why}"] = count
     from .report import print_summary
 
-    print_summary("preference data", report)
+    if process_state().is_main_process:
+        print_summary("preference data", report)
     cut = report["pairs_cut_by_max_length"] / report["pairs"]
     if cut > recipe.data.max_truncated_fraction:
         raise UsageError(f"{cut:.1%} of pairs are longer than max_length={args.max_length}, above "

@@ -61,5 +61,9 @@ def relaunch(config_name: str, num_processes: int | None) -> int:
         raise UsageError("--num-processes must be at least 1")
     config = resolve_accelerate_config(config_name)
     command = launch_command(config, num_processes, sys.argv[1:])
+    import torch
+
     env = {**os.environ, "ACCELERATE_LAUNCHED": "1"}
+    if not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "true"  # each worker then joins over gloo on the CPU
     return subprocess.call(command, env=env)

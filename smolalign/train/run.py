@@ -27,10 +27,16 @@ class RunFlags:
     num_processes: int | None = None
 
 
-def is_main_process() -> bool:
+def process_state():
+    """accelerate's process state; on a machine without GPUs, several processes talk over gloo on the CPU."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def is_main_process() -> bool:
+    return process_state().is_main_process
 
 
 def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, flags: RunFlags) -> Recipe | None:

@@ -7,7 +7,8 @@ never attend to each other), a data report before training, exact resume, and a 
 from __future__ import annotations
 
 from ..errors import UsageError
-from .run import RunFlags, check_resumable_data, finish, install_callbacks, load_recipe_model, open_output, plan_output, resolve
+from .run import (RunFlags, check_resumable_data, finish, install_callbacks, load_recipe_model, open_output,
+                  plan_output, process_state, resolve)
 
 # Attention implementations that keep packed documents apart from `position_ids` alone (flash via cu_seqlens,
 # sdpa/eager/flex through transformers' packed-sequence masks). Others are refused with packing.
@@ -118,11 +119,13 @@ def run_sft(recipe_name: str, overrides: list[str], **flag_values) -> None:
     template_note = prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
     set_generation_stop(model, tokenizer)
 
-    data = load_data(recipe.data, task="chat")
-    fingerprints = data.fingerprints()
-    check_resumable_data(plan, fingerprints)
-    report = data_report(data.train, tokenizer, args.max_length, args.assistant_only_loss, args.dataset_num_proc)
-    _print_data_report(report, data.report["sources"])
+    with process_state().main_process_first():  # one process fills the datasets cache, the others read it
+        data = load_data(recipe.data, task="chat")
+        fingerprints = data.fingerprints()
+        check_resumable_data(plan, fingerprints)
+        report = data_report(data.train, tokenizer, args.max_length, args.assistant_only_loss, args.dataset_num_proc)
+    if process_state().is_main_process:
+        _print_data_report(report, data.report["sources"])
     cut = report["rows_cut_by_max_length"] / report["rows"]
     if cut > recipe.data.max_truncated_fraction:
         raise UsageError(f"{cut:.1%} of rows are longer than max_length={args.max_length}, above "
