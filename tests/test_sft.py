@@ -92,13 +92,15 @@ def test_template_that_never_trains_the_stop_token_is_refused(tokenizer_dir):
         prepare_chat_tokenizer(tokenizer)
 
 
+@pytest.mark.parametrize("layout", ["flattened", "rows"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_logits_equal_unpacked(tokenizer_dir, attn):
+def test_packed_logits_equal_unpacked(tokenizer_dir, attn, layout):
     import torch
     from transformers import AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from smolalign.modeling import build_model
+    from smolalign.train.packing import PackedRowsCollator
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = build_model("tiny", tokenizer, seed=3)
@@ -106,18 +108,28 @@ def test_packed_logits_equal_unpacked(tokenizer_dir, attn):
     model.eval()
     docs = [tokenizer.encode(text, add_special_tokens=False) for text in
             ("Sort the words: dog cat fish bird", "Repeat the word sun 3 times. sun sun sun", "How many words: a b")]
-    collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
-    packed = collator([{"input_ids": d} for d in docs])
-    assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
+    if layout == "flattened":  # TRL's padding-free batch: the whole batch is one sequence
+        collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+        rows = [[{"input_ids": d} for d in docs]]
+    else:  # smolalign's packed rows: two BFD bins, the second shorter and padded
+        collator = PackedRowsCollator(pad_token_id=tokenizer.pad_token_id)
+        rows = [[{"input_ids": docs[0] + docs[1], "seq_lengths": [len(docs[0]), len(docs[1])]},
+                 {"input_ids": docs[2], "seq_lengths": [len(docs[2])]}]]
+    packed = collator([{"input_ids": sum((d["input_ids"] for d in group), []),
+                        "seq_lengths": sum((d.get("seq_lengths", [len(d["input_ids"])]) for d in group), [])}
+                       for group in rows] if layout == "flattened" else rows[0])
+    assert "attention_mask" not in packed
     with torch.no_grad():
         # use_cache=False as in training (the Trainer sets it): with a cache, transformers skips packed masks
-        packed_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
-                              use_cache=False).logits[0]
-        start = 0
-        for doc in docs:
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
+    placements = ([(0, 0), (0, len(docs[0])), (0, len(docs[0]) + len(docs[1]))] if layout == "flattened"
+                  else [(0, 0), (0, len(docs[0])), (1, 0)])
+    for doc, (row, start) in zip(docs, placements):
+        with torch.no_grad():
             alone = model(input_ids=torch.tensor([doc])).logits[0]
-            torch.testing.assert_close(packed_logits[start:start + len(doc)], alone, atol=1e-5, rtol=1e-5)
-            start += len(doc)
+        torch.testing.assert_close(logits[row, start:start + len(doc)], alone, atol=1e-5, rtol=1e-5)
+    starts = packed["position_ids"] == 0
+    assert (packed["labels"][starts] == -100).all(), "no label predicts across a document boundary"
 
 
 def test_debug_recipe_learns_the_tasks(debug_sft_run):

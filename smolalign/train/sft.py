@@ -7,6 +7,7 @@ never attend to each other), a data report before training, exact resume, and a 
 from __future__ import annotations
 
 from ..errors import UsageError
+from .packing import use_packed_rows
 from .run import (RunFlags, check_resumable_data, finish, install_callbacks, load_recipe_model, open_output,
                   plan_output, process_state, resolve)
 
@@ -136,6 +137,7 @@ def run_sft(recipe_name: str, overrides: list[str], **flag_values) -> None:
         "placement": vars(placement), "resumed_from": str(plan.resume_from) if plan.resume_from else None,
     })
     trainer = build_trainer(model, tokenizer, args, data, recipe.lora_config())
+    use_packed_rows(trainer, placement.attn_implementation)
     install_callbacks(trainer, plan)
     result = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
     finish(trainer, recipe, plan, result, flags.merge, panels=SFT_PANELS, metric_keys=["loss", "eval_loss"],
