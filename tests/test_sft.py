@@ -147,7 +147,7 @@ def test_debug_recipe_learns_the_tasks(debug_sft_run):
     untrained = exact_match(build_model("tiny", base_tokenizer, seed=42), base_tokenizer, held_out)
     print(f"\nheld-out exact match: untrained {untrained:.3f} -> trained {trained:.3f}")
     assert untrained <= 0.02
-    assert trained >= 0.15, "a broken mask or template (no <|im_end|> learned) stays near zero"
+    assert trained >= 0.30, "a broken mask or template (no <|im_end|> learned) stays near zero"
 
 
 def test_run_writes_its_report(debug_sft_run):
