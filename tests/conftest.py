@@ -3,6 +3,7 @@ data is made by the project's own task generator, and every hub client is forced
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,18 @@ def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProce
     """The real `smolalign` entry point in a fresh process (exit codes and stderr as a user sees them)."""
     return subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def assert_user_error(result: subprocess.CompletedProcess) -> None:
+    """Bad input as a user sees it: exit code 2, one `error:` line, no traceback."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
 
 
 @pytest.fixture(scope="session")

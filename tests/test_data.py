@@ -1,6 +1,5 @@
 """The one data layer: files, hub-layout directories, format normalisation, row checks, mixtures, splits."""
 
-import json
 
 import pytest
 
@@ -9,13 +8,10 @@ from smolalign.data import load_data
 from smolalign.data.mixture import mixture_counts
 from smolalign.errors import UsageError
 
+from .conftest import write_jsonl
+
 USER, ASSISTANT = "Sort the words: dog cat", "cat dog"
 EXPECTED = [{"role": "user", "content": USER}, {"role": "assistant", "content": ASSISTANT}]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 ROWS_BY_FORMAT = {

@@ -7,7 +7,7 @@ import pytest
 from smolalign.data.formats import to_preference
 from smolalign.tasks import preference_rows
 
-from .conftest import DEBUG_DIR, run_cli
+from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 
 
 def held_out_pairs():
@@ -106,11 +106,6 @@ def test_lora_dpo_uses_adapter_free_base_as_reference(tmp_path, weak_sft):
     assert (out / "adapter_config.json").is_file()
 
 
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 GOOD = {"prompt": "Q", "chosen": "good", "rejected": "bad"}
 DIFFERENT_PROMPTS = {"chosen": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "a"}],
                      "rejected": [{"role": "user", "content": "Q2"}, {"role": "assistant", "content": "b"}]}
@@ -121,15 +116,13 @@ def test_bad_input_one_line_exit_2(tmp_path, weak_sft, case):
     out = tmp_path / "out"
     data = tmp_path / "p.jsonl"
     args = {
-        "different-prompts": [f"data.dataset={write(data, [GOOD, DIFFERENT_PROMPTS])}"],
-        "missing-rejected": [f"data.dataset={write(data, [{'prompt': 'Q', 'chosen': 'a'}])}"],
-        "empty-split": [f"data.dataset={write(data, [])}"],
+        "different-prompts": [f"data.dataset={write_jsonl(data, [GOOD, DIFFERENT_PROMPTS])}"],
+        "missing-rejected": [f"data.dataset={write_jsonl(data, [{'prompt': 'Q', 'chosen': 'a'}])}"],
+        "empty-split": [f"data.dataset={write_jsonl(data, [])}"],
         "sft-data": [f"data.dataset={DEBUG_DIR / 'data/tasks-sft/train.jsonl'}"],
         "no-model": [],
     }[case]
     model = tmp_path / "missing-model" if case == "no-model" else weak_sft
     result = run_cli("dpo", "debug/dpo", "--model", model, f"training.output_dir={out}", "data.eval_split=null", *args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert_user_error(result)
     assert not out.exists()

@@ -14,7 +14,7 @@ from smolalign.config import DataSection, load_recipe
 from smolalign.data import load_data
 from smolalign.train.sft import sft_defaults
 
-from .conftest import DEBUG_DIR, run_cli
+from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 
 TURNS = [("Repeat the word sun 2 times.", "sun sun"), ("Sort the words: dog cat", "cat dog")]
 ROWS_BY_FORMAT = {
@@ -249,34 +249,29 @@ def test_lora_merge_equals_base_plus_adapter(tmp_path, tiny_model_dir):
 # ---------------------------------------------------------------- bad input
 
 
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
 
 @pytest.mark.parametrize("case", ["missing-dataset", "wrong-columns", "empty-conversation", "not-alternating",
-                                  "missing-model", "packing-unsafe-attention", "wrapped-packing", "packing-with-cache", "lora-typo"])
+                                  "missing-model", "packing-unsafe-attention", "wrapped-packing", "packing-with-cache", "lora-typo",
+                                  "too-much-truncated"])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case):
     out = tmp_path / "out"
     data = tmp_path / "d.jsonl"
     args = {
         "missing-dataset": [f"data.dataset={tmp_path / 'nope.jsonl'}"],
-        "wrong-columns": [f"data.dataset={write(data, [{'text': 'x'}])}"],
-        "empty-conversation": [f"data.dataset={write(data, [GOOD, {'messages': []}])}"],
-        "not-alternating": [f"data.dataset={write(data, [GOOD, {'messages': GOOD['messages'][::-1]}])}"],
+        "wrong-columns": [f"data.dataset={write_jsonl(data, [{'text': 'x'}])}"],
+        "empty-conversation": [f"data.dataset={write_jsonl(data, [GOOD, {'messages': []}])}"],
+        "not-alternating": [f"data.dataset={write_jsonl(data, [GOOD, {'messages': GOOD['messages'][::-1]}])}"],
         "missing-model": [f"model.name_or_path={tmp_path / 'no-model'}", "model.preset=null"],
         "packing-unsafe-attention": ["model.attn_implementation=paged|sdpa"],
         "wrapped-packing": ["training.packing_strategy=wrapped"],
         "packing-with-cache": ["training.use_cache=true"],
         "lora-typo": ["lora={rr: 8}"],
+        "too-much-truncated": ["training.max_length=40", "data.max_truncated_fraction=0.05"],
     }[case]
     result = run_cli("sft", "debug/sft", f"training.output_dir={out}", "data.eval_split=null", *args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert_user_error(result)
     assert not out.exists()
 
 

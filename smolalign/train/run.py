@@ -143,6 +143,8 @@ def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panel
 
     trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
     trainer.save_model(str(plan.output_dir))
+    if trainer.args.push_to_hub:  # as TRL's own scripts do: the final model, tokenizer and card go to the hub
+        trainer.push_to_hub()
     if not is_main_process():
         return {}
     trainer.processing_class.save_pretrained(str(plan.output_dir))
