@@ -67,7 +67,7 @@ def _training_options(func):
     return func
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+@main.command()
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
 @_training_options

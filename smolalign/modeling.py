@@ -114,9 +114,10 @@ def check_model_source(name: str) -> None:
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    source = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
-    if not Path(name).expanduser().exists() and looks_like_local_path(name):
+    local = Path(name).expanduser()
+    if not local.exists() and looks_like_local_path(name):
         raise UsageError(f"tokenizer path '{name}' does not exist: check the path, or give a hub id")
+    source = str(local) if local.exists() else name
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
