@@ -15,9 +15,6 @@ import click
 from . import __version__
 from .errors import NotImplementedYet, UsageError
 
-SUBSETS = ("magpie-ultra", "smol-constraints", "smol-rewrite", "smol-summarization")
-
-
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -98,16 +95,50 @@ def dpo(recipe, overrides, model_path, print_config, overwrite, resume, merge, a
 
 @main.command()
 @click.argument("recipe", required=False)
-def pretrain(recipe):
+@click.argument("overrides", nargs=-1)
+@_training_options
+def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelerate_config, num_processes):
     """Multi-stage base pretraining (data mixture per stage, WSD schedule, context extension)."""
-    raise NotImplementedYet("`smolalign pretrain` is not implemented yet (planned); nothing was run")
+    from .train.pretrain import run_pretrain
+
+    overrides = list(overrides)
+    if recipe is not None and "=" in recipe:  # no recipe given, only overrides
+        overrides.insert(0, recipe)
+        recipe = None
+    if merge:
+        raise UsageError("--merge is for LoRA fine-tuning; pretraining writes full weights")
+    run_pretrain(recipe or "pretrain", overrides, print_config=print_config, overwrite=overwrite, resume=resume,
+                 accelerate_config=accelerate_config, num_processes=num_processes)
+
+
+# ------------------------------------------------------------------ data generation
 
 
 @main.command()
-@click.argument("subset", type=click.Choice(SUBSETS))
-def gen(subset):
+@click.argument("subset", required=False)
+@click.argument("overrides", nargs=-1)
+@click.option("--list", "list_subsets", is_flag=True, help="Name the subsets, one line each, and exit.")
+@click.option("--backend", type=click.Choice(["openai", "transformers", "vllm"]), default=None,
+              help="LLM backend (sets llm.backend).")
+@click.option("--model", "model_name", default=None, help="Model name, local path or hub id (sets llm.model).")
+@click.option("--base-url", default=None, help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1 (sets llm.base_url).")
+@click.option("--num-rows", type=int, default=None, help="Rows to generate (sets num_rows).")
+@click.option("--output", default=None, help="Output directory (sets output.dir; default data/SUBSET).")
+@click.option("--ray", is_flag=True, help="Run the distilabel pipeline on Ray (local, or RAY_ADDRESS).")
+@click.option("--print-config", is_flag=True, help="Print the resolved spec and exit.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows, output, ray, print_config, overwrite):
     """Generate a SmolTalk subset with distilabel (magpie-ultra, smol-constraints, smol-rewrite, smol-summarization)."""
-    raise NotImplementedYet(f"`smolalign gen {subset}` is not implemented yet (planned); nothing was generated")
+    from .gen import list_subsets as subset_lines, run_gen
+
+    if list_subsets:
+        for line in subset_lines():
+            click.echo(line)
+        return
+    if subset is None:
+        raise UsageError("name a subset (`smolalign gen --list` lists them), e.g. `smolalign gen smol-rewrite`")
+    run_gen(subset, list(overrides), backend=backend, model=model_name, base_url=base_url, num_rows=num_rows,
+            output=output, ray=ray, print_config=print_config, overwrite=overwrite)
 
 
 # ------------------------------------------------------------------ tokenizer and model

@@ -1,4 +1,4 @@
-"""Trainer callbacks shared by every command: rich progress, a metrics log, and checkpoint completion markers."""
+"""Trainer callbacks shared by every command: rich progress and a metrics log (checkpoint markers: checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .checkpoints import mark_complete
 
 METRICS_FILE = "metrics.jsonl"
-
-
-class CheckpointMarker(TrainerCallback):
-    """Marks a checkpoint complete once every process has finished writing it."""
-
-    def on_save(self, args, state, control, **kwargs):
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
-        if state.is_world_process_zero:
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if checkpoint.is_dir():
-                mark_complete(checkpoint, state.global_step)
 
 
 class MetricsLog(TrainerCallback):

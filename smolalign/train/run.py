@@ -95,18 +95,16 @@ def open_output(plan: OutputPlan, recipe: Recipe, fingerprints: dict, flags: Run
     write_run_info(plan.output_dir, recipe, fingerprints, extra)
 
 
-def standard_callbacks(plan: OutputPlan):
-    from .callbacks import CheckpointMarker, MetricsLog, RichProgress
-
-    resume_step = int(plan.resume_from.name.split("-")[-1]) if plan.resume_from else None
-    return [CheckpointMarker(), MetricsLog(plan.output_dir, resume_step), RichProgress()]
-
-
 def install_callbacks(trainer, plan: OutputPlan) -> None:
     from transformers.trainer_callback import ProgressCallback
 
+    from .callbacks import MetricsLog, RichProgress
+    from .checkpoints import CheckpointMarker, take_over_rotation
+
+    resume_step = int(plan.resume_from.name.split("-")[-1]) if plan.resume_from else None
     trainer.remove_callback(ProgressCallback)
-    for callback in standard_callbacks(plan):
+    for callback in (CheckpointMarker(take_over_rotation(trainer)), MetricsLog(plan.output_dir, resume_step),
+                     RichProgress()):
         trainer.add_callback(callback)
 
 
