@@ -98,18 +98,50 @@ def yaml_load(text: str):
 
 
 @dataclass
+class RecipeSchema:
+    """What a command's YAML may hold. sft and dpo are defined here; pretrain and gen bring their own."""
+
+    kind: str
+    sections: dict[str, type]
+    """Mapping sections, each checked field by field against a dataclass (e.g. model, data)."""
+    training: tuple[str, str] | None = None
+    """(module, class) that the `training` section maps onto, field for field (TRL's or transformers' config)."""
+    lora: bool = False
+    """Whether an optional `lora` section (peft's LoraConfig) is allowed."""
+    settings: type | None = None
+    """A dataclass for plain keys at the top of the file (a generation spec's `subset`, `num_rows`, ...)."""
+    free: tuple[str, ...] = ()
+    """Top-level keys taken as written and checked by `check` (e.g. pretrain's `stages` list)."""
+    check: object = None
+    """check(checked: dict) -> list of problems, after every field has its type."""
+    paths: tuple[str, ...] = ()
+    """Keys holding paths that resolve against the recipe's folder: `model.tokenizer`, `data.mixture[].dataset`,
+    `data.sources.*.dataset`."""
+    folder: str = "recipes"
+    """Where shipped names are looked up (`recipes` or `data_gen`)."""
+    marker: str = "recipe"
+    """The key that names the command a file is for (`recipe: sft`)."""
+
+
+@dataclass
 class Recipe:
     kind: str
-    model: ModelSection
-    data: DataSection
-    training: dict
+    model: object = None
+    data: object = None
+    training: dict = field(default_factory=dict)
     lora: dict | None = None
     path: str | None = None
     raw: dict = field(default_factory=dict)
+    sections: dict = field(default_factory=dict)
+    """Every checked section by name (model and data included), and the free ones as written."""
+    settings: object = None
+    """The top-level settings dataclass, for schemas that have one."""
+    schema: RecipeSchema | None = None
 
     def training_args(self):
-        """The TRL config object (SFTConfig / DPOConfig) built from the `training` section."""
-        return build_training_args(self.kind, self.training)
+        """The library's config object (SFTConfig / DPOConfig / TrainingArguments) built from `training`."""
+        return build_training_args(self.schema.training if self.schema else TRAINING_CLASSES[self.kind],
+                                   self.training)
 
     def lora_config(self):
         if self.lora is None:
@@ -119,26 +151,34 @@ class Recipe:
         return LoraConfig(**{"task_type": "CAUSAL_LM", **self.lora})
 
     def to_dict(self) -> dict:
-        out = {"recipe": self.kind, "model": dataclasses.asdict(self.model), "data": dataclasses.asdict(self.data)}
-        out["training"] = dict(self.training)
+        """The resolved recipe, secrets redacted: this is what gets printed and written beside a run."""
+        from .redact import redact
+
+        out = {(self.schema.marker if self.schema else "recipe"): self.kind}
+        if self.settings is not None:
+            out.update(dataclasses.asdict(self.settings))
+        for name, value in self.sections.items():
+            out[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        if self.schema is None or self.schema.training:
+            out["training"] = dict(self.training)
         if self.lora is not None:
             out["lora"] = dict(self.lora)
-        return out
+        return redact(out)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def training_class(kind: str):
-    module, name = TRAINING_CLASSES[kind]
+def training_class(spec: str | tuple[str, str]):
+    module, name = TRAINING_CLASSES[spec] if isinstance(spec, str) else spec
     return getattr(importlib.import_module(module), name)
 
 
-def build_training_args(kind: str, training: dict):
-    cls = training_class(kind)
+def build_training_args(spec: str | tuple[str, str], training: dict):
+    cls = training_class(spec)
     try:
         return cls(**training)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, AssertionError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "bf16" in first_line and training.get("bf16"):
             raise UsageError("training.bf16=true needs a GPU with bf16 support: add training.bf16=false on this "
@@ -189,7 +229,15 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 def read_yaml(path: Path) -> dict:
     try:
-        loaded = yaml_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"recipe '{path}' is not a text file (not UTF-8): give a YAML recipe") from error
+    except OSError as error:
+        raise UsageError(f"recipe '{path}' cannot be read ({error.strerror or type(error).__name__})") from error
+    if "\x00" in text:
+        raise UsageError(f"recipe '{path}' is a binary file: give a YAML recipe")
+    try:
+        loaded = yaml_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -197,7 +245,7 @@ def read_yaml(path: Path) -> dict:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise UsageError(f"recipe '{path}' must be a mapping with sections model, data, training")
+        raise UsageError(f"recipe '{path}' must be a YAML mapping of sections (e.g. model, data, training)")
     return loaded
 
 
@@ -228,25 +276,41 @@ def _check_fields(prefix: str, values: dict, types: dict, problems: list[str], c
     return checked
 
 
-def _section_types(kind: str, with_lora: bool) -> dict[str, dict]:
-    types = {name: field_types(cls) for name, cls in SECTIONS.items()}
-    types["training"] = field_types(training_class(kind))
-    if with_lora:
+def _section_types(schema: RecipeSchema, with_lora: bool) -> dict[str, dict]:
+    types = {name: field_types(cls) for name, cls in schema.sections.items()}
+    if schema.training:
+        types["training"] = field_types(training_class(schema.training))
+    if with_lora and schema.lora:
         types["lora"] = _lora_fields()
     return types
 
 
-def validate(raw: dict, kind: str) -> tuple[dict, list[str]]:
+def validate(raw: dict, schema: RecipeSchema | str) -> tuple[dict, list[str]]:
     """Type-check every section; return the checked values and the list of every problem found."""
+    schema = SCHEMAS[schema] if isinstance(schema, str) else schema
     problems: list[str] = []
-    types = _section_types(kind, with_lora=raw.get("lora") is not None)
+    types = _section_types(schema, with_lora=raw.get("lora") is not None)
+    top = field_types(schema.settings) if schema.settings else {}
     candidates = [f"{section}.{name}" for section, fields in types.items() for name in fields]
+    candidates += list(top) + list(schema.free)
     checked: dict = {}
+    settings = {}
     for key, value in raw.items():
-        if key == "recipe":
+        if key == schema.marker:
             continue
-        if key not in types and key != "lora":
-            problems.append(f"unknown section {key}{_suggest(key, candidates + list(types))}")
+        if key in schema.free:
+            checked[key] = value
+            continue
+        if key in top:
+            result = coerce(value, top[key])
+            if result is _MISSING:
+                problems.append(f"{key}={value!r} has the wrong type: expected {type_name(top[key])}")
+            else:
+                settings[key] = result
+            continue
+        if key not in types:
+            what = "section or key" if top else "section"
+            problems.append(f"unknown {what} {key}{_suggest(key, candidates + list(types))}")
             continue
         if value is None:
             checked[key] = None
@@ -255,15 +319,30 @@ def validate(raw: dict, kind: str) -> tuple[dict, list[str]]:
             problems.append(f"section {key} must be a mapping, got {type(value).__name__}")
             continue
         checked[key] = _check_fields(key, value, types[key], problems, candidates)
+    if schema.settings:
+        checked["_settings"] = settings
+    if schema.check is not None:
+        problems.extend(schema.check(checked))
+    return checked, problems
 
+
+def check_model(checked: dict) -> list[str]:
+    """The `model` section of every training recipe: a saved model, or a preset with its tokenizer."""
+    problems = []
     model = checked.get("model") or {}
     if bool(model.get("name_or_path")) == bool(model.get("preset")):
         problems.append("model needs exactly one of model.name_or_path or model.preset")
     if model.get("preset") and model["preset"] not in PRESETS:
-        problems.append(f"model.preset={model['preset']!r} is unknown: choose one of {', '.join(PRESETS)}")
+        problems.append(f"model.preset={model['preset']!r} is unknown{_suggest(model['preset'], list(PRESETS))}: "
+                        f"choose one of {', '.join(PRESETS)}")
     if model.get("preset") and not model.get("tokenizer"):
         problems.append("model.preset needs model.tokenizer (a tokenizer directory or hub id)")
+    return problems
 
+
+def check_chat_data(checked: dict) -> list[str]:
+    """The `data` section of sft and dpo recipes."""
+    problems = check_model(checked)
     data = checked.get("data") or {}
     if bool(data.get("dataset")) == bool(data.get("mixture")):
         problems.append("data needs exactly one of data.dataset or data.mixture")
@@ -283,53 +362,107 @@ def validate(raw: dict, kind: str) -> tuple[dict, list[str]]:
         problems.append("data.eval_fraction must be in [0, 1)")
     if not 0.0 <= data.get("max_truncated_fraction", 1.0) <= 1.0:
         problems.append("data.max_truncated_fraction must be in [0, 1]")
-    return checked, problems
+    if data.get("num_samples") is not None and data["num_samples"] < 1:
+        problems.append(f"data.num_samples={data['num_samples']} must be at least 1 (or null for all rows)")
+    return problems
+
+
+CHAT_PATHS = ("model.name_or_path", "model.tokenizer", "data.dataset", "data.mixture[].dataset")
+SCHEMAS = {
+    kind: RecipeSchema(kind=kind, sections=SECTIONS, training=TRAINING_CLASSES[kind], lora=True,
+                       check=check_chat_data, paths=CHAT_PATHS)
+    for kind in ("sft", "dpo")
+}
 
 
 # ---------------------------------------------------------------- entry point
 
 
-def _anchor_paths(from_yaml: dict, recipe_dir: Path) -> dict:
-    """A relative path written in a recipe means relative to the recipe file when it exists there (so shipped
-    recipes work from any directory); paths given on the command line stay relative to where you are."""
+def _anchor_paths(from_yaml: dict, recipe_dir: Path, keys: tuple[str, ...]) -> dict:
+    """A relative path written in a recipe means relative to the recipe's folder when it exists there (so shipped
+    recipes work from any directory, and a same-named folder where you stand never shadows the shipped one);
+    otherwise it stays as written: relative to where you are (e.g. `runs/debug-sft`), or a hub id."""
+    import copy
 
     def anchor(value):
-        if not isinstance(value, str) or Path(value).is_absolute() or Path(value).exists():
+        if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
             return value
         candidate = recipe_dir / value
         return str(candidate) if candidate.exists() else value
 
-    out = {key: dict(value) if isinstance(value, dict) else value for key, value in from_yaml.items()}
-    for section, key in (("model", "name_or_path"), ("model", "tokenizer"), ("data", "dataset")):
-        if isinstance(out.get(section), dict) and key in out[section]:
-            out[section][key] = anchor(out[section][key])
-    mixture = (out.get("data") or {}).get("mixture") if isinstance(out.get("data"), dict) else None
-    if isinstance(mixture, list):
-        out["data"]["mixture"] = [
-            {**item, "dataset": anchor(item.get("dataset"))} if isinstance(item, dict) else item for item in mixture
-        ]
+    def walk(node, parts):
+        if not parts or node is None:
+            return
+        head, rest = parts[0], parts[1:]
+        if head.endswith("[]"):
+            items = node.get(head[:-2]) if isinstance(node, dict) else None
+            for item in items if isinstance(items, list) else []:
+                walk(item, rest)
+        elif head == "*":
+            for child in (node.values() if isinstance(node, dict) else []):
+                walk(child, rest)
+        elif isinstance(node, dict) and head in node:
+            if rest:
+                walk(node[head], rest)
+            else:
+                node[head] = anchor(node[head])
+
+    out = copy.deepcopy(from_yaml)
+    for key in keys:
+        walk(out, key.split("."))
     return out
 
 
-def load_recipe(name_or_path: str, kind: str, overrides: list[str] | None = None, defaults: dict | None = None) -> Recipe:
+def _prefer_command_line_model(from_file: dict, overrides: dict) -> dict:
+    """`model.name_or_path=DIR` on the command line replaces the file's preset (and its tokenizer), and
+    `model.preset=X` replaces the file's name_or_path: the command line names the model, whole."""
+    model_over = overrides.get("model") if isinstance(overrides.get("model"), dict) else {}
+    model_file = from_file.get("model") if isinstance(from_file.get("model"), dict) else None
+    if not model_over or model_file is None:
+        return from_file
+    model_file = dict(model_file)
+    if model_over.get("name_or_path") and "preset" not in model_over:
+        model_file.pop("preset", None)
+        if "tokenizer" not in model_over:
+            model_file.pop("tokenizer", None)
+    if model_over.get("preset") and "name_or_path" not in model_over:
+        model_file.pop("name_or_path", None)
+    return {**from_file, "model": model_file}
+
+
+def load_recipe(name_or_path: str, kind: str, overrides: list[str] | None = None, defaults: dict | None = None,
+                schema: RecipeSchema | None = None) -> Recipe:
     """Resolve, merge (defaults < YAML < overrides), validate and build a recipe for the command `kind`."""
-    path = resolve_recipe(name_or_path)
-    from_yaml = _anchor_paths(read_yaml(path), path.parent)
-    declared = from_yaml.get("recipe")
-    if declared is not None and declared != kind:
+    schema = schema or SCHEMAS[kind]
+    path = resolve_recipe(name_or_path, schema.folder)
+    from_yaml = _anchor_paths(read_yaml(path), path.parent, schema.paths)
+    declared = from_yaml.get(schema.marker)
+    if schema.marker == "recipe" and declared is not None and declared != kind:
         raise UsageError(f"'{path}' is a {declared} recipe: run it with `smolalign {declared} {name_or_path}`")
-    raw = deep_merge(deep_merge(defaults or {}, from_yaml), parse_overrides(overrides or []))
-    checked, problems = validate(raw, kind)
+    parsed = parse_overrides(overrides or [])
+    from_files = _prefer_command_line_model(deep_merge(defaults or {}, from_yaml), parsed)
+    raw = deep_merge(from_files, parsed)
+    checked, problems = validate(raw, schema)
     if problems:
+        from .redact import redact_text
+
         count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
-        raise UsageError(f"{count} in recipe {path}: " + "; ".join(problems))
-    recipe = Recipe(
+        raise UsageError(redact_text(f"{count} in recipe {path}: " + "; ".join(problems)))
+    sections = {}
+    for name, cls in schema.sections.items():
+        sections[name] = cls(**(checked.get(name) or {}))
+    for name in schema.free:
+        if name in checked:
+            sections[name] = checked[name]
+    return Recipe(
         kind=kind,
-        model=ModelSection(**(checked.get("model") or {})),
-        data=DataSection(**(checked.get("data") or {})),
+        model=sections.get("model"),
+        data=sections.get("data"),
         training=checked.get("training") or {},
         lora=checked.get("lora"),
         path=str(path),
         raw=raw,
+        sections=sections,
+        settings=schema.settings(**checked["_settings"]) if schema.settings else None,
+        schema=schema,
     )
-    return recipe

@@ -17,20 +17,23 @@ def shipped_dir(name: str) -> Path:
     raise FileNotFoundError(f"the shipped '{name}' folder is missing from this installation of smolalign")
 
 
-def shipped_recipes() -> list[Path]:
-    root = shipped_dir("recipes")
+def shipped_recipes(folder: str = "recipes") -> list[Path]:
+    root = shipped_dir(folder)
     return sorted(p for p in root.rglob("*.yaml") if "accelerate" not in p.relative_to(root).parts)
 
 
-def resolve_recipe(name_or_path: str) -> Path:
-    """A path that exists is used as is; a bare name such as `sft` or `debug/sft` is the shipped recipe."""
+def resolve_recipe(name_or_path: str, folder: str = "recipes") -> Path:
+    """A path that exists is used as is; a bare name such as `sft` or `debug/sft` is the shipped file."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    root = shipped_dir("recipes")
-    stem = name_or_path.removeprefix("recipes/").removesuffix(".yaml")
+    if path.is_dir():
+        raise UsageError(f"recipe '{name_or_path}' is a directory: give a YAML file")
+    root = shipped_dir(folder)
+    stem = name_or_path.removeprefix(f"{folder}/").removesuffix(".yaml")
     shipped = root / f"{stem}.yaml"
     if shipped.is_file():
         return shipped
-    names = ", ".join(str(p.relative_to(root).with_suffix("")) for p in shipped_recipes())
-    raise UsageError(f"recipe '{name_or_path}' not found: give a path to a YAML file or a shipped name ({names})")
+    names = ", ".join(str(p.relative_to(root).with_suffix("")) for p in shipped_recipes(folder))
+    what = "recipe" if folder == "recipes" else "spec"
+    raise UsageError(f"{what} '{name_or_path}' not found: give a path to a YAML file or a shipped name ({names})")
