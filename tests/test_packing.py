@@ -1,0 +1,125 @@
+"""Packed rows keep documents apart by construction: checked through the real SFTTrainer's own loss and inputs."""
+
+import pytest
+
+from .conftest import DEBUG_DIR
+
+# Lengths differ so that BFD puts several documents in a row and leaves some rows short (padded).
+ANSWERS = ["sun " * n for n in (1, 3, 7, 12, 2, 20, 5, 9, 4, 15, 6, 1)]
+
+
+def packed_trainer(tmp_path, attn="sdpa", **training):
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from smolalign.modeling import build_model
+    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.train.packing import use_packed_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer")
+    prepare_chat_tokenizer(tokenizer)
+    rows = [{"messages": [{"role": "user", "content": f"Repeat the word sun {len(a.split())} times."},
+                          {"role": "assistant", "content": a.strip()}]} for a in ANSWERS]
+    settings = dict(output_dir=str(tmp_path / "out"), bf16=False, activation_checkpointing=False,
+                    assistant_only_loss=True, report_to=[], max_length=96, packing=True,
+                    per_device_train_batch_size=3, include_num_input_tokens_seen="non_padding", seed=0)
+    model = build_model("tiny", tokenizer, seed=1)
+    model.config._attn_implementation = attn
+    trainer = SFTTrainer(model=model, args=SFTConfig(**{**settings, **training}),
+                         train_dataset=datasets.Dataset.from_list(rows), processing_class=tokenizer)
+    assert use_packed_rows(trainer, attn)
+    return trainer
+
+
+def documents(batch):
+    """(row, start, end) of every real document, read from the position ids (0 starts a document)."""
+    found = []
+    for row, (positions, ids) in enumerate(zip(batch["position_ids"].tolist(), batch["input_ids"].tolist())):
+        starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
+        for start, end in zip(starts, starts[1:]):
+            if end - start > 1:  # padding: one-token "documents" at position 0
+                found.append((row, start, end))
+    return found
+
+
+def first_batch(trainer):
+    return next(iter(trainer.get_train_dataloader()))
+
+
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def trainer(request, tmp_path_factory):
+    return packed_trainer(tmp_path_factory.mktemp(request.param), attn=request.param)
+
+
+def test_collator_builds_an_explicit_block_causal_mask(trainer):
+    import torch
+
+    batch = first_batch(trainer)
+    rows, length = batch["input_ids"].shape
+    mask = batch["attention_mask"]
+    assert mask.shape == (rows, 1, length, length)
+    allowed = mask if mask.dtype == torch.bool else mask == 0
+    docs = documents(batch)
+    assert len(docs) > rows, "the fixture must pack several documents into a row"
+    for row, start, end in docs:
+        inside = allowed[row, 0, start:end, start:end]
+        n = end - start
+        assert torch.equal(inside, torch.ones(n, n, dtype=torch.bool).tril()), "causal inside a document"
+        assert not allowed[row, 0, start:end, :start].any(), "nothing before the document is visible"
+
+
+def test_packed_loss_is_the_token_weighted_loss_of_documents_alone(trainer):
+    import torch
+
+    batch = first_batch(trainer)
+    trainer.model.eval()
+    with torch.no_grad():
+        packed = trainer.compute_loss(trainer.model, dict(batch)).item()
+        total, weight = 0.0, 0
+        for row, start, end in documents(batch):
+            labels = batch["labels"][row:row + 1, start:end]
+            alone = {"input_ids": batch["input_ids"][row:row + 1, start:end], "labels": labels,
+                     "attention_mask": torch.ones_like(labels)}
+            n = int((labels[:, 1:] != -100).sum())
+            if n:
+                total += trainer.compute_loss(trainer.model, alone).item() * n
+                weight += n
+    assert packed == pytest.approx(total / weight, rel=1e-5)
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_changed_token_changes_no_other_document(trainer, use_cache):
+    """With a KV cache transformers no longer reads boundaries from position ids: the explicit mask must hold."""
+    import torch
+
+    batch = first_batch(trainer)
+    row, start, end = next(d for d in documents(batch) if sum(1 for e in documents(batch) if e[0] == d[0]) > 1)
+    changed = {**batch, "input_ids": batch["input_ids"].clone()}
+    changed["input_ids"][row, start + 1] = (changed["input_ids"][row, start + 1] + 1) % len(trainer.processing_class)
+    trainer.model.eval()
+    with torch.no_grad():
+        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask")}
+        before = trainer.model(**inputs, use_cache=use_cache).logits
+        after = trainer.model(**{**inputs, "input_ids": changed["input_ids"]}, use_cache=use_cache).logits
+    assert not torch.allclose(before[row, start + 1:end], after[row, start + 1:end]), "the changed document moved"
+    for other_row, other_start, other_end in documents(batch):
+        if (other_row, other_start) != (row, start):
+            torch.testing.assert_close(after[other_row, other_start:other_end],
+                                       before[other_row, other_start:other_end], rtol=0, atol=0)
+
+
+def test_token_counters_count_real_tokens(tmp_path):
+    """One epoch sees every packed token once, whatever the order: the Trainer's and TRL's counts equal it."""
+    trainer = packed_trainer(tmp_path, num_train_epochs=1, logging_steps=1, save_strategy="no")
+    real = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    trainer.train()
+    assert trainer.state.num_input_tokens_seen == real
+    logged = [log["num_tokens"] for log in trainer.state.log_history if "num_tokens" in log]
+    assert logged and logged[-1] == real
+
+
+def test_torch_compile_gets_one_fixed_shape(tmp_path):
+    trainer = packed_trainer(tmp_path, torch_compile=True)
+    shapes = {tuple(batch["input_ids"].shape[1:]) for batch in trainer.get_train_dataloader()}
+    assert shapes == {(trainer.args.max_length,)}
