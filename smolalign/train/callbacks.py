@@ -1,35 +1,68 @@
-"""Trainer callbacks shared by every command: rich progress and a metrics log (checkpoint markers: checkpoints.py)."""
+"""Trainer callbacks shared by every command: rich progress and a metrics log (checkpoint markers: checkpoints.py).
+
+Throughput has one definition, `tokens_per_second`, used by the progress bar, the metrics log and the end-of-run
+summary alike: real (non-padding) tokens that this `train()` call saw, over the Trainer's own `train_runtime`
+clock for the same call (evaluation and saving included, as in transformers' `train_tokens_per_second`).
+"""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-
 METRICS_FILE = "metrics.jsonl"
 
 
-class MetricsLog(TrainerCallback):
-    """Appends every log (train and eval) as one JSON line; on resume, lines past the checkpoint are dropped."""
+def tokens_per_second(state, runtime: float, tokens_before: int = 0) -> float | None:
+    """Tokens seen since `train()` began (`tokens_before`: those restored from a checkpoint) per second of
+    `runtime`; None when there is nothing to divide."""
+    tokens = state.num_input_tokens_seen - tokens_before
+    if not runtime or runtime <= 0 or tokens <= 0:
+        return None
+    return tokens / runtime
 
-    def __init__(self, output_dir: str | Path, resume_step: int | None):
+
+class MetricsLog(TrainerCallback):
+    """Appends every log (train and eval) as one JSON line, on the main process only.
+
+    A fresh run starts the file anew; a resumed one keeps the lines up to the checkpoint's step (later ones were
+    logged by the interrupted run and are logged again), then writes a `resumed` line. The end-of-train record
+    (`train_loss`, `train_runtime`) covers only this `train()` call: after a resume it says so (`since_step`)."""
+
+    def __init__(self, output_dir: str | Path, resume_step: int | None = None):
         self.path = Path(output_dir) / METRICS_FILE
-        if resume_step is not None and self.path.is_file():
+        self.resume_step = resume_step
+        self.start_step = 0
+        self.tokens_before = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step = state.global_step if self.resume_step is None else self.resume_step
+        self.tokens_before = state.num_input_tokens_seen
+        if not state.is_world_process_zero:
+            return  # every process runs callbacks: only one may touch the shared file
+        if self.start_step == 0:
+            self.path.unlink(missing_ok=True)
+            return
+        kept = []
+        if self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
-        elif resume_step is None and self.path.exists():
-            self.path.unlink()
+                    if line.strip() and json.loads(line).get("step", 0) <= self.start_step]
+        kept.append(json.dumps({"step": self.start_step, "event": "resumed", "tokens_seen": self.tokens_before}))
+        self.path.write_text("".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            record = {"step": state.global_step, "epoch": state.epoch, **logs,
-                      "tokens_seen": state.num_input_tokens_seen}
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, **logs, "tokens_seen": state.num_input_tokens_seen}
+        if "train_loss" in logs:  # the end-of-train record: transformers gives it no token rate
+            record.setdefault("train_tokens_per_second",
+                              tokens_per_second(state, logs.get("train_runtime"), self.tokens_before))
+            if self.start_step:
+                record["since_step"] = self.start_step  # train_loss and runtime cover the resumed part only
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
 
 class RichProgress(TrainerCallback):
@@ -39,21 +72,23 @@ class RichProgress(TrainerCallback):
         self.progress = None
         self.task = None
         self.fields = {"loss": "-", "lr": "-", "tps": "-"}
-        self._last = None
+        self.tokens_before = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        self.tokens_before = state.num_input_tokens_seen
+        resumed = " (since resume)" if state.global_step else ""
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tps]} tok/s"),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tps]} tok/s" + resumed),
             TimeRemainingColumn(), transient=False,
+            refresh_per_second=2,  # the bar redraws in a thread; at rich's default 10/s it competes with training
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, **self.fields)
-        self._last = (time.perf_counter(), state.num_input_tokens_seen)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:
@@ -62,14 +97,13 @@ class RichProgress(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.progress is None or not logs:
             return
-        now, tokens = time.perf_counter(), state.num_input_tokens_seen
         if "loss" in logs:
             self.fields["loss"] = f"{logs['loss']:.4f}"
         if "learning_rate" in logs:
             self.fields["lr"] = f"{logs['learning_rate']:.2e}"
-        if "loss" in logs and self._last and tokens and now > self._last[0]:
-            self.fields["tps"] = f"{(tokens - self._last[1]) / (now - self._last[0]):,.0f}"
-            self._last = (now, tokens)
+        rate = tokens_per_second(state, logs.get("train_runtime"), self.tokens_before)
+        if rate is not None:
+            self.fields["tps"] = f"{rate:,.0f}"
         self.progress.update(self.task, **self.fields)
 
     def on_train_end(self, args, state, control, **kwargs):
