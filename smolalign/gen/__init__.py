@@ -1,0 +1,12 @@
+"""`smolalign gen`: the SmolTalk subsets (magpie-ultra, smol-constraints, smol-rewrite, smol-summarization) made with
+distilabel pipelines on any backend, with a resume the project owns (see shards.py).
+
+Only light modules are imported here; distilabel, transformers and torch load when a run starts.
+"""
+
+from __future__ import annotations
+
+from .run import run_gen
+from .spec import list_subsets
+
+__all__ = ["list_subsets", "run_gen"]

@@ -1,0 +1,186 @@
+"""Spec -> a distilabel LLM, and the checks that make a wrong backend fail in seconds, before anything is written.
+
+- openai: any OpenAI-compatible server. Chat tasks go to /v1/chat/completions (distilabel's OpenAILLM); Magpie
+  needs the raw /v1/completions route with the chat template rendered on the client (distilabel's ClientvLLM),
+  because the model must continue a prompt that stops inside a user turn. The server is asked, with a short
+  timeout, whether it answers, which models it serves, and whether the routes exist (an empty POST: a server
+  with the route refuses the body, one without it answers 404), so a dead server is an error now, not a hang.
+- transformers: a local path or hub id, run in-process; every generation kwarg is passed explicitly, because
+  distilabel's TransformersLLM would otherwise sample at temperature 0.1 with repetition penalty 1.1.
+- vllm: in-process on a GPU, when the vllm package is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from ..errors import UsageError
+
+PROBE_SECONDS = 5.0
+CHATML_PRE_QUERY = "<|im_start|>user\n"
+PRE_QUERY_ALIASES = {"qwen2": CHATML_PRE_QUERY,
+                     "llama3": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"}
+
+
+@dataclass
+class Backend:
+    """What the checks found out: the model the server serves, the tokenizer Magpie renders with."""
+
+    kind: str
+    model: str
+    tokenizer: str | None
+    base_url: str | None = None
+
+
+def _request(url: str, key: str | None, body: dict | None = None) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_SECONDS) as response:
+            return response.status, response.read(200_000).decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def _probe(url: str, key: str | None, body: dict | None, base_url: str) -> tuple[int, str]:
+    try:
+        return _request(url, key, body)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise UsageError(f"the server at {base_url} does not answer ({reason}): start it, or fix --base-url "
+                         f"(e.g. http://127.0.0.1:8000/v1)") from None
+
+
+def _is_local(url: str) -> bool:
+    return (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+def check_server(llm, routes: tuple[str, ...]) -> Backend:
+    base_url = (llm.base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
+    if not base_url:
+        raise UsageError("backend openai needs a server: pass --base-url http://HOST:PORT/v1 (or set OPENAI_BASE_URL)")
+    if urlparse(base_url).scheme not in ("http", "https"):
+        raise UsageError(f"--base-url {base_url} is not an http(s) URL: write e.g. http://127.0.0.1:8000/v1")
+    key = os.environ.get(llm.api_key_env)
+    if not key and not _is_local(base_url):
+        raise UsageError(f"no API key for {base_url}: set {llm.api_key_env} in the environment")
+    status, text = _probe(f"{base_url}/models", key, None, base_url)
+    if status in (401, 403):
+        raise UsageError(f"the server at {base_url} refused the API key (HTTP {status}): set {llm.api_key_env}")
+    if status != 200:
+        raise UsageError(f"the server at {base_url} has no /models (HTTP {status}): give the API root as --base-url, "
+                         f"e.g. http://127.0.0.1:8000/v1")
+    try:
+        served = [entry["id"] for entry in json.loads(text).get("data", [])]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        raise UsageError(f"{base_url}/models did not answer like an OpenAI-compatible server: check --base-url") from None
+    model = llm.model
+    if model is None:
+        if len(served) != 1:
+            listed = ", ".join(served[:10]) or "none"
+            raise UsageError(f"the server at {base_url} serves {len(served)} models ({listed}): pick one with --model")
+        model = served[0]
+    elif served and model not in served:
+        raise UsageError(f"the server at {base_url} does not serve '{model}' (it serves {', '.join(served[:10])}): "
+                         f"fix --model")
+    for route in routes:
+        status, _ = _probe(f"{base_url}/{route}", key, {}, base_url)
+        if status in (404, 405, 501):
+            fix = ("Magpie continues a raw prompt that ends inside a user turn: serve the model with vLLM or "
+                   "`transformers serve`, or use --backend transformers" if route == "completions"
+                   else "use a server with the OpenAI chat API")
+            raise UsageError(f"the server at {base_url} has no /{route} route (HTTP {status}): {fix}")
+    return Backend(kind="openai", model=model, tokenizer=llm.tokenizer or llm.model, base_url=base_url)
+
+
+def render_prompt(tokenizer, messages: list[dict], pre_query: str | None) -> str:
+    """The text the model continues. With `pre_query` (Magpie) and the user's turn still to write, the prompt is the
+    conversation so far followed by the pre-query string, with no assistant header in between."""
+    if pre_query is not None and (not messages or messages[-1]["role"] != "user"):
+        head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False) if messages else ""
+        return head + pre_query
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def pre_query(llm) -> str:
+    return PRE_QUERY_ALIASES.get(llm.magpie_pre_query_template, llm.magpie_pre_query_template)
+
+
+def check_tokenizer(llm, name: str | None, magpie: bool) -> None:
+    """The chat template must exist (every subset sends conversations); for Magpie, the pre-query string must open
+    a user turn of that template, and the rendered prompt must end in it."""
+    from ..modeling import load_tokenizer
+
+    if name is None:
+        raise UsageError("Magpie over a server renders the chat template here: set llm.tokenizer (or --model) to "
+                         "the served model's tokenizer, a local path or hub id")
+    tokenizer = load_tokenizer(name, trust_remote_code=llm.trust_remote_code)
+    if not getattr(tokenizer, "chat_template", None):
+        raise UsageError(f"tokenizer '{name}' has no chat template: give an instruct (chat) model's tokenizer")
+    if magpie:
+        query = pre_query(llm)
+        opening = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+        if query.strip() not in opening:
+            raise UsageError(f"llm.magpie_pre_query_template={llm.magpie_pre_query_template!r} does not open a user "
+                             f"turn of this model's chat template: set it to the text before a user message")
+        prompt = render_prompt(tokenizer, [{"role": "system", "content": "s"}], query)
+        if not prompt.endswith(query) or prompt[: -len(query)].rstrip().endswith("assistant"):
+            raise UsageError("the Magpie prompt would not end in a fresh user turn with this chat template: set "
+                             "llm.magpie_pre_query_template to the exact text that opens a user turn")
+
+
+def check_backend(llm, magpie: bool, chat: bool) -> Backend:
+    """Everything about the LLM that can be checked without loading it; raises UsageError."""
+    if llm.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UsageError("backend vllm needs the vllm package (a GPU machine: pip install vllm): or use --backend "
+                         "transformers, or serve the model and use --backend openai")
+    if llm.backend == "openai":
+        routes = (("completions",) if magpie else ()) + (("chat/completions",) if chat else ())
+        backend = check_server(llm, routes)
+        if magpie:
+            check_tokenizer(llm, backend.tokenizer, magpie=True)
+        return backend
+    from ..modeling import check_model_source
+
+    check_model_source(llm.model)
+    check_tokenizer(llm, llm.tokenizer or llm.model, magpie)
+    return Backend(kind=llm.backend, model=llm.model, tokenizer=llm.tokenizer or llm.model)
+
+
+def generation_kwargs(llm, backend: str, temperature: float | None = None, max_new_tokens: int | None = None) -> dict:
+    """Every kwarg the backend's generate takes, from the spec: nothing left to distilabel's defaults."""
+    temperature = llm.temperature if temperature is None else temperature
+    out = {"max_new_tokens": max_new_tokens or llm.max_new_tokens, "temperature": temperature, "top_p": llm.top_p}
+    if backend == "transformers":
+        out.update(top_k=llm.top_k, repetition_penalty=llm.repetition_penalty, do_sample=temperature > 0)
+    elif backend == "vllm":
+        out.update(top_k=llm.top_k or -1, repetition_penalty=llm.repetition_penalty)
+    return out
+
+
+def make_llm(llm, backend: Backend, magpie: bool, temperature: float | None = None,
+             max_new_tokens: int | None = None):
+    """A fresh distilabel LLM for one step (each step loads its own in its own process)."""
+    from . import llms
+
+    kwargs = generation_kwargs(llm, llm.backend, temperature, max_new_tokens)
+    if llm.backend == "openai":
+        common = dict(model=backend.model, base_url=backend.base_url, api_key=None, api_key_env=llm.api_key_env,
+                      max_retries=llm.max_retries, timeout=llm.timeout, generation_kwargs=kwargs)
+        if magpie:
+            return llms.ServerMagpieLLM(tokenizer=backend.tokenizer, magpie_pre_query_template=pre_query(llm), **common)
+        return llms.ServerChatLLM(**common)
+    local = dict(model=llm.model, tokenizer=llm.tokenizer, trust_remote_code=llm.trust_remote_code,
+                 generation_kwargs=kwargs, magpie_pre_query_template=pre_query(llm))
+    if llm.backend == "vllm":
+        return llms.LocalvLLM(**local)
+    return llms.LocalLLM(torch_dtype=llm.dtype, device=llm.device, token=None, **local)

@@ -1,0 +1,169 @@
+"""Exactly-once generation: deterministic shards, each run as its own distilabel pipeline, committed atomically.
+
+Why not distilabel's cache: in 1.5.3 a run killed mid-way does not recover (the rerun emits one batch and hangs,
+distilabel issue #1065). So the planned rows are cut into fixed shards; a shard's pipeline runs with
+`use_cache=False`, and what it produced is written to `work/shards/shard-K.pass-P.jsonl` in one rename. A row is
+settled once a committed file says `ok` or `filtered`; a `failed` row (its batch was voided, or its answer was
+unusable) is asked again in the next pass, up to `output.max_passes` tries, then stays failed with its error.
+A rerun reads the committed files and asks only for unsettled rows, so after a kill the same command finishes the
+job without asking the LLM again for anything already committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+from ..outputs import atomic_write_text
+
+WORK = "work"
+_PART = re.compile(r"shard-(\d+)\.pass-(\d+)\.jsonl$")
+
+
+class ShardStore:
+    """The committed records under DIR/work/shards, one JSON line per row and attempt."""
+
+    def __init__(self, out_dir: Path):
+        self.root = Path(out_dir) / WORK / "shards"
+
+    def parts(self) -> list[tuple[int, int, Path]]:
+        if not self.root.is_dir():
+            return []
+        found = [(int(m.group(1)), int(m.group(2)), p) for p in self.root.iterdir() if (m := _PART.match(p.name))]
+        return sorted(found)
+
+    def records(self) -> dict[int, list[dict]]:
+        """gen_id -> its records in commit order."""
+        out: dict[int, list[dict]] = defaultdict(list)
+        for _, _, path in self.parts():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                out[record["gen_id"]].append(record)
+        return out
+
+    def commit(self, shard: int, pass_no: int, records: list[dict]) -> None:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        atomic_write_text(self.root / f"shard-{shard:05d}.pass-{pass_no}.jsonl", text)
+
+
+def settled(history: list[dict]) -> dict | None:
+    """The record that ends a row's story: ok or filtered (failures are retried)."""
+    return next((r for r in history if r["status"] in ("ok", "filtered")), None)
+
+
+def pending(rows: list[dict], history: dict[int, list[dict]], max_passes: int) -> list[dict]:
+    return [r for r in rows if settled(history.get(r["gen_id"], [])) is None
+            and len(history.get(r["gen_id"], [])) < max_passes]
+
+
+class PipelineLog(logging.Handler):
+    """Listens to distilabel's log: keeps the last error a failed batch logged (so a failed row says why), counts
+    the batches the last step sends (for the progress bar), and mutes distilabel's own console handler so our
+    display is the only one (its full log still goes to the pipeline.log file under DIR/work)."""
+
+    def __init__(self, last_step: str, on_batch, verbose: bool):
+        super().__init__(level=logging.INFO)
+        self.last_error: str | None = None
+        self.handlers_list: list | None = None
+        self.last_step, self.on_batch, self.verbose = last_step, on_batch, verbose
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.handlers_list is not None and not self.verbose:
+            from rich.logging import RichHandler
+
+            for handler in self.handlers_list:
+                if isinstance(handler, RichHandler):
+                    handler.setLevel(logging.CRITICAL + 1)
+        message = record.getMessage()
+        if "Subprocess traceback" in message:
+            lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+            self.last_error = lines[-1][:300] if lines else None
+        elif f"Step '{self.last_step}' sending batch" in message and self.on_batch:
+            self.on_batch()
+
+
+def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_batch=None) -> tuple[list[dict], str | None]:
+    """One distilabel pipeline over `rows`; returns its output rows and the last batch error it logged."""
+    from distilabel.pipeline import Pipeline
+
+    from .steps import PlannedRows
+    from .subsets import add_steps
+
+    llm, ray = recipe.sections["llm"], recipe.sections["ray"]
+    cache = work / "distilabel"
+    shutil.rmtree(cache / name, ignore_errors=True)  # what a killed run of this pass left behind
+    with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
+        source = PlannedRows(name="rows", data=rows, batch_size=llm.batch_size)
+        last = add_steps(recipe, source, backend, replicas=ray.replicas if ray.enabled else 1)
+    if ray.enabled:
+        address = ray.address or os.environ.get("RAY_ADDRESS")
+        # the actors' own prints would scroll our display away; distilabel's log still reaches us via its queue
+        pipeline = pipeline.ray(ray_head_node_url=address,
+                                ray_init_kwargs={"log_to_driver": bool(os.environ.get("SMOLALIGN_DEBUG"))})
+    handlers: list = []
+    listener = PipelineLog(last.name, on_batch, verbose=bool(os.environ.get("SMOLALIGN_DEBUG")))
+    handlers.append(listener)
+    listener.handlers_list = handlers  # distilabel appends its console and file handlers to this same list
+    distiset = pipeline.run(use_cache=False, logging_handlers=handlers)
+    out = distiset["default"]["train"].to_list() if distiset and "default" in distiset else []
+    _keep_log(cache / name, work / "logs" / f"{name}.log")
+    return out, listener.last_error
+
+
+def _keep_log(pipeline_cache: Path, target: Path) -> None:
+    """The pipeline's log is worth keeping; its cached batches are not (the run used no cache)."""
+    logs = sorted(pipeline_cache.rglob("pipeline.log"), key=lambda p: p.stat().st_mtime)
+    if logs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(logs[-1], target)
+    shutil.rmtree(pipeline_cache, ignore_errors=True)
+    shutil.rmtree(pipeline_cache.parent / "steps_data", ignore_errors=True)
+
+
+def _record(row: dict, outcome, pass_no: int) -> dict:
+    record = {"gen_id": row["gen_id"], "pass": pass_no, "status": outcome.status}
+    if outcome.status == "ok":
+        record["rows"] = outcome.rows
+    else:
+        record["reason"] = outcome.reason
+    return record
+
+
+def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[int, list[dict]]:
+    """Run every shard to completion (or to its last pass); returns each row's committed history."""
+    from .subsets import interpret
+
+    out = recipe.sections["output"]
+    store = ShardStore(out_dir)
+    work = Path(out_dir) / WORK
+    history = store.records()
+    shards = [rows[k:k + out.shard_size] for k in range(0, len(rows), out.shard_size)]
+    display.start(len(rows), sum(1 for r in rows if not pending([r], history, out.max_passes)))
+    for k, shard in enumerate(shards):
+        while todo := pending(shard, history, out.max_passes):
+            pass_no = 1 + max((p for s, p, _ in store.parts() if s == k), default=0)
+            display.begin_pass(k, len(shards), pass_no, len(todo), recipe.sections["llm"].batch_size)
+            outputs, error = run_pipeline(recipe, todo, backend, work, f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}",
+                                          on_batch=display.batch_done)
+            by_id = {o.get("gen_id"): o for o in outputs}
+            records = []
+            for row in todo:
+                output = by_id.get(row["gen_id"])
+                outcome = interpret(recipe, output, error) if output is not None else _lost(error)
+                records.append(_record(row, outcome, pass_no))
+            store.commit(k, pass_no, records)
+            for record in records:
+                history[record["gen_id"]].append(record)
+            display.end_pass(sum(1 for r in rows if not pending([r], history, out.max_passes)))
+    return history
+
+
+def _lost(error: str | None):
+    from .subsets import Outcome
+
+    return Outcome("failed", reason="the pipeline returned no row" + (f" ({error})" if error else ""))
