@@ -16,7 +16,9 @@ from . import __version__
 from .errors import NotImplementedYet, UsageError
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    from .redact import redact_text
+
+    click.echo(f"error: {redact_text(message)}", err=True)
     sys.exit(code)
 
 
@@ -67,13 +69,14 @@ def _training_options(func):
 @main.command()
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
+@click.option("--model", "model_path", default=None, help="Start from this model (a directory or hub id); sets model.name_or_path.")
 @_training_options
-def sft(recipe, overrides, print_config, overwrite, resume, merge, accelerate_config, num_processes):
+def sft(recipe, overrides, model_path, print_config, overwrite, resume, merge, accelerate_config, num_processes):
     """Supervised fine-tuning with TRL's SFTTrainer (2 epochs, assistant-only loss, packing)."""
     from .train.sft import run_sft
 
-    run_sft(recipe, list(overrides), print_config=print_config, overwrite=overwrite, resume=resume, merge=merge,
-            accelerate_config=accelerate_config, num_processes=num_processes)
+    run_sft(recipe, list(overrides), model_path=model_path, print_config=print_config, overwrite=overwrite,
+            resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes)
 
 
 @main.command()

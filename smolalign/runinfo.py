@@ -1,4 +1,5 @@
-"""What every run writes beside its outputs: resolved recipe, package versions, seed, data fingerprints."""
+"""What every run writes beside its outputs: resolved recipe, package versions, seed, data fingerprints, and the
+history of each start and resume (a resume appends to the record; it never replaces it). Secrets are redacted."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from .outputs import atomic_write_text
+from .outputs import RUN_FILE, atomic_write_text
+from .redact import redact
 
-RUN_FILE = "smolalign_run.json"
 RECIPE_FILE = "recipe.yaml"
 PACKAGES = ("smolalign", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "distilabel", "tokenizers")
 
@@ -32,7 +33,13 @@ def _process_count() -> int:
     return PartialState().num_processes
 
 
-def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extra: dict | None = None) -> dict:
+def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extra: dict | None = None,
+                   resumed_from: str | None = None) -> dict:
+    output_dir = Path(output_dir)
+    previous = read_run_info(output_dir) if resumed_from else None
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    event = {"event": "resume" if resumed_from else "start", "time": now, "argv": sys.argv,
+             "from_checkpoint": resumed_from, "versions": package_versions()}
     info = {
         "command": recipe.kind,
         "argv": sys.argv,
@@ -43,10 +50,11 @@ def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extr
         "versions": package_versions(),
         "python": platform.python_version(),
         "processes": _process_count(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": (previous or {}).get("started", now),
         **(extra or {}),
+        "history": [*((previous or {}).get("history") or []), event],
     }
-    output_dir = Path(output_dir)
+    info = redact(info)
     atomic_write_text(output_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
     atomic_write_text(output_dir / RECIPE_FILE, recipe.to_yaml())
     return info
@@ -54,4 +62,7 @@ def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extr
 
 def read_run_info(output_dir: str | Path) -> dict | None:
     path = Path(output_dir) / RUN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None

@@ -41,7 +41,7 @@ def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
 def remove_incomplete(output_dir: str | Path) -> list[Path]:
     """Delete half-written checkpoints so that rotation and later resumes never see them. Only in a directory
     that a smolalign run wrote (it holds the run record): there, every `checkpoint-N` is ours."""
-    from ..runinfo import RUN_FILE
+    from ..outputs import RUN_FILE
 
     if not (Path(output_dir) / RUN_FILE).is_file():
         return []

@@ -1,17 +1,24 @@
-"""The life of a training run, shared by `sft` and `dpo`: recipe -> (relaunch) -> output dir -> resume -> report."""
+"""The life of a training run, once, for every command (sft, dpo, pretrain):
+
+recipe -> (relaunch under accelerate) -> checks -> output directory + lock -> model -> data -> trainer -> first
+write (run record) -> callbacks -> train (or resume) -> save -> report.
+
+A command gives only what is its own (a `Command`: defaults, schema, data, trainer). Every check that can fail on
+bad input runs before the first write, so a failed command leaves nothing behind and the corrected one just runs.
+"""
 
 from __future__ import annotations
 
-import shutil
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from ..config import Recipe, load_recipe
+from ..config import Recipe, RecipeSchema, load_recipe
 from ..errors import UsageError
-from ..outputs import check_output_dir
+from ..outputs import OutputLock, check_output_dir, empty_directory, is_ours
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
 from .launch import inside_launch, relaunch
@@ -27,6 +34,48 @@ class RunFlags:
     num_processes: int | None = None
 
 
+@dataclass
+class PreparedData:
+    """What a command's data step hands to the run: datasets, fingerprints (for resume), and a report."""
+
+    train: object
+    eval: object | None
+    fingerprints: dict
+    report: dict = field(default_factory=dict)
+    """Printed as the data table before training and kept in the run record."""
+    record: dict = field(default_factory=dict)
+    """Further entries for the run record (e.g. the data layer's per-source report)."""
+
+
+@dataclass
+class Command:
+    """What one training command brings to the shared run lifecycle."""
+
+    kind: str
+    defaults: Callable[[], dict]
+    load_data: Callable  # (recipe, tokenizer, args) -> PreparedData; reads only, runs main-process-first
+    build_trainer: Callable  # (model, tokenizer, args, data: PreparedData, recipe) -> Trainer
+    panels: list
+    metric_keys: list
+    schema: RecipeSchema | None = None
+    prepare: Callable | None = None
+    """(model, tokenizer, recipe, args, placement) -> dict of run-record entries; checks and readies the model."""
+    check_data: Callable | None = None
+    """(trainer, data: PreparedData, recipe, args) -> None; checks that need the built trainer (e.g. its
+    tokenized dataset); may add to data.report."""
+    notes: Callable = lambda data, args: []
+    """(data, args) -> lines for the model card."""
+
+
+def machine_defaults() -> dict:
+    """Training defaults that depend on the machine, shared by every command."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    # TRL defaults to bf16 and gradient checkpointing even on CPU, where both only cost time (~3x).
+    return {"bf16": on_gpu and torch.cuda.is_bf16_supported(), "activation_checkpointing": on_gpu}
+
+
 def process_state():
     """accelerate's process state; on a machine without GPUs, several processes talk over gloo on the CPU."""
     import torch
@@ -39,13 +88,21 @@ def is_main_process() -> bool:
     return process_state().is_main_process
 
 
-def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, flags: RunFlags) -> Recipe | None:
+def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, flags: RunFlags,
+            schema: RecipeSchema | None = None) -> Recipe | None:
     """Load and validate the recipe; print it, or hand the run to accelerate, when asked. None: nothing to train."""
-    recipe = load_recipe(recipe_name, kind, overrides, defaults)
+    recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
+    move_token_to_environment(recipe)
     if flags.print_config:
         click.echo(recipe.to_yaml(), nl=False)
         return None
-    recipe.training_args()  # TRL's own consistency checks, still before any model or data is loaded
+    args = recipe.training_args()  # the library's own consistency checks, before any model or data is loaded
+    try:  # TODO(lead): plain import once guards.py lands
+        from .guards import check_training
+    except ImportError:
+        check_training = None
+    if check_training is not None:
+        check_training(kind, args)
     if flags.merge and recipe.lora is None:
         raise UsageError("--merge needs a lora section: full fine-tuning already writes full weights")
     if flags.accelerate_config and not inside_launch():
@@ -54,22 +111,58 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
     return recipe
 
 
+def move_token_to_environment(recipe: Recipe) -> None:
+    """A hub token given in the recipe goes to HF_TOKEN for this process only: the Trainer pickles its arguments
+    into every checkpoint (training_args.bin), so a token left there would be written and pushed."""
+    import os
+
+    token = recipe.training.pop("hub_token", None)
+    if token:
+        os.environ["HF_TOKEN"] = token
+        click.echo("note: training.hub_token is used through HF_TOKEN and never written; set HF_TOKEN in the "
+                   "environment instead", err=True)
+
+
 @dataclass
 class OutputPlan:
     output_dir: Path
     resume_from: Path | None
+    lock: OutputLock | None = None
+    existed: bool = False
 
 
 def plan_output(recipe: Recipe, flags: RunFlags) -> OutputPlan:
-    """Check the output directory before anything heavy runs; pick the checkpoint to resume from."""
+    """Check the output directory before anything heavy runs, lock it, and pick the checkpoint to resume from."""
     output_dir = check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume)
-    resume_from = newest_complete_checkpoint(output_dir) if flags.resume else None
-    if flags.resume and resume_from is None:
-        click.echo(f"no complete checkpoint in {output_dir}: starting from the beginning", err=True)
-    return OutputPlan(output_dir=output_dir, resume_from=resume_from)
+    plan = OutputPlan(output_dir=output_dir, resume_from=None, existed=output_dir.exists())
+    if is_main_process():
+        plan.lock = OutputLock(output_dir)
+        plan.lock.acquire()  # writes nothing; a directory that does not exist yet is locked once it is made
+    if flags.resume:
+        plan.resume_from = newest_complete_checkpoint(output_dir)
+        if plan.resume_from is None:
+            click.echo(f"no complete checkpoint in {output_dir}: starting from the beginning", err=True)
+    return plan
 
 
-def check_resumable_data(plan: OutputPlan, fingerprints: dict) -> None:
+# Recipe keys whose change makes a resumed run a different run (model, data, batch geometry, seed).
+BREAKING_KEYS = ("model", "data", "stages", "training.per_device_train_batch_size",
+                 "training.gradient_accumulation_steps", "training.max_length", "training.packing",
+                 "training.seed", "training.data_seed")
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def check_resumable(plan: OutputPlan, recipe: Recipe, fingerprints: dict) -> None:
+    """Resuming with other data or another model/batch is a different run: refuse it, naming what changed.
+    Other changes (logging, saving, epochs) are allowed and listed."""
     if plan.resume_from is None:
         return
     previous = read_run_info(plan.output_dir) or {}
@@ -79,20 +172,30 @@ def check_resumable_data(plan: OutputPlan, fingerprints: dict) -> None:
             f"the data differs from the run being resumed in {plan.output_dir} (fingerprints {before} -> "
             f"{fingerprints}): resume with the same data, or start a new run with another output_dir"
         )
+    old, new = _flatten(previous.get("recipe") or {}), _flatten(recipe.to_dict())
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "training.output_dir")
+    breaking = [k for k in changed if any(k == b or k.startswith(b + ".") for b in BREAKING_KEYS)]
+    if breaking:
+        raise UsageError(f"the recipe changed since the run in {plan.output_dir} started ({', '.join(breaking)}): "
+                         f"resume with the same recipe, or start a new run with another output_dir")
+    if changed and is_main_process():
+        click.echo(f"resuming with changed settings: {', '.join(changed)}", err=True)
 
 
 def open_output(plan: OutputPlan, recipe: Recipe, fingerprints: dict, flags: RunFlags, extra: dict) -> None:
     """The first write of the run: everything before this point only read."""
     if not is_main_process():
         return
-    if flags.overwrite and not flags.resume and plan.output_dir.is_dir():
-        shutil.rmtree(plan.output_dir)
+    if flags.overwrite and not flags.resume and plan.output_dir.is_dir() and is_ours(plan.output_dir):
+        empty_directory(plan.output_dir)  # the directory itself stays, and so does its lock
     plan.output_dir.mkdir(parents=True, exist_ok=True)
+    plan.lock.acquire()
     if plan.resume_from is not None:
-        removed = remove_incomplete(plan.output_dir)
-        for path in removed:
+        for path in remove_incomplete(plan.output_dir):
             click.echo(f"removed half-written {path.name}", err=True)
-    write_run_info(plan.output_dir, recipe, fingerprints, extra)
+        click.echo(f"resuming from {plan.resume_from}", err=True)
+    write_run_info(plan.output_dir, recipe, fingerprints, extra,
+                   resumed_from=str(plan.resume_from) if plan.resume_from else None)
 
 
 def install_callbacks(trainer, plan: OutputPlan) -> None:
@@ -120,10 +223,27 @@ def load_recipe_model(recipe: Recipe, seed: int):
     )
 
 
+def construct_trainer(build: Callable, plan: OutputPlan, *build_args):
+    """Build the trainer before the first write: a config error it raises becomes one line, and the empty
+    output directory the Trainer makes for itself is removed again."""
+    try:
+        return build(*build_args)
+    except UsageError:
+        raise
+    except (ValueError, TypeError, AssertionError, NotImplementedError, ImportError) as error:
+        if not plan.existed and plan.output_dir.is_dir() and not any(plan.output_dir.iterdir()):
+            plan.output_dir.rmdir()
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"the trainer refused the recipe: {text}") from error
+
+
 def dataset_names(recipe: Recipe) -> list[str]:
-    if recipe.data.mixture:
+    if getattr(recipe.data, "mixture", None):
         return [f"{m['dataset']} (weight {m.get('weight', 1.0)})" for m in recipe.data.mixture]
-    return [recipe.data.dataset]
+    if getattr(recipe.data, "dataset", None):
+        return [recipe.data.dataset]
+    sources = getattr(recipe.data, "sources", None) or {}
+    return [f"{name}: {source.get('dataset')}" for name, source in sources.items()]
 
 
 def merge_adapter(model, tokenizer, output: Path) -> None:
@@ -136,28 +256,71 @@ def merge_adapter(model, tokenizer, output: Path) -> None:
 
 
 def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panels, metric_keys, notes=()) -> dict:
-    """Save the model, then the report: curves PNG, summary table, model card. Returns the final metrics."""
+    """Save the model, then the report (curves PNG, summary table, model card), then push: the hub gets it all."""
+    try:  # TODO(lead): plain import once callbacks.tokens_per_second lands
+        from .callbacks import tokens_per_second
+    except ImportError:
+        def tokens_per_second(state, runtime):
+            return state.num_input_tokens_seen / runtime
     from .report import final_metrics, plot_curves, print_summary, write_model_card
 
     trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
     trainer.save_model(str(plan.output_dir))
-    if trainer.args.push_to_hub:  # as TRL's own scripts do: the final model, tokenizer and card go to the hub
+    metrics = {}
+    if is_main_process():
+        trainer.processing_class.save_pretrained(str(plan.output_dir))
+        if merge:
+            merge_adapter(trainer.model, trainer.processing_class, plan.output_dir / "merged")
+        plot_curves(plan.output_dir, panels)
+        metrics = final_metrics(plan.output_dir, metric_keys)
+        resumed = plan.resume_from is not None
+        for key in ("train_runtime", "train_loss"):
+            if key in result.metrics:
+                # transformers counts only the steps it ran: after a resume, that is the resumed part
+                metrics[f"{key} (since resume)" if resumed else key] = result.metrics[key]
+        runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
+        summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
+        rate = tokens_per_second(trainer.state, runtime) if runtime and not resumed else None
+        if rate:
+            summary["tokens/s"] = rate
+        print_summary(f"{recipe.kind} → {plan.output_dir}", summary)
+        base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
+        write_model_card(plan.output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
+                         recipe_path=recipe.path, metrics=metrics, notes=list(notes))
+    if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
         trainer.push_to_hub()
-    if not is_main_process():
-        return {}
-    trainer.processing_class.save_pretrained(str(plan.output_dir))
-    if merge:
-        merge_adapter(trainer.model, trainer.processing_class, plan.output_dir / "merged")
-    plot_curves(plan.output_dir, panels)
-    metrics = final_metrics(plan.output_dir, metric_keys)
-    metrics.update({k: v for k, v in result.metrics.items() if k in ("train_runtime", "train_loss")})
-    runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
-    summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
-    if runtime and tokens:
-        summary["tokens/s"] = tokens / runtime
-    print_summary(f"{recipe.kind} → {plan.output_dir}", summary)
-    base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
-    write_model_card(plan.output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
-                     recipe_path=recipe.path, metrics=metrics, notes=list(notes))
-    click.echo(f"model written to {plan.output_dir}", err=True)
+    if is_main_process():
+        click.echo(f"model written to {plan.output_dir}", err=True)
     return metrics
+
+
+def run_command(command: Command, recipe_name: str, overrides: list[str], flags: RunFlags) -> dict | None:
+    """The whole run for one command; returns the final metrics (None when only the config was printed)."""
+    recipe = resolve(recipe_name, command.kind, overrides, command.defaults(), flags, schema=command.schema)
+    if recipe is None:
+        return None
+    args = recipe.training_args()
+    plan = plan_output(recipe, flags)
+    try:
+        model, tokenizer, placement = load_recipe_model(recipe, args.seed)
+        record = {"placement": vars(placement)}
+        if command.prepare is not None:
+            record.update(command.prepare(model, tokenizer, recipe, args, placement) or {})
+        with process_state().main_process_first():  # one process fills the datasets cache, the others read it
+            data = command.load_data(recipe, tokenizer, args)
+        check_resumable(plan, recipe, data.fingerprints)
+        trainer = construct_trainer(command.build_trainer, plan, model, tokenizer, args, data, recipe)
+        if command.check_data is not None:
+            command.check_data(trainer, data, recipe, args)
+        if data.report and is_main_process():
+            from .report import print_summary
+
+            print_summary("data", data.report)
+        open_output(plan, recipe, data.fingerprints, flags, {**data.record, "data_report": data.report, **record})
+        install_callbacks(trainer, plan)
+        result = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        return finish(trainer, recipe, plan, result, flags.merge, panels=command.panels,
+                      metric_keys=command.metric_keys, notes=command.notes(data, args))
+    finally:
+        if plan.lock is not None:
+            plan.lock.release()

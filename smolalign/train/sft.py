@@ -1,28 +1,21 @@
 """`smolalign sft`: supervised fine-tuning with TRL's SFTTrainer, SmolLM2's settings by default.
 
-Loss on assistant turns only (their `<|im_end|>` included), BFD packing with padding-free batches (documents
-never attend to each other), a data report before training, exact resume, and a report at the end.
+Loss on assistant turns only (their `<|im_end|>` included), BFD packing into rows whose documents never attend to
+each other, a data report built from TRL's own tokenized dataset (no second tokenization), exact resume, and a
+report at the end. The life of the run (output, resume, record, report) is `run.py`'s.
 """
 
 from __future__ import annotations
 
 from ..errors import UsageError
 from .packing import use_packed_rows
-from .run import (RunFlags, check_resumable_data, finish, install_callbacks, load_recipe_model, open_output,
-                  plan_output, process_state, resolve)
+from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
 
-# Attention implementations that keep packed documents apart from `position_ids` alone (flash via cu_seqlens,
-# sdpa/eager/flex through transformers' packed-sequence masks). Others are refused with packing.
+# Attention implementations that keep packed documents apart (flash via cu_seqlens; sdpa/eager/flex through the
+# explicit block-causal mask of packed rows). Others are refused with packing.
 PACKING_SAFE_ATTENTION = {"flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention"}
+gpu_defaults = machine_defaults  # TODO(lead): dpo.py still imports this name; remove once dpo uses run.py's
 SFT_PANELS = [("loss", ["loss", "eval_loss"]), ("learning rate", ["learning_rate"]), ("gradient norm", ["grad_norm"])]
-
-
-def gpu_defaults() -> dict:
-    import torch
-
-    on_gpu = torch.cuda.is_available()
-    # TRL defaults to bf16 and gradient checkpointing even on CPU, where both only cost time (~3x).
-    return {"bf16": on_gpu and torch.cuda.is_bf16_supported(), "activation_checkpointing": on_gpu}
 
 
 def sft_defaults() -> dict:
@@ -39,7 +32,7 @@ def sft_defaults() -> dict:
         "report_to": ["tensorboard"],
         "include_num_input_tokens_seen": "non_padding",
         "seed": 42,
-        **gpu_defaults(),
+        **machine_defaults(),
     }}
 
 
@@ -57,103 +50,101 @@ def check_packing(training: dict, attn_implementation: str) -> None:
         )
 
 
-def data_report(dataset, tokenizer, max_length: int | None, assistant_only: bool, num_proc: int | None) -> dict:
-    """Token counts the way the trainer will see them; fails on a row with no trainable (assistant) token."""
+def tokenized_report(dataset, max_length: int | None, num_proc: int | None) -> dict:
+    """Token counts from TRL's prepared dataset (packed or not): the tokenization the trainer really uses.
+
+    Each document's length is in `seq_lengths` (after TRL cut it to max_length), so a document of exactly
+    max_length tokens is counted as cut: it reached the limit."""
 
     def measure(batch):
-        lengths, trained = [], []
-        for messages in batch["messages"]:
-            out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                                return_assistant_tokens_mask=assistant_only)
-            lengths.append(len(out["input_ids"]))
-            mask = out.get("assistant_masks") or [1] * len(out["input_ids"])
-            trained.append(sum(mask[:max_length] if max_length else mask))
-        return {"n_tokens": lengths, "n_trained": trained}
+        out = {"documents": [], "tokens": [], "trained": [], "at_limit": [], "untrained_documents": []}
+        lengths_of = batch.get("seq_lengths") or [[len(ids)] for ids in batch["input_ids"]]
+        for labels, lengths in zip(batch["labels"], lengths_of):
+            start, untrained = 0, 0
+            for length in lengths:
+                untrained += all(label == -100 for label in labels[start:start + length])
+                start += length
+            out["documents"].append(len(lengths))
+            out["tokens"].append(sum(lengths))
+            out["trained"].append(sum(label != -100 for label in labels))
+            out["at_limit"].append(sum(bool(max_length) and length >= max_length for length in lengths))
+            out["untrained_documents"].append(untrained)
+        return out
 
-    measured = dataset.map(measure, batched=True, num_proc=num_proc, remove_columns=dataset.column_names,
-                           desc="Measuring tokens")
-    lengths, trained = measured["n_tokens"], measured["n_trained"]
-    empty = [i for i, n in enumerate(trained) if n == 0]
-    limit = max_length or max(lengths)
-    over = [n for n in lengths if n > limit]
-    report = {
-        "rows": len(lengths),
-        "tokens": sum(lengths),
-        "trained_tokens": sum(trained),
-        "rows_cut_by_max_length": len(over),
-        "tokens_cut_by_max_length": sum(n - limit for n in over),
-        "rows_with_no_trained_token": len(empty),
+    columns = [c for c in ("input_ids", "labels", "seq_lengths") if c in dataset.column_names]
+    measured = dataset.select_columns(columns).map(measure, batched=True, num_proc=num_proc,
+                                                   remove_columns=columns, desc="Counting tokens")
+    documents = sum(measured["documents"])
+    return {
+        "rows": documents,
+        "tokens": sum(measured["tokens"]),
+        "trained_tokens": sum(measured["trained"]),
+        "rows_cut_by_max_length": sum(measured["at_limit"]),
+        "rows_with_no_trained_token": sum(measured["untrained_documents"]),
     }
-    if empty and len(empty) == len(lengths):
-        raise UsageError("no row has an assistant token inside max_length: the loss would be zero; check the chat "
-                         "template's {% generation %} markers and training.max_length")
-    if empty:
-        raise UsageError(f"row {empty[0]} has no assistant token inside max_length ({len(empty)} such rows): raise "
-                         f"training.max_length or drop those rows")
-    return report
 
 
-def _print_data_report(report: dict, dropped: list[dict]) -> None:
-    from .report import print_summary
+def load_sft_data(recipe, tokenizer, args) -> PreparedData:
+    from ..data import load_data
 
-    rows = dict(report)
-    for source in dropped:
+    data = load_data(recipe.data, task="chat")
+    return PreparedData(train=data.train, eval=data.eval, fingerprints=data.fingerprints(),
+                        record={"data": data.report}, report=dropped_rows(data.report))
+
+
+def dropped_rows(data_report: dict) -> dict:
+    rows = {}
+    for source in data_report["sources"]:
         for why, count in (source.get("rows_dropped") or {}).items():
             rows[f"dropped ({source['dataset']}): {why}"] = count
-    print_summary("data", rows)
+    return rows
 
 
-def run_sft(recipe_name: str, overrides: list[str], **flag_values) -> None:
-    flags = RunFlags(**flag_values)
-    recipe = resolve(recipe_name, "sft", overrides, sft_defaults(), flags)
-    if recipe is None:
-        return
-    plan = plan_output(recipe, flags)
-    args = recipe.training_args()
-    from ..data import load_data
-    from .chat import prepare_chat_tokenizer, set_generation_stop
-
-    from ..modeling import choose_placement
-
-    check_packing(recipe.training, choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation)
-    model, tokenizer, placement = load_recipe_model(recipe, args.seed)
-    template_note = prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
-    set_generation_stop(model, tokenizer)
-
-    with process_state().main_process_first():  # one process fills the datasets cache, the others read it
-        data = load_data(recipe.data, task="chat")
-        fingerprints = data.fingerprints()
-        check_resumable_data(plan, fingerprints)
-        report = data_report(data.train, tokenizer, args.max_length, args.assistant_only_loss, args.dataset_num_proc)
-    if process_state().is_main_process:
-        _print_data_report(report, data.report["sources"])
-    cut = report["rows_cut_by_max_length"] / report["rows"]
+def check_sft_data(trainer, data: PreparedData, recipe, args) -> None:
+    report = tokenized_report(trainer.train_dataset, args.max_length, args.dataset_num_proc)
+    if report["rows_with_no_trained_token"]:
+        raise UsageError(f"{report['rows_with_no_trained_token']} rows have no assistant token inside max_length="
+                         f"{args.max_length}: raise training.max_length or drop those rows")
+    cut = report["rows_cut_by_max_length"] / max(report["rows"], 1)
     if cut > recipe.data.max_truncated_fraction:
         raise UsageError(f"{cut:.1%} of rows are longer than max_length={args.max_length}, above "
                          f"data.max_truncated_fraction={recipe.data.max_truncated_fraction}: raise one of them")
-
-    open_output(plan, recipe, fingerprints, flags, {
-        "data": data.report, "data_report": report, "chat_template": template_note,
-        "placement": vars(placement), "resumed_from": str(plan.resume_from) if plan.resume_from else None,
-    })
-    trainer = build_trainer(model, tokenizer, args, data, recipe.lora_config())
-    use_packed_rows(trainer, placement.attn_implementation)
-    install_callbacks(trainer, plan)
-    result = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-    finish(trainer, recipe, plan, result, flags.merge, panels=SFT_PANELS, metric_keys=["loss", "eval_loss"],
-           notes=[f"{report['rows']:,} training rows, {report['trained_tokens']:,} trained tokens per epoch"])
+    data.report = {**report, **data.report}
 
 
-def build_trainer(model, tokenizer, args, data, peft_config):
+def prepare_sft_model(model, tokenizer, recipe, args, placement) -> dict:
+    from .chat import prepare_chat_tokenizer, set_generation_stop
+
+    check_packing(recipe.training, placement.attn_implementation)
+    note = prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
+    set_generation_stop(model, tokenizer)
+    return {"chat_template": note}
+
+
+def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
     from trl import SFTTrainer
 
     try:
-        return SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                          processing_class=tokenizer, peft_config=peft_config)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+                             processing_class=tokenizer, peft_config=recipe.lora_config())
     except RuntimeError as error:
         if "no assistant tokens" in str(error):
             raise UsageError("a row has no assistant tokens to train on: check the chat template's generation "
                              "markers") from error
         raise
+    use_packed_rows(trainer, model.config._attn_implementation)
+    return trainer
 
 
+SFT = Command(
+    kind="sft", defaults=sft_defaults, load_data=load_sft_data, build_trainer=build_trainer, panels=SFT_PANELS,
+    metric_keys=["loss", "eval_loss"], prepare=prepare_sft_model, check_data=check_sft_data,
+    notes=lambda data, args: [f"{data.report['rows']:,} training rows, {data.report['trained_tokens']:,} trained "
+                              f"tokens per epoch"],
+)
+
+
+def run_sft(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
+    if model_path is not None:
+        overrides = [f"model.name_or_path={model_path}", *overrides]
+    return run_command(SFT, recipe_name, overrides, RunFlags(**flag_values))
