@@ -6,11 +6,11 @@ Heavy imports stay inside functions so the CLI answers `--help` without loading 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .hub import check_hub_name, load_error, looks_like_local_path  # noqa: F401 (re-exported)
 from .presets import PRESETS
 
 
@@ -87,41 +87,37 @@ def choose_placement(dtype: str = "auto", attn_implementation: str = "auto") -> 
     return Placement(device=device, dtype=dtype, attn_implementation=attn_implementation)
 
 
-def looks_like_local_path(name: str) -> bool:
-    """A hub id is `name` or `org/name`; anything else with slashes, dots or ~ in front is meant as a path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
-
-
-def _hub_error(kind: str, name: str, error: Exception) -> UsageError:
-    return UsageError(
-        f"{kind} '{name}' could not be loaded ({type(error).__name__}): give an existing local directory, "
-        f"or a hub id with network access or a filled cache"
-    )
-
-
 def check_model_source(name: str) -> None:
-    """Fail early, before anything heavy, when a local model path is plainly wrong."""
+    """Fail early, before anything heavy, when a model name is plainly wrong: seconds, never minutes."""
     if name in PRESETS:
         return
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise UsageError(f"model directory '{name}' has no config.json: point to a saved Hugging Face model")
-    elif looks_like_local_path(name):
-        raise UsageError(f"model path '{name}' does not exist: check the path, or give a preset or hub id")
+    else:
+        check_hub_name("model", name, cache_files=("config.json",))
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     local = Path(name).expanduser()
-    if not local.exists() and looks_like_local_path(name):
-        raise UsageError(f"tokenizer path '{name}' does not exist: check the path, or give a hub id")
-    source = str(local) if local.exists() else name
+    if local.is_file():
+        raise UsageError(f"tokenizer '{name}' is a file: give the directory that holds it")
+    if local.is_dir() and not any((local / f).is_file() for f in TOKENIZER_FILES):
+        raise UsageError(f"'{name}' is not a tokenizer directory (no tokenizer.json or tokenizer_config.json): give "
+                         f"one written by `smolalign tokenizer train`, or a saved model's directory")
+    if not local.exists():
+        check_hub_name("tokenizer", name, cache_files=("tokenizer_config.json", "tokenizer.json"))
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(str(local) if local.exists() else name,
+                                             trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        raise _hub_error("tokenizer", name, error) from error
+        raise load_error("tokenizer", name, error) from error
 
 
 def load_model(
@@ -157,7 +153,7 @@ def load_model(
             trust_remote_code=trust_remote_code,
         )
     except (OSError, ValueError) as error:
-        raise _hub_error("model", name_or_path, error) from error
+        raise load_error("model", name_or_path, error) from error
     if len(tok) > model.get_input_embeddings().num_embeddings:
         raise UsageError(
             f"tokenizer has {len(tok)} tokens but model '{name_or_path}' embeds only "
@@ -199,7 +195,7 @@ def model_info(preset_or_path: str, trust_remote_code: bool = False) -> dict:
                 str(source) if source.exists() else preset_or_path, trust_remote_code=trust_remote_code
             )
         except (OSError, ValueError) as error:
-            raise _hub_error("model", preset_or_path, error) from error
+            raise load_error("model", preset_or_path, error) from error
     info = {"name": preset_or_path, **describe(config), "parameters": count_parameters(config)}
     return info
 

@@ -9,6 +9,15 @@ from .errors import UsageError
 from .outputs import atomic_directory, check_output_dir
 
 
+# Far above any published vocabulary (SmolLM2 49,152; the largest common ones ~256k): a typo, not a wish.
+MAX_VOCAB_SIZE = 1 << 20
+
+
+def _has_text(name: str) -> bool:
+    with open(name, encoding="utf-8", errors="replace") as handle:
+        return any(line.strip() for line in handle)
+
+
 def _read_corpus(files: list[str]):
     for name in files:
         with open(name, encoding="utf-8", errors="replace") as handle:
@@ -24,6 +33,11 @@ def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: 
         raise UsageError(f"corpus file '{missing[0]}' does not exist: pass existing text files to --corpus")
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise UsageError(f"--vocab-size {vocab_size} is too small: a byte-level BPE needs at least 259")
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise UsageError(f"--vocab-size {vocab_size:,} is far too large (SmolLM2 uses 49,152): give at most "
+                         f"{MAX_VOCAB_SIZE:,}")
+    if not any(_has_text(name) for name in corpus):
+        raise UsageError(f"the corpus ({', '.join(corpus)}) has no text: pass non-empty text files to --corpus")
     check_output_dir(output, overwrite)
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -40,8 +54,12 @@ def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: 
         show_progress=True,
     )
     bpe.train_from_iterator(_read_corpus(corpus), trainer=trainer)
-    if bpe.get_vocab_size() == len(SPECIAL_TOKENS):
-        raise UsageError("the corpus has no text: pass non-empty text files to --corpus")
+    # BPE stops early when no pair of tokens repeats `min_frequency` times: the corpus cannot fill the vocabulary,
+    # and a model sized for vocab_size would carry embeddings that no token ever uses.
+    reached = bpe.get_vocab_size()
+    if reached < vocab_size:
+        raise UsageError(f"the corpus filled only {reached:,} of --vocab-size {vocab_size:,} tokens: give more text, "
+                         f"or --vocab-size {reached} or less")
 
     # A base tokenizer, as SmolLM2's: bos = eos = <|endoftext|>. SFT switches eos to <|im_end|> for chat models.
     tokenizer = PreTrainedTokenizerFast(

@@ -70,7 +70,8 @@ def test_missing_model_path_is_a_one_line_error(tmp_path):
 def test_hub_id_offline_is_a_one_line_error():
     result = run_cli("model", "info", "someone/not-cached-model")
     assert result.returncode == 2
-    assert "could not be loaded" in result.stderr and "Traceback" not in result.stderr
+    assert "nor in the hub cache" in result.stderr and "HF_HUB_OFFLINE is set" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_model_init_refuses_non_empty_output(tmp_path, tokenizer_dir):

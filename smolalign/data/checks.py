@@ -37,3 +37,13 @@ def check_preference(row: dict) -> None:
     check_conversation(row["prompt"], need_final_assistant=False)
     if row["prompt"][-1]["role"] not in ("user", "tool"):
         raise RowError("the prompt must end with a user turn")
+
+
+def check_data_section(section) -> None:
+    """Values of a recipe's `data` section that the loader would misread (today `num_samples=-1` selects no row
+    and the data report crashes); called where the data is loaded, before any row is read."""
+    from ..errors import UsageError
+
+    if section.num_samples is not None and section.num_samples < 1:
+        raise UsageError(f"data.num_samples={section.num_samples} must be at least 1 (or null for all rows): give "
+                         f"the number of rows to train on")

@@ -62,11 +62,15 @@ def _message(role, content, what: str) -> dict:
     return {"role": _text(role, f"role of {what}"), "content": _text(content, f"content of {what}")}
 
 
-def _message_list(value, what: str) -> list[dict]:
+def _message_list(value, what: str, text_role: str | None = "user") -> list[dict]:
+    """A list of {role, content}; plain text counts as one message of `text_role` where a format allows it."""
     if value is None:
         raise RowError(f"missing {what}")
     if isinstance(value, str):
-        return [{"role": "user", "content": value}]
+        if text_role is None:
+            raise RowError(f"{what} is text, expected a list of {{role, content}} messages, e.g. "
+                           f'[{{"role": "user", "content": "..."}}, {{"role": "assistant", "content": "..."}}]')
+        return [{"role": text_role, "content": value}]
     if not isinstance(value, list):
         raise RowError(f"{what} is a {type(value).__name__}, expected a list of messages")
     out = []
@@ -80,7 +84,7 @@ def _message_list(value, what: str) -> list[dict]:
 def to_messages(row: dict, fmt: str) -> list[dict]:
     """One chat row in any supported format -> a list of {role, content} messages."""
     if fmt == "messages":
-        return _message_list(row.get("messages"), "messages")
+        return _message_list(row.get("messages"), "messages", text_role=None)
     if fmt == "sharegpt":
         turns = row.get("conversations")
         if not isinstance(turns, list):

@@ -1,13 +1,76 @@
-"""Read one split of a dataset from a hub id, a local file, or a local directory laid out like a hub repo."""
+"""Read one split of a dataset from a hub id, a local file, or a local directory laid out like a hub repo.
+
+Every way it can fail becomes one line that names the file (and line) and the fix: the `datasets` library's own
+errors for a broken file ("StopIteration", "Invalid encoding") say neither.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 from ..errors import UsageError
-from ..modeling import looks_like_local_path
+from ..hub import check_hub_name, hub_reachable, offline_error
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+def _is_blank(path: Path) -> bool:
+    if path.stat().st_size == 0:
+        return True
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return not any(line.strip() for line in handle)
+
+
+def json_problem(path: Path) -> str | None:
+    """Where a JSON / JSON-lines file breaks, as 'line N is ...'; None when every line is a JSON object."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):  # one JSON array, not JSON lines
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as error:
+            return f"line {error.lineno} is not valid JSON ({error.msg}, column {error.colno})"
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number} is not valid JSON ({error.msg}, column {error.colno}; cut short?)"
+        if not isinstance(value, dict):
+            return f"line {number} is a JSON {type(value).__name__}, not an object with one field per column"
+    return None
+
+
+def _load_file(datasets, dataset: str, path: Path, split: str):
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise UsageError(f"dataset file '{dataset}' has an unsupported type: use .jsonl, .json, .parquet or .csv")
+    if split != "train":
+        raise UsageError(
+            f"dataset file '{dataset}' holds one split, 'train', not '{split}': use data.eval_fraction, "
+            f"or a directory with data/{split}-*.parquet"
+        )
+    if _is_blank(path):
+        raise UsageError(f"dataset file '{dataset}' is empty: point data.dataset at a file with rows")
+    quiet = logging.getLogger("datasets")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its "Failed to load JSON" log line would only precede our clearer one
+    try:
+        return datasets.load_dataset(builder, data_files={"train": str(path)}, split="train")
+    except Exception as error:
+        where = json_problem(path) if builder == "json" else None
+        if where:
+            raise UsageError(f"dataset file '{dataset}' {where}: fix or remove that line") from error
+        raise
+    finally:
+        quiet.setLevel(level)
 
 
 def load_split(dataset: str, config: str | None = None, split: str = "train"):
@@ -15,24 +78,15 @@ def load_split(dataset: str, config: str | None = None, split: str = "train"):
     import datasets
 
     path = Path(dataset).expanduser()
+    online = True
     try:
         if path.is_file():
-            builder = FILE_BUILDERS.get(path.suffix.lower())
-            if builder is None:
-                raise UsageError(
-                    f"dataset file '{dataset}' has an unsupported type: use .jsonl, .json, .parquet or .csv"
-                )
-            if split != "train":
-                raise UsageError(
-                    f"dataset file '{dataset}' holds one split, 'train', not '{split}': use data.eval_fraction, "
-                    f"or a directory with data/{split}-*.parquet"
-                )
-            loaded = datasets.load_dataset(builder, data_files={"train": str(path)}, split="train")
+            loaded = _load_file(datasets, dataset, path, split)
         elif path.is_dir():
             loaded = datasets.load_dataset(str(path), name=config, split=split)
-        elif looks_like_local_path(dataset):
-            raise UsageError(f"dataset '{dataset}' does not exist: check the path, or give a hub id")
         else:
+            check_hub_name("dataset", dataset)  # a missing local path or an impossible id fails here, at once
+            online = hub_reachable()  # offline, datasets reads its cache at once instead of retrying
             loaded = datasets.load_dataset(dataset, name=config, split=split)
     except UsageError:
         raise
@@ -44,6 +98,8 @@ def load_split(dataset: str, config: str | None = None, split: str = "train"):
             raise UsageError(f"dataset '{dataset}': {text}: set data.config") from error
         raise UsageError(f"dataset '{dataset}' could not be read: {text}") from error
     except (OSError, FileNotFoundError, ConnectionError) as error:
+        if not online:
+            raise offline_error("dataset", dataset) from error
         raise UsageError(
             f"dataset '{dataset}' could not be loaded ({type(error).__name__}): give a local file or directory, "
             f"or a hub id with network access or a filled cache"
