@@ -1,16 +1,22 @@
 """`smolalign dpo`: DPO with TRL's DPOTrainer on UltraFeedback-style pairs, starting from an SFT output.
 
-The SFT output's tokenizer, chat template and end-of-turn token are used as they are. The reference model is a
-frozen copy of the starting model (the adapter-disabled base with LoRA); with `precompute_ref_log_probs` TRL
-caches its log-probs on disk, keyed by model and tokenized data, and no reference copy is kept in memory.
+The SFT output's tokenizer, chat template and end-of-turn token are used as they are.
+
+The reference model is the starting model, frozen. How it comes to exist matters on several GPUs: under DeepSpeed
+ZeRO-3 the policy's parameters are partitioned as they load, so a deep copy of it copies one rank's shard (TRL's
+own `create_reference_model` refuses that case). So, as TRL does when given no reference: a model saved on disk is
+loaded a second time from its path by DPOTrainer, with the policy's dtype and attention, and prepared with
+DeepSpeed, FSDP or accelerate like the policy. Only a model that exists nowhere but in memory (a preset) is deep
+copied, and only where nothing is sharded. With LoRA the reference is the base with the adapter disabled; with
+`precompute_ref_log_probs` TRL caches its log-probs on disk, keyed by model and tokenized data.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import UsageError
-from .run import (RunFlags, check_resumable_data, finish, install_callbacks, load_recipe_model, open_output,
-                  plan_output, process_state, resolve)
-from .sft import gpu_defaults
+from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
 
 DPO_PANELS = [
     ("loss", ["loss", "eval_loss"]),
@@ -36,7 +42,7 @@ def dpo_defaults() -> dict:
         "report_to": ["tensorboard"],
         "include_num_input_tokens_seen": "non_padding",
         "seed": 42,
-        **gpu_defaults(),
+        **machine_defaults(),
     }}
 
 
@@ -66,55 +72,100 @@ def preference_report(dataset, tokenizer, max_length: int | None, num_proc: int 
             "pairs_cut_by_max_length": sum(n > limit for n in longest)}
 
 
-def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> None:
-    flags = RunFlags(**flag_values)
-    if model_path is not None:
-        overrides = [f"model.name_or_path={model_path}", "model.preset=null", *overrides]
-    recipe = resolve(recipe_name, "dpo", overrides, dpo_defaults(), flags)
-    if recipe is None:
-        return
-    plan = plan_output(recipe, flags)
-    args = recipe.training_args()
-
+def load_dpo_data(recipe, tokenizer, args) -> PreparedData:
     from ..data import load_data
 
-    model, tokenizer, placement = load_recipe_model(recipe, args.seed)
-    if not tokenizer.chat_template:
-        raise UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` first, "
-                         f"and start DPO from its output")
-    with process_state().main_process_first():  # one process fills the datasets cache, the others read it
-        data = load_data(recipe.data, task="preference")
-        fingerprints = data.fingerprints()
-        check_resumable_data(plan, fingerprints)
-        report = preference_report(data.train, tokenizer, args.max_length, args.dataset_num_proc)
+    data = load_data(recipe.data, task="preference")
+    report = preference_report(data.train, tokenizer, args.max_length, args.dataset_num_proc)
     for source in data.report["sources"]:
         for why, count in (source.get("rows_dropped") or {}).items():
             report[f"dropped ({source['dataset']}): {why}"] = count
-    from .report import print_summary
-
-    if process_state().is_main_process:
-        print_summary("preference data", report)
     cut = report["pairs_cut_by_max_length"] / report["pairs"]
     if cut > recipe.data.max_truncated_fraction:
         raise UsageError(f"{cut:.1%} of pairs are longer than max_length={args.max_length}, above "
                          f"data.max_truncated_fraction={recipe.data.max_truncated_fraction}: raise one of them")
+    return PreparedData(train=data.train, eval=data.eval, fingerprints=data.fingerprints(), report=report,
+                        record={"data": data.report})
 
-    open_output(plan, recipe, fingerprints, flags, {
-        "data": data.report, "data_report": report, "placement": vars(placement),
-        "resumed_from": str(plan.resume_from) if plan.resume_from else None,
-    })
-    trainer = build_trainer(model, tokenizer, args, data, recipe.lora_config())
-    install_callbacks(trainer, plan)
-    result = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-    finish(trainer, recipe, plan, result, flags.merge, panels=DPO_PANELS, metric_keys=DPO_METRICS,
-           notes=[f"{report['pairs']:,} preference pairs, beta {args.beta}, loss {args.loss_type}"])
+
+def prepare_dpo_model(model, tokenizer, recipe, args, placement) -> dict:
+    if not tokenizer.chat_template:
+        raise UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` first, "
+                         f"and start DPO from its output")
+    return {"reference": reference_source(model, args, recipe.lora_config())}  # may refuse: before any write
+
+
+def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
+    return dpo_trainer(model, tokenizer, args, data.train, data.eval, recipe.lora_config())
+
+
+def dpo_trainer(model, tokenizer, args, train, eval, peft_config):
+    from trl import DPOTrainer
+
+    return DPOTrainer(model=model, ref_model=reference_model(model, args, peft_config), args=args,
+                      train_dataset=train, eval_dataset=eval, processing_class=tokenizer, peft_config=peft_config)
+
+
+DPO = Command(
+    kind="dpo", defaults=dpo_defaults, load_data=load_dpo_data, build_trainer=build_trainer, panels=DPO_PANELS,
+    metric_keys=DPO_METRICS, prepare=prepare_dpo_model,
+    notes=lambda data, args: [f"{data.report['pairs']:,} preference pairs, beta {args.beta}, loss {args.loss_type}"],
+)
+
+
+def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
+    if model_path is not None:
+        overrides = [f"model.name_or_path={model_path}", *overrides]
+    return run_command(DPO, recipe_name, overrides, RunFlags(**flag_values))
+
+
+SHARDED = ("DEEPSPEED", "FSDP")
+
+
+def saved_path(model) -> str | None:
+    """Where the model can be loaded from again, or None when it exists only in memory (a fresh preset)."""
+    from ..modeling import looks_like_local_path
+
+    name = getattr(model.config, "_name_or_path", "") or ""
+    if not name or name.startswith("preset:"):
+        return None
+    local = Path(name).expanduser()
+    if local.exists():
+        return name if (local / "config.json").is_file() else None
+    return None if looks_like_local_path(name) else name  # a hub id: loaded once already, so it is in the cache
+
+
+def reference_plan(saved: str | None, lora: bool, precompute: bool, distributed_type: str) -> str:
+    """How the reference comes to exist: "adapter-disabled base", "precomputed", "loaded from <path>" or
+    "deep copy". Mirrors DPOTrainer's own choice, and refuses the deep copy where the policy is sharded."""
+    sharded = distributed_type in SHARDED
+    if lora:
+        return "adapter-disabled base"
+    if precompute and distributed_type != "FSDP":  # under FSDP, TRL still loads a reference for the precompute
+        return "precomputed"
+    if saved is not None:
+        return f"loaded from {saved}"
+    if sharded:
+        raise UsageError(f"under {distributed_type} the DPO reference must be loaded from disk, but the starting "
+                         f"model exists only in memory (a preset): save it first with `smolalign model init` and "
+                         f"start from that directory, or add a lora section")
+    return "deep copy"
+
+
+def _distributed_type(args) -> str:
+    kind = getattr(args.distributed_state, "distributed_type", None)  # accelerate's DistributedType, a str enum
+    return kind.value if kind is not None else "NO"
+
+
+def reference_source(model, args, peft_config) -> str:
+    return reference_plan(saved_path(model), peft_config is not None, bool(args.precompute_ref_log_probs),
+                          _distributed_type(args))
 
 
 def reference_model(model, args, peft_config):
-    """A frozen copy of the starting model, unless LoRA (the base is the reference) or precomputed log-probs
-    (computed once before training, so no copy needs to stay in memory). Passing the copy explicitly also
-    covers models that exist only in memory, which TRL would try to reload from a path."""
-    if peft_config is not None or args.precompute_ref_log_probs:
+    """The `ref_model` to hand DPOTrainer: None wherever TRL builds the reference itself (from the model's path,
+    sharding-aware), a frozen deep copy only for an in-memory model in an unsharded run."""
+    if reference_source(model, args, peft_config) != "deep copy":
         return None
     import copy
 
@@ -122,11 +173,3 @@ def reference_model(model, args, peft_config):
     ref.eval()
     ref.requires_grad_(False)
     return ref
-
-
-def build_trainer(model, tokenizer, args, data, peft_config):
-    from trl import DPOTrainer
-
-    return DPOTrainer(model=model, ref_model=reference_model(model, args, peft_config), args=args,
-                      train_dataset=data.train, eval_dataset=data.eval, processing_class=tokenizer,
-                      peft_config=peft_config)
