@@ -1,0 +1,201 @@
+"""`smolalign pretrain`: SmolLM2's multi-stage base pretraining on transformers' Trainer.
+
+A recipe names text sources (`data.sources`: hub id, file or directory, and its text column) and an ordered
+list of `stages`, each a token budget over a mixture of sources whose weights are token shares; a stage may
+also change the block size and RoPE base (context extension). Sources become token blocks on disk once
+(`smolalign.data.blocks`), a seeded index draws each stage's blocks in exact shares, one warmup-stable-decay
+schedule spans the stages, and the run's life (output directory, resume, progress, report) is the same as
+every other command's (`run.py`). The output is a standard model directory that `smolalign sft` loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ModelSection, RecipeSchema, check_model
+from ..errors import UsageError
+from .pretrain_plan import (check_schedule, check_sources, make_plan, parse_stages, schedule_steps,
+                            world_size_hint)
+from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
+
+
+@dataclass
+class PretrainData:
+    block_size: int = 2048
+    """Tokens per training sequence (a stage may set its own, e.g. 8192 for context extension)."""
+    sources: dict | None = None
+    """Name -> {dataset, text_column (default text), config, split}: hub id, local file or directory."""
+    seed: int = 42
+    """Seeds the order of each source's blocks (the mixture itself is deterministic)."""
+    cross_document_attention: bool = True
+    """true: plain causal attention over the whole block, documents included, as SmolLM2 trained. false: each
+    document attends only to itself (position ids restart after <|endoftext|>) and no label crosses a boundary."""
+    cache_dir: str | None = None
+    """Where tokenised blocks are cached (default: $HF_HOME/smolalign/blocks)."""
+    num_proc: int | None = None
+    """Processes for tokenising (datasets.map); null: one."""
+
+
+def check_pretrain(checked: dict) -> list[str]:
+    problems = check_model(checked)
+    data = checked.get("data") or {}
+    training = checked.get("training") or {}
+    sources = data.get("sources")
+    problems += check_sources(sources)
+    block_size = data.get("block_size", 2048)
+    if block_size < 2:
+        problems.append(f"data.block_size={block_size} must be at least 2 tokens")
+    stages = parse_stages(checked.get("stages"), sources if isinstance(sources, dict) else {}, block_size, problems)
+    if stages:
+        plan = make_plan(stages, training.get("per_device_train_batch_size", 8),
+                         training.get("gradient_accumulation_steps", 1), world_size_hint(), problems)
+        problems += check_schedule(training, plan.total_steps)
+        max_steps = training.get("max_steps", -1)
+        if max_steps > plan.total_steps:
+            problems.append(f"training.max_steps={max_steps} is beyond the {plan.total_steps} steps the stages make: "
+                            f"raise the stages' tokens instead (max_steps can only stop a run early)")
+    return problems
+
+
+SCHEMA = RecipeSchema(kind="pretrain", sections={"model": ModelSection, "data": PretrainData},
+                      training=("transformers", "TrainingArguments"), free=("stages",), check=check_pretrain,
+                      paths=("model.name_or_path", "model.tokenizer", "data.sources.*.dataset"))
+
+
+def pretrain_defaults() -> dict:
+    """SmolLM2's released pretraining settings; recipes set the model, data, stages and batch."""
+    return {"training": {
+        "output_dir": "runs/pretrain",
+        "learning_rate": 5e-4,
+        "lr_scheduler_type": "warmup_stable_decay",
+        "warmup_steps": 2000,
+        "lr_scheduler_kwargs": {"num_decay_steps": 0.1, "decay_type": "linear", "min_lr_ratio": 0.0},
+        "adam_beta1": 0.9,
+        "adam_beta2": 0.95,
+        "adam_epsilon": 1e-8,
+        "weight_decay": 0.01,
+        "max_grad_norm": 1.0,
+        "logging_steps": 10,
+        "save_strategy": "steps",
+        "save_steps": 1000,
+        "report_to": ["tensorboard"],
+        "include_num_input_tokens_seen": "all",
+        "ddp_find_unused_parameters": False,
+        "seed": 42,
+        **machine_defaults(),
+    }}
+
+
+def plan_for(recipe, args):
+    """Stages and steps for this recipe on this many processes."""
+    problems: list[str] = []
+    stages = parse_stages(recipe.sections["stages"], recipe.data.sources, recipe.data.block_size, problems)
+    plan = make_plan(stages, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+                     args.world_size, problems)
+    if problems:
+        raise UsageError("; ".join(problems))
+    return plan
+
+
+def load_pretrain_data(recipe, tokenizer, args) -> PreparedData:
+    """Read every source first (so a missing column fails before anything is tokenised), then tokenise and
+    index. Writes only into the block cache, never into the output directory."""
+    from ..data.blocks import IndexStage, MixtureIndex, _digest, check_text_column, tokenize_source
+    from ..data.loading import load_split
+
+    plan = plan_for(recipe, args)
+    sources = recipe.data.sources
+    used = {(name, stage.block_size) for stage in plan.stages for name in stage.mixture}
+    datasets = {}
+    for name in sorted({name for name, _ in used}):
+        source = sources[name]
+        datasets[name] = load_split(source["dataset"], source.get("config"), source.get("split", "train"))
+        check_text_column(datasets[name], name, source.get("text_column", "text"))
+    files = {}
+    for name, block_size in sorted(used):
+        files[(name, block_size)] = tokenize_source(
+            datasets[name], name, sources[name].get("text_column", "text"), tokenizer, block_size,
+            cache_dir=recipe.data.cache_dir, num_proc=recipe.data.num_proc)
+    index = MixtureIndex([IndexStage(s.name, s.steps * plan.samples_per_step, s.block_size, s.mixture)
+                          for s in plan.stages], files, recipe.data.seed)
+    fingerprints = {f"{name}@{size}": file.key for (name, size), file in sorted(files.items())}
+    fingerprints["index"] = _digest(recipe.data.seed, plan.samples_per_step,
+                                    [(s.name, s.steps, s.block_size, sorted(s.mixture.items())) for s in plan.stages])
+    return PreparedData(train=index, eval=None, fingerprints=fingerprints, report=data_report(plan, files, index),
+                        record={"plan": {"samples_per_step": plan.samples_per_step, "total_steps": plan.total_steps,
+                                         "stages": [{"name": s.name, "steps": s.steps, "block_size": s.block_size}
+                                                    for s in plan.stages]}})
+
+
+def data_report(plan, files, index) -> dict:
+    report = {"steps": plan.total_steps, "blocks per step": plan.samples_per_step}
+    for number, stage in enumerate(plan.stages):
+        start, tokens = plan.starts[number], stage.steps * plan.tokens_per_step(number)
+        report[f"stage {stage.name}"] = (f"steps {start}-{start + stage.steps}, {tokens:,} tokens, block "
+                                         f"{stage.block_size}, {', '.join(f'{k} {v:g}' for k, v in stage.mixture.items())}")
+    for (name, size), file in sorted(files.items()):
+        report[f"source {name} @ {size}"] = (f"{file.num_blocks * size:,} tokens in {file.documents:,} documents, "
+                                             f"read {index.draws.get((name, size), 0) / file.num_blocks:.2f}x")
+    return report
+
+
+def prepare(model, tokenizer, recipe, args, placement) -> dict:
+    """Ready the model: no KV cache while training (it also stops document masks being skipped)."""
+    from ..modeling import count_parameters
+
+    if tokenizer.eos_token_id is None:
+        raise UsageError("the tokenizer has no eos token to separate documents: use one with <|endoftext|>")
+    model.config.use_cache = False
+    return {"parameters": count_parameters(model.config)}
+
+
+def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
+    from ..modeling import choose_placement, count_parameters
+    from .pretrain_trainer import BlockCollator, PretrainTrainer, rope_by_stage
+
+    plan = plan_for(recipe, args)
+    total = plan.total_steps
+    args.max_steps = args.max_steps if 0 < args.max_steps <= total else total
+    warmup, decay = schedule_steps(recipe.training, total)
+    args.warmup_steps = warmup
+    if decay is not None:
+        args.lr_scheduler_kwargs = {**(args.lr_scheduler_kwargs or {}), "num_decay_steps": decay}
+    args.ignore_data_skip = True  # the sampler starts at the resumed step itself (see pretrain_trainer)
+    args.remove_unused_columns = False
+    final_positions = rope_by_stage(plan, model.config)[-1][1]
+    tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)
+    attention = choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation
+    collator = BlockCollator(eos_token_id=tokenizer.eos_token_id,
+                             cross_document_attention=recipe.data.cross_document_attention,
+                             attn_implementation=attention)
+    trainer = PretrainTrainer(model=model, args=args, train_dataset=data.train, data_collator=collator,
+                              processing_class=tokenizer, plan=plan, index=data.train,
+                              parameters=count_parameters(model.config))
+    data.summary = trainer.summary  # read by the notes once training is done
+    _SOURCE_TOKEN_KEYS[:] = [f"tokens/{name}" for name in recipe.data.sources]
+    return trainer
+
+
+def notes(data, args) -> list[str]:
+    summary = getattr(data, "summary", {})
+    lines = [f"{key}: {value}" for key, value in data.report.items() if key.startswith("stage ")]
+    mfu = summary.get("mfu (last log)")
+    rate = summary.get("tokens/s (last log)")
+    if rate:
+        lines.append(f"throughput (last log): {rate:,.0f} tokens/s, MFU "
+                     + (f"{mfu:.1%}" if mfu is not None else "n/a (no known accelerator peak: CPU or unlisted GPU)"))
+    return lines
+
+
+# The per-source panel names depend on the recipe; build_trainer fills them in before the report is drawn.
+_SOURCE_TOKEN_KEYS: list[str] = []
+PANELS = [("loss", ["loss"]), ("learning rate", ["learning_rate"]), ("tokens per source", _SOURCE_TOKEN_KEYS),
+          ("throughput", ["tokens_per_second"]), ("MFU", ["mfu"]), ("stage", ["stage"]),
+          ("gradient norm", ["grad_norm"])]
+
+COMMAND = Command(kind="pretrain", schema=SCHEMA, defaults=pretrain_defaults, load_data=load_pretrain_data,
+                  build_trainer=build_trainer, prepare=prepare, panels=PANELS, metric_keys=["loss"], notes=notes)
+
+
+def run_pretrain(recipe_name: str, overrides: list[str], **flag_values) -> dict | None:
+    return run_command(COMMAND, recipe_name, overrides, RunFlags(**flag_values))

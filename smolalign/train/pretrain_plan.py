@@ -1,0 +1,209 @@
+"""A pretraining recipe's `stages` and `data.sources`, checked, and turned into steps and one schedule.
+
+A stage is a token budget over a mixture of sources (weights are token shares summing to 1), optionally at
+another block size and RoPE base (context extension). The Trainer counts steps, so each budget becomes a whole
+number of optimizer steps: `round(tokens / tokens_per_step)`, with tokens_per_step = processes x per-device
+batch x accumulation x the stage's block size. Stages therefore switch exactly on a step boundary, within half
+a step of their budget, and one learning-rate schedule spans them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass
+
+SOURCE_KEYS = ("dataset", "text_column", "config", "split")
+STAGE_KEYS = ("name", "tokens", "mixture", "block_size", "rope_theta", "max_position_embeddings")
+WEIGHT_TOLERANCE = 1e-6
+
+
+@dataclass
+class Stage:
+    name: str
+    tokens: float
+    mixture: dict[str, float]
+    block_size: int
+    rope_theta: float | None = None
+    """Set the RoPE base from this stage on (SmolLM2's context extension: 130,000 for 1.7B)."""
+    max_position_embeddings: int | None = None
+    """Saved in the model config from this stage on; defaults to the block size when that is larger."""
+    steps: int = 0
+
+
+@dataclass
+class Plan:
+    stages: list[Stage]
+    samples_per_step: int
+    """Blocks per optimizer step over all processes."""
+    starts: list[int]
+    """First step of each stage, then the total."""
+
+    @property
+    def total_steps(self) -> int:
+        return self.starts[-1]
+
+    def stage_at(self, step: int) -> int:
+        """The stage that optimizer step `step` (0-based: the step about to run) trains in."""
+        for index in range(len(self.stages) - 1, -1, -1):
+            if step >= self.starts[index]:
+                return index
+        return 0
+
+    def tokens_per_step(self, stage: int) -> int:
+        return self.samples_per_step * self.stages[stage].block_size
+
+
+def _suggest(key: str, known) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def check_sources(sources) -> list[str]:
+    if not isinstance(sources, dict) or not sources:
+        return ["data.sources must name at least one source: name -> {dataset, text_column}"]
+    problems = []
+    for name, source in sources.items():
+        if not isinstance(source, dict):
+            problems.append(f"data.sources.{name} must be a mapping with dataset and text_column")
+            continue
+        for key in source:
+            if key not in SOURCE_KEYS:
+                problems.append(f"unknown key data.sources.{name}.{key}{_suggest(key, SOURCE_KEYS)}")
+        if not isinstance(source.get("dataset"), str) or not source.get("dataset"):
+            problems.append(f"data.sources.{name} needs a dataset (hub id, file or directory)")
+        for key in ("text_column", "config", "split"):
+            if source.get(key) is not None and not isinstance(source[key], str):
+                problems.append(f"data.sources.{name}.{key}={source[key]!r} must be a string")
+    return problems
+
+
+def parse_stages(raw, sources: dict, block_size: int, problems: list[str]) -> list[Stage]:
+    """Stages as written -> Stage objects; every problem is appended to `problems`."""
+    if not isinstance(raw, list) or not raw:
+        problems.append("stages must be a list of at least one stage: {name, tokens, mixture}")
+        return []
+    stages, names = [], set()
+    for index, item in enumerate(raw):
+        where = f"stages[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where} must be a mapping with name, tokens and mixture")
+            continue
+        for key in item:
+            if key not in STAGE_KEYS:
+                problems.append(f"unknown key {where}.{key}{_suggest(key, STAGE_KEYS)}")
+        name = str(item.get("name") or f"stage-{index + 1}")
+        if name in names:
+            problems.append(f"{where}.name={name!r} is used twice: give each stage its own name")
+        names.add(name)
+        tokens = _number(item.get("tokens"))
+        if tokens is None or tokens <= 0:
+            problems.append(f"{where}.tokens={item.get('tokens')!r} must be a positive number of tokens (e.g. 6.0e12)")
+        mixture = item.get("mixture")
+        if not isinstance(mixture, dict) or not mixture:
+            problems.append(f"{where}.mixture must map source names to token shares, e.g. {{web: 0.9, code: 0.1}}")
+            mixture = {}
+        weights = {}
+        for source, weight in mixture.items():
+            if isinstance(sources, dict) and source not in sources:
+                problems.append(f"{where}.mixture names '{source}', not in data.sources"
+                                f"{_suggest(source, sources or [])}: add it to data.sources or fix the name")
+            value = _number(weight)
+            if value is None or value <= 0:
+                problems.append(f"{where}.mixture.{source}={weight!r} must be a share > 0")
+            else:
+                weights[source] = value
+        if weights and len(weights) == len(mixture) and abs(sum(weights.values()) - 1.0) > WEIGHT_TOLERANCE:
+            problems.append(f"{where}.mixture weights sum to {sum(weights.values()):.6g}, not 1: they are token "
+                            f"shares; scale them to add up to 1")
+        size = item.get("block_size", block_size)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 2:
+            problems.append(f"{where}.block_size={size!r} must be a whole number of tokens >= 2")
+            size = block_size
+        theta = item.get("rope_theta")
+        if theta is not None and (_number(theta) is None or _number(theta) <= 0):
+            problems.append(f"{where}.rope_theta={theta!r} must be a positive number (e.g. 130000)")
+        positions = item.get("max_position_embeddings")
+        if positions is not None and (not isinstance(positions, int) or positions < size):
+            problems.append(f"{where}.max_position_embeddings={positions!r} must be a whole number >= its block "
+                            f"size {size}")
+        stages.append(Stage(name=name, tokens=tokens or 0.0, mixture=weights, block_size=size,
+                            rope_theta=_number(theta) if theta is not None else None,
+                            max_position_embeddings=positions))
+    return stages
+
+
+def make_plan(stages: list[Stage], per_device: int, accumulation: int, processes: int,
+              problems: list[str] | None = None) -> Plan:
+    """Steps of each stage. A budget under one step is a problem (appended), or a UsageError without a list."""
+    from ..errors import UsageError
+
+    samples = max(1, per_device) * max(1, accumulation) * max(1, processes)
+    collected = [] if problems is None else problems
+    starts = [0]
+    for index, stage in enumerate(stages):
+        per_step = samples * stage.block_size
+        if stage.tokens < per_step:
+            collected.append(
+                f"stages[{index}] ({stage.name}) has {stage.tokens:,.0f} tokens, under one step of {per_step:,} "
+                f"({processes} process(es) x batch {per_device} x accumulation {accumulation} x block "
+                f"{stage.block_size}): raise its tokens or lower the batch")
+        stage.steps = max(1, round(stage.tokens / per_step))
+        starts.append(starts[-1] + stage.steps)
+    if problems is None and collected:
+        raise UsageError("; ".join(collected))
+    return Plan(stages=stages, samples_per_step=samples, starts=starts)
+
+
+def world_size_hint() -> int:
+    """Processes as a launcher announces them; 1 before `accelerate launch` has started them."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def schedule_steps(training: dict, total_steps: int) -> tuple[int, int | None]:
+    """(warmup steps, decay steps) as whole steps. Like transformers' `warmup_steps`, a `num_decay_steps` below 1
+    in `lr_scheduler_kwargs` is a share of all steps: SmolLM2 decays over the last 10% (20% for 135M/360M)."""
+    warmup = training.get("warmup_steps", 0) or 0
+    warmup = int(warmup) if warmup >= 1 else math.ceil(total_steps * warmup)  # as TrainingArguments does
+    kwargs = training.get("lr_scheduler_kwargs") or {}
+    decay = kwargs.get("num_decay_steps") if isinstance(kwargs, dict) else None
+    if decay is None:
+        return warmup, None
+    decay = int(decay) if decay >= 1 else round(total_steps * decay)
+    return warmup, decay
+
+
+def check_schedule(training: dict, total_steps: int) -> list[str]:
+    problems = []
+    kind = str(training.get("lr_scheduler_type", "linear"))
+    kwargs = training.get("lr_scheduler_kwargs") or {}
+    if kind.endswith("warmup_stable_decay"):
+        if not isinstance(kwargs, dict) or kwargs.get("num_decay_steps") is None:
+            problems.append("training.lr_scheduler_kwargs.num_decay_steps is needed by warmup_stable_decay: steps, "
+                            "or a share of all steps below 1 (SmolLM2: 0.1)")
+            return problems
+        decay = _number(kwargs["num_decay_steps"])
+        if decay is None or decay <= 0:
+            return [f"training.lr_scheduler_kwargs.num_decay_steps={kwargs['num_decay_steps']!r} must be > 0"]
+        warmup, decay = schedule_steps(training, total_steps)
+        if warmup + decay > total_steps:
+            problems.append(f"warmup ({warmup} steps) and decay ({decay} steps) add up to more than the "
+                            f"{total_steps} steps the stages make: shorten them or raise the stages' tokens")
+    return problems
