@@ -1,0 +1,69 @@
+"""`quiet_output` silences the known per-step noise, and only it: stderr of the real calls, with and without."""
+
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import DEBUG_DIR
+
+# Each noisy call is the real one; each "real" line is a warning of the same kind that must still show.
+SCRIPT = f"""
+import sys, tempfile, warnings
+import torch, datasets
+from transformers import AutoTokenizer
+from transformers.trainer import logger as trainer_logger
+from smolalign.modeling import build_model
+from smolalign.quiet import quiet_output
+
+if sys.argv[1] == "quiet":
+    quiet_output()
+    quiet_output()  # a second call changes nothing
+out = tempfile.mkdtemp()
+tokenizer = AutoTokenizer.from_pretrained({str(DEBUG_DIR / "tokenizer")!r})
+model = build_model("tiny", tokenizer)
+
+datasets.Dataset.from_dict({{"x": list(range(50))}}).map(lambda row: row, desc="Per-step map")
+model.save_pretrained(out)                                    # Writing model shards
+list(torch.utils.data.DataLoader(list(range(4)), pin_memory=True))
+model.gradient_checkpointing_enable()
+model.train()
+model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=True)    # caching vs gradient checkpointing
+
+# a resume of a tied model: the Trainer's own check of what a checkpoint lacked
+from transformers import Trainer, TrainingArguments
+trainer = Trainer(model=model, args=TrainingArguments(output_dir=out, report_to=[], use_cpu=True))
+state = {{k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}}
+trainer._issue_warnings_after_load(model.load_state_dict(state, strict=False))
+
+# real problems stay visible
+trainer_logger.warning("There were missing keys in the checkpoint model loaded: ['model.norm.weight'].")
+warnings.warn("a real warning")
+from tqdm import tqdm
+for _ in tqdm(range(3), desc="Another bar"):
+    pass
+"""
+
+NOISE = ["Per-step map", "Writing model shards", "pin_memory", "incompatible with gradient checkpointing",
+         "['lm_head.weight']"]
+REAL = ["['model.norm.weight']", "a real warning", "Another bar"]
+
+
+@pytest.fixture(scope="module")
+def stderr():
+    def run(mode):
+        done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr
+    return {mode: run(mode) for mode in ("loud", "quiet")}
+
+
+@pytest.mark.parametrize("line", NOISE)
+def test_noise_is_silenced(stderr, line):
+    assert line in stderr["loud"], "the call must really make this noise"
+    assert line not in stderr["quiet"]
+
+
+@pytest.mark.parametrize("line", REAL)
+def test_real_warnings_still_show(stderr, line):
+    assert line in stderr["quiet"]
