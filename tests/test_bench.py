@@ -1,0 +1,35 @@
+"""Each benchmark in bench/ runs in its tiny mode, so that it cannot rot: it finishes and prints its ratios."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+
+def run_bench(name: str) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / name), "--tiny"], capture_output=True, text=True,
+                          cwd=REPO, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def ratios(stdout: str) -> dict[str, float]:
+    found = re.findall(r"^ratio (.+?):\s+([0-9.]+)x", stdout, flags=re.M)
+    return {name.strip(): float(value) for name, value in found}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sft_throughput.py", ["smolalign packed / TRL best CPU setting", "smolalign unpacked / TRL unpacked (same)",
+                           "packed / unpacked at equal tokens a step", "explicit mask / mask inferred (before)",
+                           "smolalign packed / TRL packed (padding-free)"]),
+    ("startup.py", ["smolalign sft --help / trl sft --help"]),
+])
+def test_bench_runs_in_tiny_mode(name, expected):
+    stdout = run_bench(name)
+    assert stdout.startswith("machine: "), stdout[:500]
+    found = ratios(stdout)
+    assert set(expected) <= set(found), stdout[-2000:]
+    assert all(value > 0 for value in found.values()), found
