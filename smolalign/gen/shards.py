@@ -131,6 +131,8 @@ def _record(row: dict, outcome, pass_no: int) -> dict:
         record["rows"] = outcome.rows
     else:
         record["reason"] = outcome.reason
+        if outcome.detail:
+            record["detail"] = outcome.detail
     return record
 
 

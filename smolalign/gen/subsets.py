@@ -30,6 +30,7 @@ class Outcome:
     status: str  # "ok" | "failed" (asked again in a later pass) | "filtered" (final, with its reason)
     rows: list | None = None
     reason: str | None = None
+    detail: str | None = None  # the row's own specifics (filter reasons are counted by `reason` alone)
 
 
 def _weighted_choices(weights: dict[str, float], count: int, seed: int) -> list[str]:
@@ -201,20 +202,15 @@ def _constraints(recipe, row, error) -> Outcome:
     try:
         ids, kwargs = parse_constraint_labels(labels)
     except ValueError as problem:
-        return Outcome("filtered", reason=f"labels not parseable ({_short(problem)})")
+        return Outcome("filtered", reason="constraint labels not parseable", detail=str(problem)[:300])
     problem = validate_instructions(ids, kwargs)
     if problem:
-        return Outcome("filtered", reason=f"invalid constraint labels ({_short(problem)})")
+        return Outcome("filtered", reason="invalid or conflicting constraint labels", detail=problem[:300])
     if not passes_strict(response, ids, kwargs, prompt=instruction):
-        return Outcome("filtered", reason="response fails the strict IFEval check")
+        return Outcome("filtered", reason="response fails the strict IFEval check", detail=", ".join(ids))
     messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
     return Outcome("ok", rows=[_row(recipe, messages, instruction_id_list=ids, kwargs=json.dumps(kwargs),
                                     gen_id=row["gen_id"])])
-
-
-def _short(problem) -> str:
-    # filter reasons are counted by kind: keep the first clause, not the row's values
-    return re.split(r"[:(]", str(problem), maxsplit=1)[0].strip()[:60] or type(problem).__name__
 
 
 def _chat_answer(recipe, row, error, extra: dict) -> Outcome:
@@ -223,8 +219,11 @@ def _chat_answer(recipe, row, error, extra: dict) -> Outcome:
     return Outcome("ok", rows=[_row(recipe, messages, gen_id=row["gen_id"], **extra)])
 
 
-BRIEF = re.compile(r"^\W*brief\W*:\s*(.+?)\s*(?=^\W*summary\W*:|\Z)", re.IGNORECASE | re.MULTILINE | re.DOTALL)
-SUMMARY = re.compile(r"^\W*summary\W*:\s*(.+?)\s*\Z", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+# "Brief: ..." / "**Brief:** ..." at the start of a line; the brief runs up to the "Summary:" line
+_LABEL = r"^[^\w\n]*{}[*_ \t]*:[*_ \t]*"
+BRIEF = re.compile(_LABEL.format("brief") + r"(.+?)\s*(?=" + _LABEL.format("summary") + r"|\Z)",
+                   re.IGNORECASE | re.MULTILINE | re.DOTALL)
+SUMMARY = re.compile(_LABEL.format("summary") + r"(.+?)\s*\Z", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
 def parse_email_summaries(answer: str) -> tuple[str, str]:
