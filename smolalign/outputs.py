@@ -161,6 +161,15 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         staging.rename(path)
 
 
+def respect_umask(root: str | os.PathLike) -> None:
+    """Files that a library wrote private (transformers saves weights through a 0600 temporary file) get the
+    mode every other file of the run has."""
+    wanted = 0o666 & ~_umask()
+    for path in Path(root).rglob("*"):
+        if path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o600 != wanted:
+            path.chmod(wanted)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a file so that it is either the old content or the new one, never a torn mix."""
     path = Path(path)

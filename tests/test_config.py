@@ -98,16 +98,17 @@ def test_bare_name_resolves_to_shipped_recipe(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", shipped_recipes(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_shipped_recipe_validates(path):
-    from smolalign.config import read_yaml
-    from smolalign.train.dpo import dpo_defaults
+    import importlib
 
-    kind = read_yaml(path)["recipe"]
-    defaults = sft_defaults() if kind == "sft" else dpo_defaults()
     import torch
 
+    from smolalign.config import read_yaml
+
+    kind = read_yaml(path)["recipe"]
+    command = importlib.import_module(f"smolalign.train.{kind}").COMMAND  # each command module exposes one
     # the GPU recipes ask for bf16, which TRL refuses on a CPU-only machine: check everything else here
     cpu = [] if torch.cuda.is_available() else ["training.bf16=false"]
-    recipe = load_recipe(str(path), kind, cpu, defaults)
+    recipe = load_recipe(str(path), kind, cpu, command.defaults(), schema=command.schema)
     assert recipe.training_args().output_dir == recipe.training["output_dir"]
     assert path.read_text().startswith("#"), "each recipe starts with a comment naming its source and command"
 

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from .checks import check_conversation, check_preference
+from .checks import check_conversation, check_data_section, check_preference
 from .formats import RowError, check_columns, detect_format, to_messages, to_preference
 from .loading import load_split
 from .mixture import mix, split_eval
@@ -48,6 +48,16 @@ def _normalise_row(row: dict, fmt: str, task: str) -> dict:
         return {**empty, _PROBLEM: f"bad:{problem}"}
 
 
+def _normaliser_fingerprint(source: str, fmt: str, task: str) -> str:
+    import hashlib
+    import inspect
+
+    from . import checks, formats
+
+    code = "".join(inspect.getsource(module) for module in (formats, checks)) + inspect.getsource(_normalise_row)
+    return hashlib.sha256(f"{source}|{fmt}|{task}|{code}".encode()).hexdigest()[:32]
+
+
 def normalise(dataset, name: str, fmt: str, task: str):
     """Rows in the task's one format; bad rows in the first SAMPLE_ROWS fail loudly, later ones are counted."""
     columns = dataset.column_names
@@ -60,6 +70,9 @@ def normalise(dataset, name: str, fmt: str, task: str):
     normalised = dataset.map(
         _normalise_row, fn_kwargs={"fmt": fmt, "task": task}, remove_columns=columns,
         desc=f"Normalising {name} ({fmt})",
+        # datasets keys its cache on the function's bytecode, not on the helpers it calls: include their source,
+        # so an upgraded smolalign never reuses rows normalised by an older one
+        new_fingerprint=_normaliser_fingerprint(dataset._fingerprint, fmt, task),
     )
     problems = normalised[_PROBLEM]
     for index, note in enumerate(problems[:SAMPLE_ROWS]):
@@ -82,6 +95,7 @@ def _load_source(dataset: str, config, split: str, fmt: str, task: str):
 
 def load_data(section, task: str) -> DataBundle:
     """Train (and eval) datasets for a recipe's `data` section. `task` is 'chat' (SFT) or 'preference' (DPO)."""
+    check_data_section(section)
     if section.mixture:
         sources = section.mixture
     else:

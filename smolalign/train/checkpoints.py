@@ -86,6 +86,9 @@ class CheckpointMarker(TrainerCallback):
         if state.is_world_process_zero:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if checkpoint.is_dir():
+                from ..outputs import respect_umask
+
+                respect_umask(checkpoint)
                 mark_complete(checkpoint, state.global_step)
                 rotate(args.output_dir, self.save_total_limit, keep=state.best_model_checkpoint)
         PartialState().wait_for_everyone()

@@ -92,17 +92,19 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
             schema: RecipeSchema | None = None) -> Recipe | None:
     """Load and validate the recipe; print it, or hand the run to accelerate, when asked. None: nothing to train."""
     recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
-    move_token_to_environment(recipe)
     if flags.print_config:
         click.echo(recipe.to_yaml(), nl=False)
         return None
+    move_token_to_environment(recipe)
+    if not recipe.training.get("output_dir"):
+        raise UsageError("training.output_dir is empty: give a directory, e.g. training.output_dir=runs/my-run")
     args = recipe.training_args()  # the library's own consistency checks, before any model or data is loaded
-    try:  # TODO(lead): plain import once guards.py lands
-        from .guards import check_training
-    except ImportError:
-        check_training = None
-    if check_training is not None:
-        check_training(kind, args)
+    from .guards import check_eval_data, check_lora, check_training
+
+    check_training(kind, args)
+    check_eval_data(args, has_eval=bool(getattr(recipe.data, "eval_split", None)
+                                        or getattr(recipe.data, "eval_fraction", 0)))
+    check_lora(None, recipe.lora_config())  # the adapter's own values, before any model loads
     if flags.merge and recipe.lora is None:
         raise UsageError("--merge needs a lora section: full fine-tuning already writes full weights")
     if flags.accelerate_config and not inside_launch():
@@ -287,6 +289,10 @@ def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panel
         base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
         write_model_card(plan.output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
                          recipe_path=recipe.path, metrics=metrics, notes=list(notes))
+    if is_main_process():
+        from ..outputs import respect_umask
+
+        respect_umask(plan.output_dir)
     if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
         trainer.push_to_hub()
     if is_main_process():
@@ -303,6 +309,9 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
     plan = plan_output(recipe, flags)
     try:
         model, tokenizer, placement = load_recipe_model(recipe, args.seed)
+        from .guards import check_lora
+
+        check_lora(model, recipe.lora_config())
         record = {"placement": vars(placement)}
         if command.prepare is not None:
             record.update(command.prepare(model, tokenizer, recipe, args, placement) or {})

@@ -136,7 +136,7 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
     return trainer
 
 
-SFT = Command(
+COMMAND = Command(
     kind="sft", defaults=sft_defaults, load_data=load_sft_data, build_trainer=build_trainer, panels=SFT_PANELS,
     metric_keys=["loss", "eval_loss"], prepare=prepare_sft_model, check_data=check_sft_data,
     notes=lambda data, args: [f"{data.report['rows']:,} training rows, {data.report['trained_tokens']:,} trained "
@@ -147,4 +147,4 @@ SFT = Command(
 def run_sft(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
     if model_path is not None:
         overrides = [f"model.name_or_path={model_path}", *overrides]
-    return run_command(SFT, recipe_name, overrides, RunFlags(**flag_values))
+    return run_command(COMMAND, recipe_name, overrides, RunFlags(**flag_values))
