@@ -1,0 +1,259 @@
+"""`smolalign gen --backend openai` against a real `transformers serve` started here with a tiny model: chat tasks over
+/v1/chat/completions, Magpie over /v1/completions with the prompt rendered on the client; injected HTTP faults;
+SIGKILL in the middle of a run, then the same command again; a server that lacks the completions route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, assert_user_error, run_cli
+
+TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
+GEN_ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real OpenAI-compatible server: `transformers serve` with a tiny chat model, on 127.0.0.1."""
+    from smolalign.modeling import init_model
+
+    model = tmp_path_factory.mktemp("served") / "tiny-chat"
+    init_model("tiny", str(TOKENIZER), str(model), seed=0)
+    config = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**config, "do_sample": True}))
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("serve-log") / "serve.log", "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "transformers"), "serve", str(model), "--device", "cpu", "--host",
+         "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"transformers serve exited: {Path(log.name).read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("transformers serve did not start")
+    yield {"url": url, "model": str(model)}
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+class FaultProxy(ThreadingHTTPServer):
+    """A FAKE, for injected faults only: an HTTP proxy in front of the real server that forwards every request,
+    logs each one (path and JSON body), and (when `fail_share` > 0) fails that share of distinct request bodies with
+    HTTP 500 or 429 (with Retry-After) on their first `fail_times` attempts. It can also hide routes (404) and slow
+    every answer down (`delay`), so a test can kill a run in the middle."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, fail_share=0.0, fail_times=2, hide=(), delay=0.0):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream, self.fail_share, self.fail_times, self.hide, self.delay = upstream, fail_share, fail_times, hide, delay
+        self.log: list[dict] = []
+        self.attempts: Counter = Counter()
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def faulty(self, body: bytes) -> int | None:
+        digest = int(hashlib.sha256(body).hexdigest(), 16)
+        if body and digest % 1000 < self.fail_share * 1000:
+            with self.lock:
+                self.attempts[body] += 1
+                if self.attempts[body] <= self.fail_times:
+                    return 500 if digest % 2 else 429
+        return None
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status: int, body: bytes, headers=()) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self, method: str) -> None:
+        proxy: FaultProxy = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        entry = {"path": self.path, "body": json.loads(body) if body else None, "status": None}
+        with proxy.lock:
+            proxy.log.append(entry)
+        if any(self.path.startswith(f"/v1/{route}") for route in proxy.hide):
+            entry["status"] = 404
+            return self._answer(404, b'{"detail": "Not Found"}')
+        fault = proxy.faulty(body)
+        if fault:
+            entry["status"] = fault
+            extra = [("Retry-After", "1")] if fault == 429 else []
+            return self._answer(fault, json.dumps({"error": {"message": "injected fault"}}).encode(), extra)
+        time.sleep(proxy.delay)
+        request = urllib.request.Request(proxy.upstream + self.path, data=body or None, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, payload = error.code, error.read()
+        entry["status"] = status
+        self._answer(status, payload, [("Content-Type", "application/json")])
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+
+@pytest.fixture
+def proxy(server):
+    made = []
+
+    def make(**kwargs) -> FaultProxy:
+        made.append(FaultProxy(server["url"], **kwargs))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.shutdown()
+        p.server_close()
+
+
+def gen_args(subset, server, url, out, *extra):
+    return ["gen", subset, "--backend", "openai", "--base-url", url, "--model", server["model"], "--output", out,
+            "llm.max_new_tokens=8", "llm.temperature=1.0", *extra]
+
+
+def final_ids(out: Path) -> Counter:
+    import datasets
+
+    return Counter(datasets.load_dataset(str(out), split="train")["gen_id"])
+
+
+def test_chat_and_magpie_over_a_real_server(server, proxy, tmp_path):
+    logged = proxy()
+    out = tmp_path / "magpie"
+    result = run_cli(*gen_args("magpie-ultra", server, logged.url, out, "--num-rows", "2", "turns=2",
+                               "llm.batch_size=2"), env=GEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    completions = [e["body"] for e in logged.log if e["path"] == "/v1/completions" and e["body"]]
+    assert len(completions) >= 2 * 2 * 2, "two rows, two exchanges, a user and an assistant turn each"
+    for body in completions:
+        assert body["model"] == server["model"]
+        prompt = body["prompt"]
+        assert prompt.endswith(("<|im_start|>user\n", "<|im_start|>assistant\n"))
+        assert "<|im_start|>assistant\n<|im_start|>user" not in prompt, "no empty assistant header before a user turn"
+    assert any(b["prompt"].startswith("<|im_start|>system\n") and b["prompt"].endswith("user\n") for b in completions)
+    assert json.loads((out / "smolalign_run.json").read_text())["counts"]["generated"] >= 1
+
+    chat = tmp_path / "rewrite"
+    result = run_cli(*gen_args("smol-rewrite", server, logged.url, chat, "--num-rows", "3"), env=GEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert final_ids(chat) == Counter(range(3))
+    sent = [e["body"] for e in logged.log if e["path"] == "/v1/chat/completions" and e["body"]]
+    assert len(sent) == 3 and all(b["temperature"] == 1.0 and b["top_p"] == 0.95 for b in sent)
+
+
+def test_injected_faults_every_row_exactly_once(server, proxy, tmp_path):
+    faulty = proxy(fail_share=0.2, fail_times=2)
+    out = tmp_path / "faults"
+    # one client retry: a faulty request fails twice, so its batch is voided and asked again in pass 2
+    result = run_cli(*gen_args("smol-rewrite", server, faulty.url, out, "--num-rows", "12", "llm.batch_size=4",
+                               "output.shard_size=6", "llm.max_retries=1"), env=GEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = Counter(e["status"] for e in faulty.log if e["path"] == "/v1/chat/completions")
+    assert statuses[500] and statuses[429], statuses
+    assert list((out / "work" / "shards").glob("*.pass-2.jsonl")), "voided batches were asked again"
+    assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
+    counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
+    assert counts["failed"] == 0 and counts["kept"] == 12
+
+
+def _user_texts(entries) -> list[tuple[str, str]]:
+    return [(b["messages"][0]["content"], b["messages"][1]["content"]) for b in entries]
+
+
+def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
+    slow = proxy(delay=0.4)
+    out = tmp_path / "killed"
+    args = gen_args("smol-rewrite", server, slow.url, out, "--num-rows", "12", "llm.batch_size=2",
+                    "output.shard_size=3")
+    process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, **GEN_ENV}, start_new_session=True)
+    shards = out / "work" / "shards"
+    deadline = time.monotonic() + 300
+    while not list(shards.glob("shard-00001.*")):  # two shards of three committed, two to go
+        if process.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # the whole process group: the CLI and distilabel's workers
+    process.wait()
+    done = {}
+    for path in shards.glob("shard-*.jsonl"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record["status"] == "ok":
+                done[record["gen_id"]] = record["rows"][0]["messages"]
+    assert done and len(done) < 12, f"killed mid-run: {len(done)} rows committed"
+    asked_before = len(slow.log)
+
+    again = run_cli(*args, env=GEN_ENV)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = [e["body"] for e in slow.log[asked_before:] if e["path"] == "/v1/chat/completions" and e["body"]]
+    committed = {(m[0]["content"], m[1]["content"]) for m in done.values()}
+    assert not committed & set(_user_texts(rerun)), "a committed row was asked again"
+    assert len(rerun) >= 12 - len(done)
+    assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
+
+
+def test_server_without_the_completions_route(server, proxy, tmp_path):
+    chat_only = proxy(hide=("completions",))
+    out = tmp_path / "o"
+    result = run_cli(*gen_args("magpie-ultra", server, chat_only.url, out, "--num-rows", "2"), env=GEN_ENV)
+    assert_user_error(result)
+    assert "no /completions route" in result.stderr and not out.exists()
+    wrong = run_cli(*gen_args("smol-rewrite", server, server["url"] + "/v1", out, "--model", "other"), env=GEN_ENV)
+    assert_user_error(wrong)
+    assert "does not serve 'other'" in wrong.stderr and not out.exists()
