@@ -47,6 +47,14 @@ def main(debug: bool) -> None:
 
 # ------------------------------------------------------------------ training commands
 
+
+def _quiet() -> None:
+    """Runs print progress, reports and real warnings only (see quiet.py for what is silenced and why)."""
+    from .quiet import quiet_output
+
+    quiet_output()
+
+
 RECIPE_HELP = "Recipe YAML path, or a shipped name (sft, sft-smol, dpo, debug/sft, debug/dpo)."
 OVERRIDES_HELP = "Overrides as key=value after the recipe, e.g. training.learning_rate=1e-4 data.dataset=my.jsonl."
 
@@ -75,6 +83,7 @@ def sft(recipe, overrides, model_path, print_config, overwrite, resume, merge, a
     """Supervised fine-tuning with TRL's SFTTrainer (2 epochs, assistant-only loss, packing)."""
     from .train.sft import run_sft
 
+    _quiet()
     run_sft(recipe, list(overrides), model_path=model_path, print_config=print_config, overwrite=overwrite,
             resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes)
 
@@ -88,6 +97,7 @@ def dpo(recipe, overrides, model_path, print_config, overwrite, resume, merge, a
     """DPO with TRL's DPOTrainer on UltraFeedback-style pairs, starting from an SFT model."""
     from .train.dpo import run_dpo
 
+    _quiet()
     overrides = list(overrides)
     if recipe is not None and "=" in recipe:  # no recipe given, only overrides
         overrides.insert(0, recipe)
@@ -104,6 +114,7 @@ def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelera
     """Multi-stage base pretraining (data mixture per stage, WSD schedule, context extension)."""
     from .train.pretrain import run_pretrain
 
+    _quiet()
     overrides = list(overrides)
     if recipe is not None and "=" in recipe:  # no recipe given, only overrides
         overrides.insert(0, recipe)
@@ -138,6 +149,7 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
         for line in subset_lines():
             click.echo(line)
         return
+    _quiet()
     if subset is None:
         raise UsageError("name a subset (`smolalign gen --list` lists them), e.g. `smolalign gen smol-rewrite`")
     run_gen(subset, list(overrides), backend=backend, model=model_name, base_url=base_url, num_rows=num_rows,

@@ -259,11 +259,7 @@ def merge_adapter(model, tokenizer, output: Path) -> None:
 
 def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panels, metric_keys, notes=()) -> dict:
     """Save the model, then the report (curves PNG, summary table, model card), then push: the hub gets it all."""
-    try:  # TODO(lead): plain import once callbacks.tokens_per_second lands
-        from .callbacks import tokens_per_second
-    except ImportError:
-        def tokens_per_second(state, runtime):
-            return state.num_input_tokens_seen / runtime
+    from .callbacks import tokens_per_second
     from .report import final_metrics, plot_curves, print_summary, write_model_card
 
     trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
