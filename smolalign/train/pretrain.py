@@ -100,7 +100,7 @@ def plan_for(recipe, args):
 def load_pretrain_data(recipe, tokenizer, args) -> PreparedData:
     """Read every source first (so a missing column fails before anything is tokenised), then tokenise and
     index. Writes only into the block cache, never into the output directory."""
-    from ..data.blocks import IndexStage, MixtureIndex, _digest, check_text_column, tokenize_source
+    from ..data.blocks import IndexStage, MixtureIndex, check_text_column, tokenize_source
     from ..data.loading import load_split
 
     plan = plan_for(recipe, args)
@@ -118,9 +118,10 @@ def load_pretrain_data(recipe, tokenizer, args) -> PreparedData:
             cache_dir=recipe.data.cache_dir, num_proc=recipe.data.num_proc)
     index = MixtureIndex([IndexStage(s.name, s.steps * plan.samples_per_step, s.block_size, s.mixture)
                           for s in plan.stages], files, recipe.data.seed)
+    # The blocks, and how many a step takes: the stages and seed are in the recipe, which a resume also compares,
+    # but the number of processes is not, and the sampler's resume position depends on it.
     fingerprints = {f"{name}@{size}": file.key for (name, size), file in sorted(files.items())}
-    fingerprints["index"] = _digest(recipe.data.seed, plan.samples_per_step,
-                                    [(s.name, s.steps, s.block_size, sorted(s.mixture.items())) for s in plan.stages])
+    fingerprints["blocks per step"] = plan.samples_per_step
     return PreparedData(train=index, eval=None, fingerprints=fingerprints, report=data_report(plan, files, index),
                         record={"plan": {"samples_per_step": plan.samples_per_step, "total_steps": plan.total_steps,
                                          "stages": [{"name": s.name, "steps": s.steps, "block_size": s.block_size}
@@ -150,13 +151,25 @@ def prepare(model, tokenizer, recipe, args, placement) -> dict:
 
 
 def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
-    from ..modeling import choose_placement, count_parameters
+    from ..modeling import choose_placement
+
+    attention = choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation
+    trainer = make_trainer(model, tokenizer, args, data.train, plan_for(recipe, args), recipe.training,
+                           recipe.data.cross_document_attention, attention)
+    data.summary = trainer.summary  # read by the notes once training is done
+    _SOURCE_TOKEN_KEYS[:] = [f"tokens/{name}" for name in recipe.data.sources]
+    return trainer
+
+
+def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_document_attention: bool = True,
+                 attn_implementation: str = "sdpa"):
+    """The pretraining Trainer over an index and its plan (also used as is by bench/pretrain_throughput.py)."""
+    from ..modeling import count_parameters
     from .pretrain_trainer import BlockCollator, PretrainTrainer, rope_by_stage
 
-    plan = plan_for(recipe, args)
     total = plan.total_steps
     args.max_steps = args.max_steps if 0 < args.max_steps <= total else total
-    warmup, decay = schedule_steps(recipe.training, total)
+    warmup, decay = schedule_steps(training, total)
     args.warmup_steps = warmup
     if decay is not None:
         args.lr_scheduler_kwargs = {**(args.lr_scheduler_kwargs or {}), "num_decay_steps": decay}
@@ -164,16 +177,11 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
     args.remove_unused_columns = False
     final_positions = rope_by_stage(plan, model.config)[-1][1]
     tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)
-    attention = choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation
-    collator = BlockCollator(eos_token_id=tokenizer.eos_token_id,
-                             cross_document_attention=recipe.data.cross_document_attention,
-                             attn_implementation=attention)
-    trainer = PretrainTrainer(model=model, args=args, train_dataset=data.train, data_collator=collator,
-                              processing_class=tokenizer, plan=plan, index=data.train,
-                              parameters=count_parameters(model.config))
-    data.summary = trainer.summary  # read by the notes once training is done
-    _SOURCE_TOKEN_KEYS[:] = [f"tokens/{name}" for name in recipe.data.sources]
-    return trainer
+    collator = BlockCollator(eos_token_id=tokenizer.eos_token_id, cross_document_attention=cross_document_attention,
+                             attn_implementation=attn_implementation)
+    return PretrainTrainer(model=model, args=args, train_dataset=index, data_collator=collator,
+                           processing_class=tokenizer, plan=plan, index=index,
+                           parameters=count_parameters(model.config))
 
 
 def notes(data, args) -> list[str]:

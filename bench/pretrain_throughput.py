@@ -1,0 +1,308 @@
+"""Pretraining throughput and resume cost, measured in one run on this machine.
+
+1. Tokens/s of `smolalign pretrain` (its Trainer, block index and collator, the whole command) against a bare
+   PyTorch loop over the same blocks with the same model, AdamW, WSD schedule and gradient clipping. Both warm
+   up first, then run interleaved; median of 3 each (target: >= 0.98x).
+2. Resume overhead at two positions. (a) End to end: `smolalign pretrain --resume` from a checkpoint early and
+   late in a run (same work after it). (b) Positioning the data at step 10 and at step 1,000,000 through the
+   Trainer's own data loader, against the replay transformers does by default (`skip_first_batches`). Target:
+   flat.
+3. `--gpu`: the 360M preset at 2,048 tokens in bf16 on synthetic blocks: tokens/s and MFU (6N + 12·L·H·Q·T FLOPs
+   a token against the device's dense bf16 peak) for the pretraining Trainer and the bare loop. One command,
+   under 3 minutes on one H100.
+
+Run by hand: `python bench/pretrain_throughput.py [--steps N]`, `--tiny` (a test runs it), `--gpu [--compile]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
+
+
+def machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+            f"{torch.get_num_threads()}, {device}, torch {torch.__version__}")
+
+
+# ---------------------------------------------------------------- 1. smolalign pretrain vs a bare loop (CPU)
+
+
+def recipe_overrides(out: Path, steps: int, block: int, batch: int, cache: Path) -> list[str]:
+    return [f"training.output_dir={out}", f"data.block_size={block}", f"data.cache_dir={cache}",
+            f"stages=[{{name: bench, tokens: {steps * batch * block}, mixture: {{prose: 0.5, arith: 0.5}}}}]",
+            f"training.per_device_train_batch_size={batch}", "training.save_strategy=no", "training.report_to=[]",
+            "training.logging_steps=10", "training.warmup_steps=2"]
+
+
+def smolalign_run(out: Path, steps: int, block: int, batch: int, cache: Path, extra=()) -> dict:
+    from smolalign.train.pretrain import run_pretrain
+
+    started = time.perf_counter()
+    metrics = run_pretrain("debug/pretrain", recipe_overrides(out, steps, block, batch, cache) + list(extra),
+                           overwrite=True)
+    return {"tokens/s": steps * batch * block / metrics["train_runtime"], "wall": time.perf_counter() - started}
+
+
+def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "tiny") -> float:
+    """What a user would write by hand: the same blocks, model, AdamW, WSD schedule and clipping."""
+    import torch
+    from transformers import AutoTokenizer, get_wsd_schedule
+
+    from smolalign.config import load_recipe
+    from smolalign.modeling import build_model
+    from smolalign.train.pretrain import SCHEMA, load_pretrain_data, pretrain_defaults
+
+    recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), steps, block, batch, cache),
+                         pretrain_defaults(), schema=SCHEMA)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    index = load_pretrain_data(recipe, tokenizer, recipe.training_args()).train
+    model = build_model(preset, tokenizer, seed=42)
+    model.config.use_cache = False
+    model.train()
+    started = time.perf_counter()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01,
+                                  fused=True)
+    schedule = get_wsd_schedule(optimizer, 2, round(0.1 * steps), num_training_steps=steps, decay_type="linear")
+    import numpy as np
+
+    loader = torch.utils.data.DataLoader(index, batch_size=batch, shuffle=False,
+                                         collate_fn=lambda rows: torch.from_numpy(np.stack([r["input_ids"] for r in rows])))
+    for step, ids in enumerate(loader):
+        if step == steps:
+            break
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 10 == 0:
+            loss.item()  # the Trainer reads the loss once per logging interval too
+    return steps * batch * block / (time.perf_counter() - started)
+
+
+def compare_throughput(tmp: Path, steps: int, block: int, batch: int, repeats: int) -> dict:
+    cache = tmp / "blocks"
+    bare_loop(3, block, batch, cache)  # warm-up both (imports, caches, first-call allocations)
+    smolalign_run(tmp / "warm", 3, block, batch, cache)
+    bare, ours = [], []
+    for round_ in range(repeats):
+        bare.append(bare_loop(steps, block, batch, cache))
+        ours.append(smolalign_run(tmp / f"run{round_}", steps, block, batch, cache)["tokens/s"])
+    return {"bare": statistics.median(bare), "smolalign": statistics.median(ours), "bare all": bare, "ours all": ours}
+
+
+# ---------------------------------------------------------------- 2. resume overhead
+
+
+def resume_end_to_end(tmp: Path, steps: int, block: int, batch: int, positions: tuple[int, int]) -> dict:
+    """Resume from a checkpoint at each position and train 2 more steps; the difference is what position costs."""
+    from smolalign.train.checkpoints import checkpoints
+
+    cache, base = tmp / "blocks", tmp / "resume-base"
+    save = ["training.save_strategy=steps", f"training.save_steps={positions[0]}"]
+    smolalign_run(base, steps, block, batch, cache, save)
+    walls = {}
+    for position in positions:
+        run = tmp / f"resume-{position}"
+        shutil.copytree(base, run)
+        for step, path in checkpoints(run):
+            if step != position:
+                shutil.rmtree(path)
+        started = time.perf_counter()
+        from smolalign.train.pretrain import run_pretrain
+
+        run_pretrain("debug/pretrain", recipe_overrides(run, steps, block, batch, cache) + save
+                     + [f"training.max_steps={position + 2}"], resume=True)
+        walls[position] = time.perf_counter() - started
+    return walls
+
+
+def positioning(tmp: Path, block: int, batch: int, steps_at: tuple[int, int]) -> dict:
+    """Seconds to the first batch at a resumed step: our sampler's start vs transformers' default replay."""
+    import torch
+    from accelerate import skip_first_batches
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from smolalign.data.blocks import IndexStage, MixtureIndex
+    from smolalign.modeling import build_model
+    from smolalign.train.pretrain import load_pretrain_data, make_trainer, pretrain_defaults
+    from smolalign.train.pretrain_plan import Stage, make_plan
+    from smolalign.config import load_recipe
+    from smolalign.train.pretrain import SCHEMA
+
+    cache = tmp / "blocks"
+    recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), 10, block, batch, cache),
+                         pretrain_defaults(), schema=SCHEMA)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    files = load_pretrain_data(recipe, tokenizer, recipe.training_args()).train.files
+    mixture = {"prose": 0.5, "arith": 0.5}
+    plan = make_plan([Stage("big", 1e12, mixture, block)], batch, 1, 1)  # ~4e9 blocks, indexed lazily
+    index = MixtureIndex([IndexStage("big", plan.total_steps * batch, block, mixture)], files, seed=42)
+    training = {"warmup_steps": 2, "lr_scheduler_kwargs": {"num_decay_steps": 0.1}}
+    args = TrainingArguments(output_dir=str(tmp / "pos"), per_device_train_batch_size=batch, report_to=[],
+                             lr_scheduler_type="warmup_stable_decay", use_cpu=not torch.cuda.is_available())
+    trainer = make_trainer(build_model("tiny", tokenizer), tokenizer, args, index, plan, training)
+    trainer.state.global_step = 0
+    next(iter(trainer.get_train_dataloader()))  # warm-up: open the block files, build the permutations
+    out = {}
+    for step in steps_at:
+        trainer.state.global_step = step
+        loader = trainer.get_train_dataloader()
+        started = time.perf_counter()
+        next(iter(loader))
+        ours = time.perf_counter() - started
+        trainer.state.global_step = 0  # what transformers does by default: start at 0 and skip `step` batches
+        replay = skip_first_batches(trainer.get_train_dataloader(), step)
+        started = time.perf_counter()
+        next(iter(replay))
+        out[step] = (ours, time.perf_counter() - started)
+    return out
+
+
+# ---------------------------------------------------------------- 3. GPU: MFU of the 360M preset at 2048
+
+
+def synthetic_files(root: Path, vocab: int, block: int, blocks: int) -> dict:
+    import numpy as np
+
+    from smolalign.data.blocks import BlockFile
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for name in ("web", "code"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        rng.integers(0, vocab, size=blocks * block, dtype=np.uint16).tofile(root / name / "blocks.bin")
+        files[(name, block)] = BlockFile(name, root / name, block, blocks, "uint16", name, blocks)
+    return files
+
+
+def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_: bool) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from smolalign.data.blocks import IndexStage, MixtureIndex
+    from smolalign.modeling import count_parameters, llama_config
+    from smolalign.train.pretrain import make_trainer
+    from smolalign.train.pretrain_mfu import device_peak_flops, flops_per_token, mfu
+    from smolalign.train.pretrain_plan import Stage, make_plan
+
+    on_gpu = torch.cuda.is_available()
+    config = llama_config(preset, vocab_size=49_152)
+    config._attn_implementation = "sdpa"
+    config.use_cache = False
+    n = count_parameters(config)
+    per_token = flops_per_token(n, config, block)
+    peak, device = device_peak_flops()
+    files = synthetic_files(tmp / "synthetic", 49_152, block, max(64, batch * 8))
+    mixture = {"web": 0.7, "code": 0.3}
+    plan = make_plan([Stage("bench", steps * batch * block, mixture, block)], batch, 1, 1)
+    index = MixtureIndex([IndexStage("bench", plan.total_steps * batch, block, mixture)], files, seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)  # only its eos id and saving are used
+
+    def new_model():
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32).to("cuda" if on_gpu else "cpu")
+
+    args = TrainingArguments(output_dir=str(tmp / "gpu"), per_device_train_batch_size=batch, bf16=on_gpu,
+                             learning_rate=3e-3, adam_beta2=0.95, weight_decay=0.01, max_grad_norm=1.0,
+                             lr_scheduler_type="warmup_stable_decay", logging_steps=5, save_strategy="no",
+                             report_to=[], include_num_input_tokens_seen="all", torch_compile=compile_,
+                             dataloader_num_workers=2, use_cpu=not on_gpu, disable_tqdm=True)
+    trainer = make_trainer(new_model(), tokenizer, args, index, plan,
+                           {"warmup_steps": 2, "lr_scheduler_kwargs": {"num_decay_steps": 0.1}})
+    trainer.train()
+    logs = [r for r in trainer.state.log_history if "tokens_per_second" in r][1:]  # the first interval warms up
+    ours = statistics.median(r["tokens_per_second"] for r in logs)
+    del trainer
+    torch.cuda.empty_cache() if on_gpu else None
+
+    model = new_model()
+    model = torch.compile(model) if compile_ else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
+    loader = torch.utils.data.DataLoader(index, batch_size=batch, num_workers=2, pin_memory=on_gpu)
+    device_type = "cuda" if on_gpu else "cpu"
+    marks = []
+    for step, batch_ in enumerate(loader):
+        if step == steps:
+            break
+        ids = batch_["input_ids"].to(device_type, non_blocking=True)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=on_gpu):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 5 == 4:
+            loss.item()
+            marks.append(time.perf_counter())
+    rates = [5 * batch * block / (b - a) for a, b in zip(marks[1:], marks[2:])]
+    bare = statistics.median(rates)
+    print(f"{preset} ({n:,} parameters) at {block} tokens, batch {batch}, bf16={on_gpu}, compile={compile_}, "
+          f"{device}, peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s, {per_token / 1e9:.2f} GFLOP a token")
+    for name, rate in (("smolalign pretrain", ours), ("bare PyTorch loop", bare)):
+        value = mfu(rate, per_token, peak, 1)
+        print(f"  {name:20s} {rate:12,.0f} tokens/s   MFU {f'{value:.1%}' if value is not None else 'n/a'}")
+    print(f"ratio smolalign pretrain / bare PyTorch loop (GPU): {ours / bare:.3f}x")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--block", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--tiny", action="store_true", help="A few steps, one repeat: proves the bench still runs.")
+    parser.add_argument("--gpu", action="store_true", help="MFU of the 360M preset at 2048 in bf16.")
+    parser.add_argument("--preset", default="smollm2-360m")
+    parser.add_argument("--compile", action="store_true")
+    options = parser.parse_args()
+    print(machine(), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if options.gpu:
+            gpu_mfu(tmp, options.preset, 2048 if options.block == 256 else options.block, options.batch,
+                    options.steps, options.compile)
+            return
+        steps, repeats = (4, 1) if options.tiny else (options.steps, 3)
+        block = 64 if options.tiny else options.block
+        speed = compare_throughput(tmp, steps, block, options.batch, repeats)
+        early, late = (2, 4) if options.tiny else (5, 25)
+        walls = resume_end_to_end(tmp, 6 if options.tiny else options.steps, block, options.batch, (early, late))
+        placed = positioning(tmp, block, options.batch, (10, 1000 if options.tiny else 1_000_000))
+    print(f"\ntokens/s, tiny preset, {options.batch} x {block} tokens a step, {steps} steps, median of {repeats}:")
+    print(f"  bare PyTorch loop   {speed['bare']:10,.0f}   (runs: {', '.join(f'{v:,.0f}' for v in speed['bare all'])})")
+    print(f"  smolalign pretrain  {speed['smolalign']:10,.0f}   (runs: {', '.join(f'{v:,.0f}' for v in speed['ours all'])})")
+    print(f"ratio smolalign pretrain / bare PyTorch loop: {speed['smolalign'] / speed['bare']:.3f}x (target >= 0.98x)")
+    print(f"\nresume overhead, end to end (`--resume`, then 2 steps): from step {early}: {walls[early]:.2f} s, "
+          f"from step {late}: {walls[late]:.2f} s")
+    print(f"ratio resume late / early: {walls[late] / walls[early]:.2f}x (target: flat, ~1.0x)")
+    (a, (ours_a, replay_a)), (b, (ours_b, replay_b)) = sorted(placed.items())
+    print(f"resume overhead, data positioning: step {a:,}: {ours_a * 1e3:.1f} ms (transformers' replay "
+          f"{replay_a * 1e3:.1f} ms); step {b:,}: {ours_b * 1e3:.1f} ms (replay {replay_b * 1e3:.1f} ms)")
+    print(f"ratio positioning step {b:,} / step {a:,}: {ours_b / ours_a:.2f}x (target: flat; replay "
+          f"{replay_b / replay_a:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()
