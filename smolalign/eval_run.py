@@ -1,0 +1,214 @@
+"""`smolalign eval MODEL`: held-out figures on the user's data, benchmarks through lm-eval, one `eval.json`.
+
+The data says which measure fits, from its columns: chosen + rejected -> preference accuracy; a chat format
+(the data layer's: messages, conversations, instruction + output, prompt + completion) -> loss and perplexity on
+the assistant tokens, plus exact match when every reference answer is short (a task set: exact answers; on
+open-ended chat an exact match is noise and costs a generation per row); a text column -> loss and perplexity.
+`--metric` overrides the choice. Rows go through the same data layer as training, so what trains also evaluates.
+
+Every problem with the input is found before the model loads. `eval.json` sits next to the model (or under
+`--output` for a hub id); a later evaluation updates its entries and keeps the others.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .data import normalise
+from .data.formats import detect_format
+from .data.loading import load_split
+from .errors import UsageError
+
+EVAL_FILE = "eval.json"
+KIND_METRICS = {"chat": ("loss", "exact_match"), "text": ("loss",), "preference": ("preference",)}
+METRICS = ("loss", "exact_match", "preference")
+SHORT_ANSWER_TOKENS = 32  # a task set's answers are short; longer ones are open-ended chat
+SAMPLES = 3  # replies kept in eval.json beside each exact match, to see what the model said
+
+
+def _kind(columns: list[str], name: str, text_column: str) -> tuple[str, str]:
+    """(kind, format) from the columns: preference, chat or text."""
+    if "chosen" in columns or "rejected" in columns:
+        return "preference", detect_format(columns, "preference", name)
+    try:
+        return "chat", detect_format(columns, "chat", name)
+    except UsageError:
+        if text_column in columns:
+            return "text", "text"
+        raise UsageError(
+            f"dataset '{name}' has columns {sorted(columns)}: eval reads chat (messages, conversations, "
+            f"instruction+output, prompt+completion), preference (chosen+rejected) or plain text "
+            f"('{text_column}'): rename a column or set --text-column") from None
+
+
+def _load(name: str, split: str | None, text_column: str, limit: int | None, metrics: list[str] | None) -> dict:
+    """One evaluation set: its normalised rows and the metrics asked of it (None: decided from the answers)."""
+    if split is None:
+        split = "train" if Path(name).expanduser().is_file() else "test"  # a file holds one split
+    try:
+        raw = load_split(name, None, split)
+    except UsageError as error:
+        if f"no split '{split}'" in str(error):
+            raise UsageError(f"dataset '{name}' has no split '{split}': choose one with --split") from error
+        raise
+    kind, fmt = _kind(raw.column_names, name, text_column)
+    if limit is not None:
+        raw = raw.select(range(min(limit, len(raw))))
+    if metrics:
+        wrong = [m for m in metrics if m not in KIND_METRICS[kind]]
+        if wrong:
+            raise UsageError(f"--metric {wrong[0]} does not apply to {kind} data ('{name}'): use "
+                             f"{' or '.join(KIND_METRICS[kind])}, or give a dataset with the columns it needs")
+    if kind == "text":
+        rows = [t for t in raw[text_column] if isinstance(t, str) and t.strip()]
+        if not rows:
+            raise UsageError(f"dataset '{name}' has no text in column '{text_column}': point --data at text rows")
+    else:
+        normalised, fmt, _ = normalise(raw, name, fmt, "chat" if kind == "chat" else "preference")
+        rows = normalised["messages"] if kind == "chat" else list(normalised)
+    return {"dataset": name, "split": split, "kind": kind, "format": fmt, "rows": rows, "metrics": metrics}
+
+
+def _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens) -> None:
+    if not data and not tasks:
+        raise UsageError("nothing to evaluate: give --data PATH (held-out chat, text or preference rows) or "
+                         "--tasks NAME (lm-evaluation-harness), e.g. --data recipes/debug/data/tasks-sft")
+    unknown = [m for m in metrics or [] if m not in METRICS]
+    if unknown:
+        raise UsageError(f"unknown metric '{unknown[0]}': choose from {', '.join(METRICS)}")
+    for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag}={value} must be at least 1")
+
+
+def _eval_dir(model: str, output: str | None) -> Path:
+    from .outputs import check_writable
+
+    if output is not None:
+        place = Path(output).expanduser()
+        if place.is_file():
+            raise UsageError(f"--output '{output}' is a file: give a directory to hold {EVAL_FILE}")
+    elif Path(model).expanduser().is_dir():
+        place = Path(model).expanduser()
+    else:
+        raise UsageError(f"model '{model}' is not a local directory, so {EVAL_FILE} has no place beside it: "
+                         f"give --output DIR")
+    return check_writable(place, "--output" if output else "model")
+
+
+def _measure(model, tokenizer, item: dict, batch_size: int, max_new_tokens: int, bar) -> dict:
+    from . import evaluate as ev
+
+    rows, kind, out = item["rows"], item["kind"], {}
+    metrics = item["metrics"] or list(KIND_METRICS[kind])
+    label = f"{Path(item['dataset']).name or item['dataset']} [{item['split']}]"
+    if kind == "chat" and not item["metrics"]:  # exact match only on a task set (short, exact answers)
+        longest = max(len(tokenizer(c[-1]["content"], add_special_tokens=False)["input_ids"]) for c in rows)
+        if longest > SHORT_ANSWER_TOKENS:
+            metrics.remove("exact_match")
+    for metric in metrics:
+        step = bar(f"{label} {metric}", len(rows))
+        if metric == "loss":
+            scores = (ev.chat_loss if kind == "chat" else ev.text_loss)(model, tokenizer, rows, batch_size=batch_size,
+                                                                       progress=step)
+            out.update(scores)
+        elif metric == "exact_match":
+            answers = [c[-1]["content"].strip() for c in rows]
+            budget = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers) + 2
+            replies = ev.generate_replies(model, tokenizer, [c[:-1] for c in rows], batch_size=batch_size,
+                                          max_new_tokens=min(budget, max_new_tokens), progress=step)
+            out["exact_match"] = sum(r == a for r, a in zip(replies, answers)) / len(rows)
+            out["samples"] = [{"prompt": c[-2]["content"], "answer": a, "reply": r}
+                              for c, a, r in zip(rows[:SAMPLES], answers, replies)]
+        else:
+            margins = ev.preference_margins(model, tokenizer, rows, batch_size=batch_size, progress=step)
+            out["preference_accuracy"] = sum(m > 0 for m in margins) / len(rows)
+            out["mean_margin"] = sum(margins) / len(rows)
+    return out
+
+
+def _write(place: Path, model: str, results: dict) -> Path:
+    from .outputs import atomic_write_text
+
+    path = place / EVAL_FILE
+    try:
+        previous = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        previous = {}  # an unreadable old file is replaced, not merged
+    merged = {"model": model, "data": {**previous.get("data", {}), **results["data"]},
+              "tasks": {**previous.get("tasks", {}), **results["tasks"]},
+              "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_text(path, json.dumps(merged, indent=2) + "\n")
+    return path
+
+
+def _table(results: dict):
+    from rich.table import Table
+
+    table = Table(title=f"eval: {results['model']}")
+    for column in ("data", "split", "rows", "metric", "value"):
+        table.add_column(column, justify="right" if column in ("rows", "value") else "left", overflow="fold")
+    for entry in results["data"].values():
+        for metric in ("loss", "perplexity", "exact_match", "preference_accuracy", "mean_margin"):
+            if metric in entry:
+                value = entry[metric]
+                table.add_row(entry["dataset"], entry["split"], str(entry["rows"]), metric,
+                              f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}")
+    for task, values in results["tasks"].items():
+        for metric, value in values.items():
+            table.add_row(task, "lm-eval", "", metric, f"{value:.4f}")
+    return table
+
+
+def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None = None, output: str | None = None,
+             *, metrics: list[str] | None = None, split: str | None = None, limit: int | None = None,
+             batch_size: int = 32, max_new_tokens: int = 256, text_column: str = "text",
+             num_fewshot: int | None = None, chat_template: bool | None = None, console=None) -> dict:
+    """Evaluate MODEL on each --data set and lm-eval task; print a table, write eval.json, return the figures."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .modeling import check_model_source, load_model
+
+    _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens)
+    check_model_source(model)
+    place = _eval_dir(model, output)
+    prepared = None
+    if tasks:
+        from .eval_harness import prepare_tasks
+
+        prepared = prepare_tasks(tasks)
+    sets = [_load(name, split, text_column, limit, metrics) for name in data or []]
+
+    lm, tokenizer, placement = load_model(name_or_path=model)
+    lm.to(placement.device)
+    if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
+        raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through it: "
+                         f"evaluate a model saved by `smolalign sft`, or give plain-text data")
+    results = {"model": model, "data": {}, "tasks": {}}
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True)
+
+    def bar(description: str, total: int):
+        task = progress.add_task(description, total=total)
+        return lambda done: progress.advance(task, done)
+
+    with progress:
+        for item in sets:
+            figures = _measure(lm, tokenizer, item, batch_size, max_new_tokens, bar)
+            key = f"{item['dataset']} [{item['split']}]"
+            results["data"][key] = {"dataset": item["dataset"], "split": item["split"], "kind": item["kind"],
+                                    "format": item["format"], "rows": len(item["rows"]), **figures}
+    if tasks:
+        from .eval_harness import is_chat_model, run_tasks
+
+        source = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
+        chat = is_chat_model(tokenizer) if chat_template is None else chat_template
+        del lm  # lm-eval loads its own copy
+        results["tasks"] = run_tasks(source, prepared, chat=chat, device=placement.device, dtype=placement.dtype,
+                                     batch_size=batch_size, limit=limit, num_fewshot=num_fewshot)
+    results["eval_json"] = str(_write(place, model, results))
+    (console or Console()).print(_table(results))
+    return results
