@@ -156,6 +156,67 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
             output=output, ray=ray, print_config=print_config, overwrite=overwrite)
 
 
+@main.command("eval")
+@click.argument("model")
+@click.option("--data", multiple=True, help="Held-out rows (file, directory or hub id), repeatable. The columns pick "
+              "the metric: chosen+rejected -> preference accuracy; chat -> loss, perplexity and, when every answer "
+              "is short, exact match; text -> loss, perplexity.")
+@click.option("--tasks", multiple=True, help="lm-evaluation-harness tasks (names or task YAML paths, comma-separated; "
+              "needs `pip install 'smolalign[eval]'`).")
+@click.option("--metric", "metrics", multiple=True, help="loss, exact_match or preference (repeatable): measure these "
+              "instead of choosing from the columns.")
+@click.option("--split", default=None, help="Split to read (default: test; train for a single file).")
+@click.option("--limit", type=int, default=None, help="At most this many rows per dataset or task.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply for exact match.")
+@click.option("--text-column", default="text", show_default=True, help="Column that holds plain text.")
+@click.option("--num-fewshot", type=int, default=None, help="Few-shot examples for lm-eval tasks (default: the task's).")
+@click.option("--chat-template/--no-chat-template", default=None,
+              help="Run lm-eval tasks through the chat template (default: yes for chat models).")
+@click.option("--output", type=click.Path(), default=None,
+              help="Directory for eval.json (default: the model directory; needed for a hub id).")
+def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
+                 chat_template, output):
+    """Held-out loss and perplexity, exact match, preference accuracy, lm-eval benchmarks; writes eval.json."""
+    from .eval_run import run_eval
+
+    _quiet()
+    run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
+             batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column, num_fewshot=num_fewshot,
+             chat_template=chat_template)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--prompt", default=None, help="Answer this one message, print only the answer and exit ('-': stdin).")
+@click.option("--system", default=None, help="System prompt.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option("--temperature", type=float, default=0.2, show_default=True, help="0 for greedy decoding.")
+@click.option("--top-p", type=float, default=0.9, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed for sampling, for replies that repeat.")
+def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed):
+    """Chat with a model in the terminal through its chat template (/reset, /system TEXT, /exit)."""
+    from .chat import run_chat
+
+    run_chat(model, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
+             top_p=top_p, seed=seed)
+
+
+# ------------------------------------------------------------------ the whole pipeline
+
+
+@main.command()
+@click.option("--output", default="runs/demo", show_default=True, help="Directory for every stage and the report.")
+@click.option("--size", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
+              help="small: the debug recipes as shipped (~10 min on 2 cores); tiny: fewer steps, a few minutes.")
+def demo(output, size):
+    """Raw text to an aligned chat model on this CPU: tokenizer, pretrain, gen, SFT, DPO, each stage evaluated."""
+    from .demo import run_demo
+
+    _quiet()
+    run_demo(output, size)
+
+
 # ------------------------------------------------------------------ tokenizer and model
 
 
