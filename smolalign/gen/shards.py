@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 from collections import defaultdict
 from pathlib import Path
 
@@ -87,8 +88,8 @@ class PipelineLog(logging.Handler):
             self.on_batch()
 
 
-def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_batch=None) -> tuple[list[dict], str | None]:
-    """One distilabel pipeline over `rows`; returns its output rows and the last batch error it logged."""
+def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_batch=None):
+    """One distilabel pipeline over `rows` -> (output rows, the last batch error it logged, whether Ctrl-C stopped it)."""
     from distilabel.pipeline import Pipeline
 
     from .steps import PlannedRows
@@ -109,10 +110,15 @@ def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_ba
     listener = PipelineLog(last.name, on_batch, verbose=bool(os.environ.get("SMOLALIGN_DEBUG")))
     handlers.append(listener)
     listener.handlers_list = handlers  # distilabel appends its console and file handlers to this same list
-    distiset = pipeline.run(use_cache=False, logging_handlers=handlers)
+    sigint = signal.getsignal(signal.SIGINT)  # distilabel installs its own Ctrl-C handler and leaves it behind
+    try:
+        distiset = pipeline.run(use_cache=False, logging_handlers=handlers)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     out = distiset["default"]["train"].to_list() if distiset and "default" in distiset else []
     _keep_log(cache / name, work / "logs" / f"{name}.log")
-    return out, listener.last_error
+    interrupted = getattr(pipeline, "_stop_calls", 0) > 0  # Ctrl-C: distilabel stopped early and returned
+    return out, listener.last_error, interrupted
 
 
 def _keep_log(pipeline_cache: Path, target: Path) -> None:
@@ -150,15 +156,21 @@ def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[
         while todo := pending(shard, history, out.max_passes):
             pass_no = 1 + max((p for s, p, _ in store.parts() if s == k), default=0)
             display.begin_pass(k, len(shards), pass_no, len(todo), recipe.sections["llm"].batch_size)
-            outputs, error = run_pipeline(recipe, todo, backend, work, f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}",
-                                          on_batch=display.batch_done)
+            outputs, error, interrupted = run_pipeline(recipe, todo, backend, work,
+                                                       f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}",
+                                                       on_batch=display.batch_done)
             by_id = {o.get("gen_id"): o for o in outputs}
             records = []
             for row in todo:
                 output = by_id.get(row["gen_id"])
                 outcome = interpret(recipe, output, error) if output is not None else _lost(error)
                 records.append(_record(row, outcome, pass_no))
-            store.commit(k, pass_no, records)
+            if interrupted:  # keep the answers that came back; rows cut short are not a failed try
+                records = [r for r in records if r["status"] != "failed"]
+            if records:
+                store.commit(k, pass_no, records)
+            if interrupted:
+                raise KeyboardInterrupt
             for record in records:
                 history[record["gen_id"]].append(record)
             display.end_pass(sum(1 for r in rows if not pending([r], history, out.max_passes)))
