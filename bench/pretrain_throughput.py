@@ -254,7 +254,8 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
         if step % 5 == 4:
             loss.item()
             marks.append(time.perf_counter())
-    rates = [5 * batch * block / (b - a) for a, b in zip(marks[1:], marks[2:])]
+    rates = [5 * batch * block / (b - a) for a, b in zip(marks, marks[1:])]
+    rates = rates[1:] if len(rates) > 1 else rates  # the first interval warms up
     bare = statistics.median(rates)
     print(f"{preset} ({n:,} parameters) at {block} tokens, batch {batch}, bf16={on_gpu}, compile={compile_}, "
           f"{device}, peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s, {per_token / 1e9:.2f} GFLOP a token")
