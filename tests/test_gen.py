@@ -126,8 +126,13 @@ def test_smol_constraints_end_to_end(gen_model, tmp_path):
 
 def test_smol_rewrite_end_to_end(gen_model, tmp_path):
     out = tmp_path / "rewrite"
-    result = gen("smol-rewrite", gen_model, out, "--num-rows", "5", "output.shard_size=3", "llm.batch_size=3")
+    home, hf_home = tmp_path / "home", tmp_path / "hf"
+    result = run_cli("gen", "smol-rewrite", "--backend", "transformers", "--model", gen_model, "--output", out, *TINY,
+                     "--num-rows", "5", "output.shard_size=3", "llm.batch_size=3",
+                     env={**GEN_ENV, "HOME": str(home), "HF_HOME": str(hf_home)})
     assert result.returncode == 0, result.stderr[-3000:]
+    # distilabel's caches (its pipeline cache, the Arrow files it reads its outputs back from) stay inside DIR
+    assert not (home / ".cache" / "distilabel").exists() and not (hf_home / "datasets" / "parquet").exists()
     rows, counts = check_dataset(out, "smol-rewrite", 5)
     styles = run_record(out)["spec"]["styles"]
     assert counts["failed"] == 0 and counts["kept"] == 5
@@ -256,6 +261,21 @@ def test_tally_counts_every_row_once_and_removes_duplicates():
     assert tally(normalized, planned, history, None)[1]["duplicates"] == 2
 
 
+def test_decontamination_drops_rows_sharing_an_ngram_with_the_eval_set():
+    from smolalign.gen.output import tally
+
+    eval_prompt = "Write a 300+ word summary of the wikipedia page about the history of the city of Paris."
+    users = [f"Please {eval_prompt.lower()} Thanks!", "Write a short poem about rain on a tin roof at night please."]
+    def answered(i, user):
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": "a"}]
+        return [{"gen_id": i, "status": "ok", "rows": [{"messages": messages, "gen_id": i}]}]
+
+    history = {i: answered(i, u) for i, u in enumerate(users)}
+    rows, counts, _ = tally(load("smol-constraints"), [{"gen_id": 0}, {"gen_id": 1}], history, [eval_prompt])
+    assert [r["gen_id"] for r in rows] == [1]
+    assert counts["filtered"] == {"shares a 10-gram with the eval set": 1} and counts["kept"] == 1
+
+
 def test_failed_rows_are_retried_until_max_passes():
     from smolalign.gen.shards import pending
 
@@ -302,6 +322,8 @@ BAD_INPUT = {
     "weights not summing to 1": (["gen", "magpie-ultra", "category_weights.reasoning=0.5"], "sum to 1.375, not 1"),
     "transformers without a model": (["gen", "smol-rewrite", "--backend", "transformers"], "llm.model is required"),
     "top_k on a server": (["gen", "smol-rewrite", "llm.top_k=5"], "not part of the OpenAI API"),
+    "missing eval set": (["gen", "smol-rewrite", "--backend", "transformers", "--model", "runs/none",
+                          "decontaminate.against=runs/no-such-eval.jsonl"], "no-such-eval"),
 }
 
 

@@ -212,6 +212,8 @@ def test_injected_faults_every_row_exactly_once(server, proxy, tmp_path):
     statuses = Counter(e["status"] for e in faulty.log if e["path"] == "/v1/chat/completions")
     assert statuses[500] and statuses[429], statuses
     assert list((out / "work" / "shards").glob("*.pass-2.jsonl")), "voided batches were asked again"
+    first = [json.loads(line) for p in (out / "work" / "shards").glob("*.pass-1.jsonl") for line in p.read_text().splitlines()]
+    assert any(r["status"] == "failed" and "injected fault" in r["reason"] for r in first), "a failed try says why"
     assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
     counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
     assert counts["failed"] == 0 and counts["kept"] == 12

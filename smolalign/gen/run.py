@@ -91,14 +91,14 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
         raise UsageError(f"'{out_dir}' holds a gen run with another spec, seeds or row count: pass --overwrite to "
                          f"replace it, or choose another --output")
     check_output_dir(out_dir, overwrite=overwrite, resuming=resuming)
-    magpie, chat = needs_routes(recipe.kind)
-    found = check_backend(recipe.sections["llm"], magpie, chat)
-    _check_ray(recipe)
     against = None
     if recipe.sections["decontaminate"].against:
         from .decontaminate import load_against
 
         against = load_against(recipe.sections["decontaminate"].against)
+    _check_ray(recipe)
+    magpie, chat = needs_routes(recipe.kind)
+    found = check_backend(recipe.sections["llm"], magpie, chat)  # last: it may ask a server, which takes longest
     return _generate(recipe, rows, found, out_dir, fingerprint, overwrite and not resuming, against)
 
 

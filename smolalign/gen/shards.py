@@ -110,13 +110,19 @@ def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_ba
     listener = PipelineLog(last.name, on_batch, verbose=bool(os.environ.get("SMOLALIGN_DEBUG")))
     handlers.append(listener)
     listener.handlers_list = handlers  # distilabel appends its console and file handlers to this same list
+    import datasets
+
     sigint = signal.getsignal(signal.SIGINT)  # distilabel installs its own Ctrl-C handler and leaves it behind
+    # distilabel reads its outputs back with `datasets.load_dataset`, whose Arrow cache would land in ~/.cache
+    datasets_cache, datasets.config.HF_DATASETS_CACHE = datasets.config.HF_DATASETS_CACHE, cache / "datasets"
     try:
         distiset = pipeline.run(use_cache=False, logging_handlers=handlers)
+        out = distiset["default"]["train"].to_list() if distiset and "default" in distiset else []
     finally:
         signal.signal(signal.SIGINT, sigint)
-    out = distiset["default"]["train"].to_list() if distiset and "default" in distiset else []
+        datasets.config.HF_DATASETS_CACHE = datasets_cache
     _keep_log(cache / name, work / "logs" / f"{name}.log")
+    shutil.rmtree(cache / "datasets", ignore_errors=True)
     interrupted = getattr(pipeline, "_stop_calls", 0) > 0  # Ctrl-C: distilabel stopped early and returned
     return out, listener.last_error, interrupted
 
