@@ -107,6 +107,20 @@ def test_magpie_ultra_end_to_end(gen_model, tmp_path):
     assert_user_error(other)
     assert "another spec" in other.stderr
     assert sorted(p.name for p in (out / "work" / "shards").iterdir()) == parts
+    # --overwrite starts that directory over (it is smolalign's own: it holds the run record)
+    fresh = gen("magpie-ultra", gen_model, out, "--num-rows", "2", "turns=1", "--overwrite")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    check_dataset(out, "magpie-ultra", 2)
+
+
+def test_one_run_at_a_time_in_a_directory(gen_model, tmp_path):
+    from smolalign.outputs import output_lock
+
+    out = tmp_path / "busy"
+    with output_lock(out):  # another smolalign process holds it
+        result = gen("smol-rewrite", gen_model, out, "--num-rows", "2")
+    assert_user_error(result)
+    assert "another smolalign process" in result.stderr and list(out.iterdir()) == []
 
 
 def test_smol_constraints_end_to_end(gen_model, tmp_path):

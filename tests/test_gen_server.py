@@ -82,7 +82,8 @@ class FaultProxy(ThreadingHTTPServer):
 
     def __init__(self, upstream: str, fail_share=0.0, fail_times=2, hide=(), delay=0.0):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.upstream, self.fail_share, self.fail_times, self.hide, self.delay = upstream, fail_share, fail_times, hide, delay
+        self.upstream, self.fail_share, self.fail_times = upstream, fail_share, fail_times
+        self.hide, self.delay = hide, delay
         self.log: list[dict] = []
         self.attempts: Counter = Counter()
         self.lock = threading.Lock()
@@ -212,7 +213,8 @@ def test_injected_faults_every_row_exactly_once(server, proxy, tmp_path):
     statuses = Counter(e["status"] for e in faulty.log if e["path"] == "/v1/chat/completions")
     assert statuses[500] and statuses[429], statuses
     assert list((out / "work" / "shards").glob("*.pass-2.jsonl")), "voided batches were asked again"
-    first = [json.loads(line) for p in (out / "work" / "shards").glob("*.pass-1.jsonl") for line in p.read_text().splitlines()]
+    first = [json.loads(line) for p in (out / "work" / "shards").glob("*.pass-1.jsonl")
+             for line in p.read_text().splitlines()]
     assert any(r["status"] == "failed" and "injected fault" in r["reason"] for r in first), "a failed try says why"
     assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
     counts = json.loads((out / "smolalign_run.json").read_text())["counts"]

@@ -82,7 +82,8 @@ def check_server(llm, routes: tuple[str, ...]) -> Backend:
     try:
         served = [entry["id"] for entry in json.loads(text).get("data", [])]
     except (ValueError, AttributeError, KeyError, TypeError):
-        raise UsageError(f"{base_url}/models did not answer like an OpenAI-compatible server: check --base-url") from None
+        raise UsageError(f"{base_url}/models did not answer like an OpenAI-compatible server: check --base-url") \
+            from None
     model = llm.model
     if model is None:
         if len(served) != 1:

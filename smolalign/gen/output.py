@@ -23,7 +23,7 @@ DATA_FILE = "train-00000-of-00001.parquet"
 FAILED_FILE = "failed.jsonl"
 
 
-def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: list[str] | None) -> tuple[list, dict, list]:
+def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: list[str] | None):
     """(rows to write, counts, failures): every planned row is counted once as failed, filtered or kept."""
     counts = {"requested": len(rows), "generated": 0, "failed": 0, "filtered": Counter(), "duplicates": 0, "kept": 0}
     failures, answered = [], []
@@ -44,7 +44,8 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
         from .decontaminate import ngram_decontaminate
 
         n = recipe.sections["decontaminate"].ngram
-        texts = [" ".join(m["content"] for r in group for m in r["messages"] if m["role"] == "user") for group in answered]
+        texts = [" ".join(m["content"] for r in group for m in r["messages"] if m["role"] == "user")
+                 for group in answered]
         keep = ngram_decontaminate(texts, against, n=n)
         counts["filtered"][f"shares a {n}-gram with the eval set"] += keep.count(False)
         answered = [group for group, ok in zip(answered, keep) if ok]
@@ -74,7 +75,8 @@ def _dedup_key(messages: list[dict], mode: str) -> str:
     return json.dumps(messages, sort_keys=True, ensure_ascii=False)
 
 
-def write_dataset(out_dir: Path, rows: list[dict], failures: list[dict], card: str) -> None:
+def write_dataset(out_dir: Path, rows: list[dict], failures: list[dict], card) -> None:
+    """The parquet file, failed.jsonl and README.md; `card(rows, data_bytes, file_bytes)` writes the card."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -86,16 +88,21 @@ def write_dataset(out_dir: Path, rows: list[dict], failures: list[dict], card: s
         table = pa.table({"messages": pa.array([], pa.list_(message)), "source": pa.array([], pa.string())})
     with atomic_directory(out_dir / "data") as staging:
         pq.write_table(table, staging / DATA_FILE)
+        size = (staging / DATA_FILE).stat().st_size
     failed_path = out_dir / FAILED_FILE
     if failures:
         atomic_write_text(failed_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
     elif failed_path.exists():
         failed_path.unlink()
-    atomic_write_text(out_dir / "README.md", card)
+    atomic_write_text(out_dir / "README.md", card(len(rows), table.nbytes, size))
 
 
-def dataset_card(recipe, backend, counts: dict, command: str) -> str:
+def dataset_card(recipe, backend, counts: dict, command: str, rows: int, data_bytes: int, file_bytes: int) -> str:
+    # `dataset_info` is what `datasets` keys its cache of a local folder on: without the row count and file size a
+    # dataset regenerated in the same place would be read back from the stale cache of the old one
+    split = {"name": "train", "num_bytes": data_bytes, "num_examples": rows}
     header = {"configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+              "dataset_info": {"config_name": "default", "splits": [split], "download_size": file_bytes},
               "tags": ["synthetic", "distilabel", "smolalign", "smoltalk"]}
     llm = recipe.sections["llm"]
     settings = {k: v for k, v in dataclasses.asdict(recipe.settings).items() if not isinstance(v, (dict, str))}

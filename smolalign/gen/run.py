@@ -132,7 +132,7 @@ def _generate(recipe, rows, backend, out_dir: Path, fingerprint: str, start_over
         kept, counts, failures = tally(recipe, rows, history, against)
         command = redact_text(" ".join(["smolalign", *sys.argv[1:]]) if sys.argv[0].endswith(("smolalign", "cli.py"))
                               else f"smolalign gen {recipe.kind}")
-        write_dataset(out_dir, kept, failures, dataset_card(recipe, backend, counts, command))
+        write_dataset(out_dir, kept, failures, lambda *sizes: dataset_card(recipe, backend, counts, command, *sizes))
         seconds = time.monotonic() - started
         _write_record(out_dir, recipe, backend, "complete", {"counts": counts, "seconds": round(seconds, 1)})
     print_summary(recipe.kind, counts, str(out_dir), seconds)

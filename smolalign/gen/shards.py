@@ -89,7 +89,8 @@ class PipelineLog(logging.Handler):
 
 
 def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_batch=None):
-    """One distilabel pipeline over `rows` -> (output rows, the last batch error it logged, whether Ctrl-C stopped it)."""
+    """One distilabel pipeline over `rows` -> (its output rows, the last batch error it logged, whether Ctrl-C
+    stopped it)."""
     from distilabel.pipeline import Pipeline
 
     from .steps import PlannedRows

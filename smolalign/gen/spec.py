@@ -20,7 +20,8 @@ from ..resources import resolve_recipe, shipped_dir
 @dataclass
 class LLMSection:
     backend: Literal["openai", "transformers", "vllm"] = "openai"
-    """openai: any OpenAI-compatible server (base_url); transformers: a local model in-process; vllm: in-process (GPU)."""
+    """openai: any OpenAI-compatible server (base_url); transformers: a local model in-process; vllm: the same, on a
+    GPU."""
     model: str | None = None
     """Served model name (openai; default: the server's only model) or local path / hub id (transformers, vllm)."""
     tokenizer: str | None = None
@@ -40,7 +41,8 @@ class LLMSection:
     repetition_penalty: float = 1.0
     """transformers / vllm only (distilabel's TransformersLLM would otherwise use 1.1)."""
     batch_size: int = 8
-    """Rows per distilabel batch: one batched forward pass (transformers, vllm) or that many concurrent requests (openai)."""
+    """Rows per distilabel batch: one batched forward pass (transformers, vllm), or that many concurrent requests
+    (openai)."""
     max_retries: int = 6
     """HTTP retries with backoff per request (openai client; Retry-After is honoured)."""
     timeout: int = 120
@@ -168,11 +170,12 @@ def _check(subset: str, checked: dict) -> list[str]:
         problems.append(f"turns={s['turns']} must be at least 1")
     if subset == "smol-constraints" and s.get("turns", 1) != 1:
         problems.append("smol-constraints checks one response against one query: set turns=1")
-    for key, low, high in (("temperature", 0.0, None), ("top_p", 0.0, 1.0), ("repetition_penalty", 0.0, None)):
-        value = llm.get(key)
-        if value is not None and (value < low or (high is not None and value > high) or (key != "temperature" and value == 0)):
-            bound = f"in (0, {high}]" if high else ("at least 0" if key == "temperature" else "above 0")
-            problems.append(f"llm.{key}={value} must be {bound}")
+    if llm.get("temperature", 0.0) < 0:
+        problems.append(f"llm.temperature={llm['temperature']} must be at least 0")
+    if not 0 < llm.get("top_p", 1.0) <= 1:
+        problems.append(f"llm.top_p={llm['top_p']} must be in (0, 1]")
+    if llm.get("repetition_penalty", 1.0) <= 0:
+        problems.append(f"llm.repetition_penalty={llm['repetition_penalty']} must be above 0")
     for key in ("max_new_tokens", "batch_size", "timeout"):
         if key in llm and llm[key] < 1:
             problems.append(f"llm.{key}={llm[key]} must be at least 1")
@@ -181,7 +184,8 @@ def _check(subset: str, checked: dict) -> list[str]:
     if llm.get("backend", "openai") == "openai":
         for key, neutral in (("top_k", 0), ("repetition_penalty", 1.0)):
             if llm.get(key, neutral) != neutral:
-                problems.append(f"llm.{key} is not part of the OpenAI API: remove it, or use --backend transformers/vllm")
+                problems.append(f"llm.{key} is not part of the OpenAI API: remove it, or use --backend "
+                                f"transformers or vllm")
     elif not llm.get("model"):
         problems.append(f"llm.model is required with backend {llm['backend']}: pass --model PATH_OR_HUB_ID")
     for key in ("shard_size", "max_passes"):
@@ -254,7 +258,8 @@ def load_spec(name_or_path: str, overrides: list[str], shortcuts: dict):
     subset = read_yaml(path).get("subset")
     if subset not in SUBSET_SECTIONS:
         names = ", ".join(SUBSET_SECTIONS)
-        raise UsageError(f"spec '{path}' has subset: {subset!r}, which is not one of {names}: set `subset:` in the file")
+        raise UsageError(f"spec '{path}' has subset: {subset!r}, which is not one of {names}: set `subset:` in the "
+                         f"file")
     flags = [f"{key}={_yaml_scalar(value)}" for key, value in shortcuts.items() if value is not None]
     recipe = load_recipe(str(path), subset, flags + list(overrides), schema=schema_for(subset))
     if recipe.sections["output"].dir is None:

@@ -96,7 +96,7 @@ def read_seeds(recipe) -> list[str] | None:
     try:
         table = load_split(seeds.dataset, seeds.config, seeds.split)
     except UsageError as error:
-        raise UsageError(f"seeds: {error}".replace("data.dataset", "seeds.dataset").replace("data.", "seeds.")) from None
+        raise UsageError(f"seeds: {error}".replace("data.", "seeds.")) from None  # the data layer names data.*
     if seeds.column not in table.column_names:
         raise UsageError(f"seeds '{seeds.dataset}' has no column '{seeds.column}' (columns: "
                          f"{', '.join(table.column_names)}): set seeds.column=NAME")
