@@ -1,0 +1,56 @@
+"""`smolalign demo --size tiny` end to end through the real CLI: every stage runs, each figure rises, every stage's
+output is a directory the other commands load, and a rerun resumes instead of starting over."""
+
+import json
+
+import pytest
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = run_cli("demo", "--size", "tiny", "--output", out, env={"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+def test_each_stage_did_its_job(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    pre, sft, dpo = report["pretrain"], report["sft"], report["dpo"]
+    print(f"\ndemo tiny: pretrain loss {pre['loss_start']:.3f} -> {pre['loss_end']:.3f} (ln vocab "
+          f"{pre['ln_vocab']:.3f}); exact match {sft['exact_match_before']:.3f} -> {sft['exact_match_after']:.3f}; "
+          f"preference accuracy {dpo['preference_accuracy_before']:.3f} -> {dpo['preference_accuracy_after']:.3f}")
+    assert pre["loss_end"] < pre["ln_vocab"] - 1.0, "pretraining learned far more than a uniform guess"
+    assert sft["exact_match_after"] > sft["exact_match_before"]
+    assert dpo["preference_accuracy_after"] > dpo["preference_accuracy_before"]
+    assert report["gen"]["rows"] >= 1
+    for name in ("report.md", "pretrain_loss.png", "sft_exact_match.png", "dpo_preference_accuracy.png"):
+        assert (demo_dir / name).stat().st_size > 0
+
+
+def test_stage_outputs_load_on_their_own(demo_dir):
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for stage in ("pretrain", "sft", "dpo"):
+        AutoModelForCausalLM.from_pretrained(demo_dir / stage)
+        AutoTokenizer.from_pretrained(demo_dir / stage)
+    rows = datasets.load_dataset(str(demo_dir / "gen"), split="train")
+    assert rows[0]["messages"][-1]["role"] == "assistant"
+
+
+def test_a_rerun_resumes_at_the_first_unfinished_stage(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    del report["dpo"]  # as if the run had stopped during DPO
+    (demo_dir / "report.json").write_text(json.dumps(report))
+    result = run_cli("demo", "--size", "tiny", "--output", demo_dir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stderr.count("done before, skipped") == 4
+    assert "dpo" in json.loads((demo_dir / "report.json").read_text())
+
+
+def test_another_size_in_the_same_directory_is_refused(demo_dir):
+    result = run_cli("demo", "--size", "small", "--output", demo_dir)
+    assert result.returncode == 2 and "--size tiny" in result.stderr
