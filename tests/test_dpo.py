@@ -24,7 +24,8 @@ def held_out_pairs():
 
 @pytest.fixture(scope="module")
 def weak_sft(tmp_path_factory):
-    """A short SFT run: a starting point that still prefers some wrong answers, as real SFT models do."""
+    """A short SFT run: a starting point that still prefers some wrong answers, as real SFT models do. Every
+    test here starts from it: trained once for the module, and quicker than the full debug SFT."""
     out = tmp_path_factory.mktemp("runs") / "weak-sft"
     result = run_cli("sft", "debug/sft", f"training.output_dir={out}", "training.max_steps=60",
                      "training.save_strategy=no", "training.report_to=[]")
@@ -133,7 +134,7 @@ def dpo_config(out, **overrides):
     return DPOConfig(**{**settings, **overrides})
 
 
-def test_reference_loaded_from_the_path_gives_the_deep_copy_losses(tmp_path, debug_sft_run, few_pairs):
+def test_reference_loaded_from_the_path_gives_the_deep_copy_losses(tmp_path, weak_sft, few_pairs):
     """DPOTrainer now loads the reference from the model's path (the way that works under ZeRO-3 and FSDP); on one
     CPU process it must be exactly the reference the former deep copy gave: same log-probs, same losses."""
     import copy
@@ -147,10 +148,10 @@ def test_reference_loaded_from_the_path_gives_the_deep_copy_losses(tmp_path, deb
 
     ref_logps, losses = {}, {}
     for way in ("deep copy", "from path"):
-        model, tokenizer, _ = load_model(str(debug_sft_run))
+        model, tokenizer, _ = load_model(str(weak_sft))
         args = dpo_config(tmp_path / way.replace(" ", "-"))
         if way == "from path":
-            assert reference_source(model, args, None) == f"loaded from {debug_sft_run}"
+            assert reference_source(model, args, None) == f"loaded from {weak_sft}"
             trainer = dpo_trainer(model, tokenizer, args, few_pairs, None, None)
         else:  # what smolalign did before: a frozen copy of the policy, handed over explicitly
             frozen = copy.deepcopy(model).eval().requires_grad_(False)
@@ -189,15 +190,15 @@ def test_reference_plan_never_deep_copies_a_sharded_model(saved, lora, precomput
         assert reference_plan(saved, lora, precompute, kind) == expected
 
 
-def test_only_a_model_that_exists_in_memory_is_deep_copied(tmp_path, debug_sft_run):
+def test_only_a_model_that_exists_in_memory_is_deep_copied(tmp_path, weak_sft):
     from transformers import AutoTokenizer
 
     from smolalign.modeling import build_model, load_model
     from smolalign.train.dpo import reference_model, saved_path
 
     args = dpo_config(tmp_path)
-    loaded, _, _ = load_model(str(debug_sft_run))
-    assert saved_path(loaded) == str(debug_sft_run) and reference_model(loaded, args, None) is None
+    loaded, _, _ = load_model(str(weak_sft))
+    assert saved_path(loaded) == str(weak_sft) and reference_model(loaded, args, None) is None
     fresh = build_model("tiny", AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer"))
     assert saved_path(fresh) is None
     frozen = reference_model(fresh, args, None)
@@ -207,7 +208,7 @@ def test_only_a_model_that_exists_in_memory_is_deep_copied(tmp_path, debug_sft_r
 # ---------------------------------------------------------------- merging a saved adapter
 
 
-def test_merge_from_disk_equals_the_in_memory_merge(tmp_path, debug_sft_run, few_pairs):
+def test_merge_from_disk_equals_the_in_memory_merge(tmp_path, weak_sft, few_pairs):
     import copy
 
     import torch
@@ -219,7 +220,7 @@ def test_merge_from_disk_equals_the_in_memory_merge(tmp_path, debug_sft_run, few
     from smolalign.train.dpo import dpo_trainer
     from smolalign.train.merge import merge_saved_adapter
 
-    model, tokenizer, _ = load_model(str(debug_sft_run))
+    model, tokenizer, _ = load_model(str(weak_sft))
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], task_type="CAUSAL_LM")
     trainer = dpo_trainer(model, tokenizer, dpo_config(tmp_path / "t", max_steps=3, learning_rate=1e-2),
                           few_pairs, None, lora)
@@ -235,7 +236,7 @@ def test_merge_from_disk_equals_the_in_memory_merge(tmp_path, debug_sft_run, few
     with torch.no_grad():
         # the class's forward: TRL's fused-head patch on the instance still calls the original (unmerged) model
         expected = type(in_memory).forward(in_memory, input_ids=ids).logits
-        before = AutoModelForCausalLM.from_pretrained(debug_sft_run)(ids).logits
+        before = AutoModelForCausalLM.from_pretrained(weak_sft)(ids).logits
         got = merged(ids).logits
     assert not torch.allclose(expected, before, atol=1e-4), "the adapter learned something"
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
@@ -255,31 +256,42 @@ def test_merge_from_disk_equals_the_in_memory_merge(tmp_path, debug_sft_run, few
     assert not (orphan / "merged").exists()
 
 
-def test_merge_of_a_preset_base_is_refused_before_training(debug_sft_run):
+def test_merge_of_a_preset_base_is_refused_before_training(weak_sft):
     from smolalign.errors import UsageError
     from smolalign.train.merge import check_mergeable
 
     for name_or_path, preset in ((None, "tiny"), ("tiny", None)):
         with pytest.raises(UsageError, match="smolalign model init tiny"):
             check_mergeable(name_or_path, preset)
-    check_mergeable(str(debug_sft_run), None)
+    check_mergeable(str(weak_sft), None)
+
+
+def test_shipped_sharded_configs_write_a_whole_final_model():
+    """transformers' final `save_model` writes no weights at all under FSDP's SHARDED_STATE_DICT, and no single
+    weights file under ZeRO-3 unless 16-bit gathering is on: the merge and every later command need one."""
+    import yaml
+
+    fsdp = yaml.safe_load((DEBUG_DIR.parent / "accelerate" / "fsdp.yaml").read_text())
+    zero3 = yaml.safe_load((DEBUG_DIR.parent / "accelerate" / "zero3.yaml").read_text())
+    assert fsdp["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert zero3["deepspeed_config"]["zero3_save_16bit_model"] is True
 
 
 # ---------------------------------------------------------------- several processes, kill and resume
 
 
-def test_two_process_dpo_writes_one_model_and_one_run_record(tmp_path, debug_sft_run):
+def test_two_process_dpo_writes_one_model_and_one_run_record(tmp_path, weak_sft):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "ddp"
-    result = run_cli("dpo", "debug/dpo", "--model", debug_sft_run, "--accelerate-config", "cpu-ddp",
+    result = run_cli("dpo", "debug/dpo", "--model", weak_sft, "--accelerate-config", "cpu-ddp",
                      "--num-processes", "2", f"training.output_dir={out}", "training.max_steps=3",
                      "training.per_device_train_batch_size=4", "training.logging_steps=1", "training.save_strategy=no",
                      "training.report_to=[]", "data.num_samples=32", "data.eval_split=null",
                      "training.eval_strategy=no")
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "smolalign_run.json").read_text())
-    assert info["processes"] == 2 and info["reference"] == f"loaded from {debug_sft_run}"
+    assert info["processes"] == 2 and info["reference"] == f"loaded from {weak_sft}"
     logged = [r["step"] for r in map(json.loads, (out / "metrics.jsonl").open()) if "loss" in r]
     assert logged == [1, 2, 3], "each step logged once, by one process"
     assert result.stderr.count("model written to") == 1
@@ -291,10 +303,10 @@ def step_losses(out):
     return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").open()) if "loss" in r}
 
 
-def test_sigkill_and_resume_gives_the_same_losses(tmp_path, debug_sft_run):
+def test_sigkill_and_resume_gives_the_same_losses(tmp_path, weak_sft):
     from smolalign.train.checkpoints import COMPLETE_MARKER, checkpoints
 
-    args = ["dpo", "debug/dpo", "--model", str(debug_sft_run), "training.max_steps=12", "training.save_steps=4",
+    args = ["dpo", "debug/dpo", "--model", str(weak_sft), "training.max_steps=12", "training.save_steps=4",
             "training.logging_steps=1", "training.per_device_train_batch_size=4", "training.report_to=[]",
             "training.save_total_limit=null", "data.num_samples=64", "data.eval_split=null",
             "training.eval_strategy=no"]
