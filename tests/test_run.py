@@ -159,3 +159,11 @@ def test_model_on_the_command_line_replaces_the_preset(tiny_model_dir):
     assert recipe.model.tokenizer is None
     shown = run_cli("sft", "debug/sft", "--model", tiny_model_dir, "--print-config")
     assert shown.returncode == 0 and str(tiny_model_dir) in shown.stdout and "preset: null" in shown.stdout
+
+
+def test_merge_of_a_preset_base_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "lora"
+    result = run_cli("sft", "debug/sft", f"training.output_dir={out}",
+                     "lora={r: 4, lora_alpha: 8, target_modules: [q_proj]}", "--merge")
+    assert_user_error(result)
+    assert "smolalign model init" in result.stderr and not out.exists()

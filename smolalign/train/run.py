@@ -107,6 +107,10 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
     check_lora(None, recipe.lora_config())  # the adapter's own values, before any model loads
     if flags.merge and recipe.lora is None:
         raise UsageError("--merge needs a lora section: full fine-tuning already writes full weights")
+    if flags.merge:
+        from .merge import check_mergeable
+
+        check_mergeable(recipe.model.name_or_path, recipe.model.preset)
     if flags.accelerate_config and not inside_launch():
         check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume)
         sys.exit(relaunch(flags.accelerate_config, flags.num_processes))
@@ -248,27 +252,23 @@ def dataset_names(recipe: Recipe) -> list[str]:
     return [f"{name}: {source.get('dataset')}" for name, source in sources.items()]
 
 
-def merge_adapter(model, tokenizer, output: Path) -> None:
-    """Fold a LoRA adapter into full weights, written beside the adapter (on a copy: the adapter stays)."""
-    import copy
-
-    merged = copy.deepcopy(model).merge_and_unload()
-    merged.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
-
-
 def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panels, metric_keys, notes=()) -> dict:
     """Save the model, then the report (curves PNG, summary table, model card), then push: the hub gets it all."""
     from .callbacks import tokens_per_second
     from .report import final_metrics, plot_curves, print_summary, write_model_card
 
     trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
+    if trainer.is_fsdp_enabled:  # a sharded state dict would leave the final directory without weights
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(plan.output_dir))
+    trainer.accelerator.wait_for_everyone()  # every rank has saved before anything reads the directory
     metrics = {}
     if is_main_process():
         trainer.processing_class.save_pretrained(str(plan.output_dir))
-        if merge:
-            merge_adapter(trainer.model, trainer.processing_class, plan.output_dir / "merged")
+        if merge:  # from the saved adapter, in this one process: under ZeRO-3/FSDP the live model is a shard
+            from .merge import merge_saved_adapter
+
+            merge_saved_adapter(plan.output_dir, plan.output_dir / "merged")
         plot_curves(plan.output_dir, panels)
         metrics = final_metrics(plan.output_dir, metric_keys)
         resumed = plan.resume_from is not None

@@ -14,7 +14,6 @@ from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
 # Attention implementations that keep packed documents apart (flash via cu_seqlens; sdpa/eager/flex through the
 # explicit block-causal mask of packed rows). Others are refused with packing.
 PACKING_SAFE_ATTENTION = {"flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention"}
-gpu_defaults = machine_defaults  # TODO(lead): dpo.py still imports this name; remove once dpo uses run.py's
 SFT_PANELS = [("loss", ["loss", "eval_loss"]), ("learning rate", ["learning_rate"]), ("gradient norm", ["grad_norm"])]
 
 
