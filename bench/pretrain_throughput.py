@@ -83,8 +83,10 @@ def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "ti
     schedule = get_wsd_schedule(optimizer, 2, round(0.1 * steps), num_training_steps=steps, decay_type="linear")
     import numpy as np
 
-    loader = torch.utils.data.DataLoader(index, batch_size=batch, shuffle=False,
-                                         collate_fn=lambda rows: torch.from_numpy(np.stack([r["input_ids"] for r in rows])))
+    def stack(rows):
+        return torch.from_numpy(np.stack([row["input_ids"] for row in rows]))
+
+    loader = torch.utils.data.DataLoader(index, batch_size=batch, shuffle=False, collate_fn=stack)
     for step, ids in enumerate(loader):
         if step == steps:
             break
@@ -99,10 +101,11 @@ def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "ti
     return steps * batch * block / (time.perf_counter() - started)
 
 
-def compare_throughput(tmp: Path, steps: int, block: int, batch: int, repeats: int) -> dict:
+def compare_throughput(tmp: Path, steps: int, block: int, batch: int, repeats: int, warm_up: bool = True) -> dict:
     cache = tmp / "blocks"
-    bare_loop(3, block, batch, cache)  # warm-up both (imports, caches, first-call allocations)
-    smolalign_run(tmp / "warm", 3, block, batch, cache)
+    if warm_up:  # both sides (imports, caches, first-call allocations)
+        bare_loop(3, block, batch, cache)
+        smolalign_run(tmp / "warm", 3, block, batch, cache)
     bare, ours = [], []
     for round_ in range(repeats):
         bare.append(bare_loop(steps, block, batch, cache))
@@ -142,12 +145,11 @@ def positioning(tmp: Path, block: int, batch: int, steps_at: tuple[int, int]) ->
     from accelerate import skip_first_batches
     from transformers import AutoTokenizer, TrainingArguments
 
+    from smolalign.config import load_recipe
     from smolalign.data.blocks import IndexStage, MixtureIndex
     from smolalign.modeling import build_model
-    from smolalign.train.pretrain import load_pretrain_data, make_trainer, pretrain_defaults
+    from smolalign.train.pretrain import SCHEMA, load_pretrain_data, make_trainer, pretrain_defaults
     from smolalign.train.pretrain_plan import Stage, make_plan
-    from smolalign.config import load_recipe
-    from smolalign.train.pretrain import SCHEMA
 
     cache = tmp / "blocks"
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), 10, block, batch, cache),
@@ -287,13 +289,13 @@ def main() -> None:
             return
         steps, repeats = (4, 1) if options.tiny else (options.steps, 3)
         block = 64 if options.tiny else options.block
-        speed = compare_throughput(tmp, steps, block, options.batch, repeats)
+        speed = compare_throughput(tmp, steps, block, options.batch, repeats, warm_up=not options.tiny)
         early, late = (2, 4) if options.tiny else (5, 25)
         walls = resume_end_to_end(tmp, 6 if options.tiny else options.steps, block, options.batch, (early, late))
         placed = positioning(tmp, block, options.batch, (10, 1000 if options.tiny else 1_000_000))
     print(f"\ntokens/s, tiny preset, {options.batch} x {block} tokens a step, {steps} steps, median of {repeats}:")
-    print(f"  bare PyTorch loop   {speed['bare']:10,.0f}   (runs: {', '.join(f'{v:,.0f}' for v in speed['bare all'])})")
-    print(f"  smolalign pretrain  {speed['smolalign']:10,.0f}   (runs: {', '.join(f'{v:,.0f}' for v in speed['ours all'])})")
+    for name, key, runs in (("bare PyTorch loop", "bare", "bare all"), ("smolalign pretrain", "smolalign", "ours all")):
+        print(f"  {name:18s}  {speed[key]:10,.0f}   (runs: {', '.join(f'{v:,.0f}' for v in speed[runs])})")
     print(f"ratio smolalign pretrain / bare PyTorch loop: {speed['smolalign'] / speed['bare']:.3f}x (target >= 0.98x)")
     print(f"\nresume overhead, end to end (`--resume`, then 2 steps): from step {early}: {walls[early]:.2f} s, "
           f"from step {late}: {walls[late]:.2f} s")

@@ -3,7 +3,6 @@ token shares, one WSD schedule, context extension, exact SIGKILL resume, the cha
 
 import json
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -194,7 +193,7 @@ def test_documents_attend_to_themselves_only_when_asked():
     first, second = [5, 6, 7, 8, 0], [9, 10, 11, 12]
     other_first = [13, 14, 15, 16, 0]
     for cross, should_change in ((True, True), (False, False)):
-        collate = BlockCollator(eos_token_id=0, cross_document_attention=cross, attn_implementation="sdpa")
+        collate = BlockCollator(separator_id=0, cross_document_attention=cross, attn_implementation="sdpa")
         batch = collate([{"input_ids": np.array(first + second)}, {"input_ids": np.array(other_first + second)}])
         with torch.no_grad():
             logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits

@@ -25,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..chat_template import END_OF_TEXT
 from ..errors import UsageError
 
 BLOCKS_FILE = "blocks.bin"
@@ -42,10 +43,17 @@ def _digest(*parts) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
+def document_separator(tokenizer) -> int | None:
+    """`<|endoftext|>` goes between documents, as in SmolLM2's pretraining, even with a tokenizer whose eos is a
+    chat token (an instruct tokenizer's `<|im_end|>`); the tokenizer's eos when it has no such token."""
+    vocab = tokenizer.get_vocab()
+    return vocab.get(END_OF_TEXT, tokenizer.eos_token_id)
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    return _digest(text, tokenizer.eos_token_id)
+    return _digest(text, document_separator(tokenizer))
 
 
 @dataclass
@@ -91,10 +99,10 @@ def tokenize_source(dataset, source: str, text_column: str, tokenizer, block_siz
         meta = json.loads((final / META_FILE).read_text())
         return BlockFile(source, final, block_size, meta["num_blocks"], meta["dtype"], key, meta["documents"])
 
-    eos = tokenizer.eos_token_id
+    eos = document_separator(tokenizer)
     if eos is None:
-        raise UsageError("the tokenizer has no eos token to put between documents: use a tokenizer with "
-                         "<|endoftext|> as eos")
+        raise UsageError("the tokenizer has neither <|endoftext|> nor an eos token to put between documents: use a "
+                         "tokenizer that has one")
 
     def encode(batch):
         ids = tokenizer([t or "" for t in batch[text_column]], add_special_tokens=False)["input_ids"]

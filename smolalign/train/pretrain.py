@@ -132,8 +132,9 @@ def data_report(plan, files, index) -> dict:
     report = {"steps": plan.total_steps, "blocks per step": plan.samples_per_step}
     for number, stage in enumerate(plan.stages):
         start, tokens = plan.starts[number], stage.steps * plan.tokens_per_step(number)
+        shares = ", ".join(f"{name} {weight:g}" for name, weight in stage.mixture.items())
         report[f"stage {stage.name}"] = (f"steps {start}-{start + stage.steps}, {tokens:,} tokens, block "
-                                         f"{stage.block_size}, {', '.join(f'{k} {v:g}' for k, v in stage.mixture.items())}")
+                                         f"{stage.block_size}, {shares}")
     for (name, size), file in sorted(files.items()):
         report[f"source {name} @ {size}"] = (f"{file.num_blocks * size:,} tokens in {file.documents:,} documents, "
                                              f"read {index.draws.get((name, size), 0) / file.num_blocks:.2f}x")
@@ -144,8 +145,11 @@ def prepare(model, tokenizer, recipe, args, placement) -> dict:
     """Ready the model: no KV cache while training (it also stops document masks being skipped)."""
     from ..modeling import count_parameters
 
-    if tokenizer.eos_token_id is None:
-        raise UsageError("the tokenizer has no eos token to separate documents: use one with <|endoftext|>")
+    from ..data.blocks import document_separator
+
+    if document_separator(tokenizer) is None:
+        raise UsageError("the tokenizer has neither <|endoftext|> nor an eos token to separate documents: use a "
+                         "tokenizer that has one")
     model.config.use_cache = False
     return {"parameters": count_parameters(model.config)}
 
@@ -164,6 +168,7 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
 def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_document_attention: bool = True,
                  attn_implementation: str = "sdpa"):
     """The pretraining Trainer over an index and its plan (also used as is by bench/pretrain_throughput.py)."""
+    from ..data.blocks import document_separator
     from ..modeling import count_parameters
     from .pretrain_trainer import BlockCollator, PretrainTrainer, rope_by_stage
 
@@ -177,8 +182,8 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
     args.remove_unused_columns = False
     final_positions = rope_by_stage(plan, model.config)[-1][1]
     tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)
-    collator = BlockCollator(eos_token_id=tokenizer.eos_token_id, cross_document_attention=cross_document_attention,
-                             attn_implementation=attn_implementation)
+    collator = BlockCollator(separator_id=document_separator(tokenizer),
+                             cross_document_attention=cross_document_attention, attn_implementation=attn_implementation)
     return PretrainTrainer(model=model, args=args, train_dataset=index, data_collator=collator,
                            processing_class=tokenizer, plan=plan, index=index,
                            parameters=count_parameters(model.config))

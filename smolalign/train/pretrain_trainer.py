@@ -25,12 +25,12 @@ from .packing import VARLEN_ATTENTION, block_causal_mask
 from .pretrain_mfu import device_peak_flops, flops_per_token, mfu
 
 
-def document_positions(input_ids, eos_token_id: int):
-    """Per-document position ids: 0 at the start of the block and after every end-of-text token."""
+def document_positions(input_ids, separator_id: int):
+    """Per-document position ids: 0 at the start of the block and after every separator (<|endoftext|>)."""
     length = input_ids.shape[-1]
     starts = torch.zeros_like(input_ids, dtype=torch.bool)
     starts[:, 0] = True
-    starts[:, 1:] = input_ids[:, :-1] == eos_token_id
+    starts[:, 1:] = input_ids[:, :-1] == separator_id
     index = torch.arange(length, device=input_ids.device).expand_as(input_ids)
     return index - torch.where(starts, index, 0).cummax(dim=-1).values
 
@@ -40,7 +40,7 @@ class BlockCollator:
     """Blocks -> a batch. Plain causal attention across documents by default, as SmolLM2 trained; with
     `cross_document_attention=False` each document attends only to itself and no label crosses a boundary."""
 
-    eos_token_id: int
+    separator_id: int
     cross_document_attention: bool = True
     attn_implementation: str = "sdpa"
 
@@ -48,7 +48,7 @@ class BlockCollator:
         input_ids = torch.from_numpy(np.stack([example["input_ids"] for example in examples]))
         if self.cross_document_attention:
             return {"input_ids": input_ids, "labels": input_ids}
-        positions = document_positions(input_ids, self.eos_token_id)
+        positions = document_positions(input_ids, self.separator_id)
         labels = input_ids.clone()
         labels[positions == 0] = -100  # the first token of a document is not predicted from the one before
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": positions}
