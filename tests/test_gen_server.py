@@ -259,6 +259,26 @@ def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
     assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
 
 
+def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, proxy, tmp_path):
+    slow = proxy(delay=0.4)
+    out = tmp_path / "interrupted"
+    args = gen_args("smol-rewrite", server, slow.url, out, "--num-rows", "12", "llm.batch_size=2",
+                    "output.shard_size=6")
+    process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, **GEN_ENV},
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not [e for e in slow.log if e["path"] == "/v1/chat/completions" and e["body"]]:
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130 and "interrupted" in stderr, stderr[-2000:]
+    records = [json.loads(line) for p in (out / "work" / "shards").glob("*.jsonl")
+               for line in p.read_text().splitlines()]
+    assert len(records) < 12 and all(r["status"] != "failed" for r in records), "no row cut short counts as a try"
+
+
 def test_server_without_the_completions_route(server, proxy, tmp_path):
     chat_only = proxy(hide=("completions",))
     out = tmp_path / "o"

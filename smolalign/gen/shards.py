@@ -20,6 +20,7 @@ import signal
 from collections import defaultdict
 from pathlib import Path
 
+from ..errors import UsageError
 from ..outputs import atomic_write_text
 
 WORK = "work"
@@ -89,8 +90,8 @@ class PipelineLog(logging.Handler):
 
 
 def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_batch=None):
-    """One distilabel pipeline over `rows` -> (its output rows, the last batch error it logged, whether Ctrl-C
-    stopped it)."""
+    """One distilabel pipeline over `rows` -> (its output rows, the last batch error it logged, and how it ended:
+    complete, interrupted (Ctrl-C) or stopped (a step crashed))."""
     from distilabel.pipeline import Pipeline
 
     from .steps import PlannedRows
@@ -113,6 +114,7 @@ def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_ba
     listener.handlers_list = handlers  # distilabel appends its console and file handlers to this same list
     import datasets
 
+    stops = _watch_stops(pipeline)
     sigint = signal.getsignal(signal.SIGINT)  # distilabel installs its own Ctrl-C handler and leaves it behind
     # distilabel reads its outputs back with `datasets.load_dataset`, whose Arrow cache would land in ~/.cache
     datasets_cache, datasets.config.HF_DATASETS_CACHE = datasets.config.HF_DATASETS_CACHE, cache / "datasets"
@@ -124,8 +126,31 @@ def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_ba
         datasets.config.HF_DATASETS_CACHE = datasets_cache
     _keep_log(cache / name, work / "logs" / f"{name}.log")
     shutil.rmtree(cache / "datasets", ignore_errors=True)
-    interrupted = getattr(pipeline, "_stop_calls", 0) > 0  # Ctrl-C: distilabel stopped early and returned
-    return out, listener.last_error, interrupted
+    status = "interrupted" if stops["ctrl_c"] else "stopped" if stops["stopped"] else "complete"
+    return out, listener.last_error, status
+
+
+def _watch_stops(pipeline) -> dict:
+    """distilabel 1.5.3 returns normally, with the rows it has, when Ctrl-C or a crashed step stopped the pipeline
+    early. Rows it never reached must not count as failed tries, and the run must not carry on to the next shard:
+    so note both kinds of stop (this wraps two private methods of the pipeline instance)."""
+    stops = {"ctrl_c": False, "stopped": False}
+    stop = pipeline._stop
+
+    def noted_stop(*args, **kwargs):
+        stops["stopped"] = True
+        return stop(*args, **kwargs)
+
+    def ctrl_c_handler():
+        def on_sigint(signum, frame):
+            stops["ctrl_c"] = True
+            pipeline._stop()
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
+    pipeline._stop = noted_stop
+    pipeline._handle_keyboard_interrupt = ctrl_c_handler
+    return stops
 
 
 def _keep_log(pipeline_cache: Path, target: Path) -> None:
@@ -163,25 +188,34 @@ def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[
         while todo := pending(shard, history, out.max_passes):
             pass_no = 1 + max((p for s, p, _ in store.parts() if s == k), default=0)
             display.begin_pass(k, len(shards), pass_no, len(todo), recipe.sections["llm"].batch_size)
-            outputs, error, interrupted = run_pipeline(recipe, todo, backend, work,
-                                                       f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}",
-                                                       on_batch=display.batch_done)
+            name = f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}"
+            outputs, error, status = run_pipeline(recipe, todo, backend, work, name, on_batch=display.batch_done)
             by_id = {o.get("gen_id"): o for o in outputs}
             records = []
             for row in todo:
                 output = by_id.get(row["gen_id"])
-                outcome = interpret(recipe, output, error) if output is not None else _lost(error)
-                records.append(_record(row, outcome, pass_no))
-            if interrupted:  # keep the answers that came back; rows cut short are not a failed try
-                records = [r for r in records if r["status"] != "failed"]
-            if records:
+                if output is not None:
+                    records.append(_record(row, interpret(recipe, output, error), pass_no))
+                elif status == "complete":  # never seen: distilabel returns every row of a finished run
+                    records.append(_record(row, _lost(error), pass_no))
+            if records:  # what came back is kept, even from a run stopped early; rows it never reached are not tries
                 store.commit(k, pass_no, records)
-            if interrupted:
+            if status == "interrupted":
                 raise KeyboardInterrupt
+            if status == "stopped":
+                raise GenerationStopped(f"distilabel stopped the pipeline ({error or 'a step failed'}; log: "
+                                        f"{work / 'logs' / (name + '.log')}): fix it and run the same command again, "
+                                        f"it continues from the committed rows")
             for record in records:
                 history[record["gen_id"]].append(record)
             display.end_pass(sum(1 for r in rows if not pending([r], history, out.max_passes)))
     return history
+
+
+class GenerationStopped(UsageError):
+    """The pipeline stopped before its rows were done (not bad input): one line, exit code 1, nothing lost."""
+
+    exit_code = 1
 
 
 def _lost(error: str | None):
