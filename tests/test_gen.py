@@ -154,6 +154,11 @@ def test_smol_rewrite_end_to_end(gen_model, tmp_path):
         assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
         assert row["messages"][0]["content"] == styles[row["style"]].strip()
     assert Counter(r["gen_id"] for r in rows) == Counter(range(5)), "each requested row once"
+    # and `smolalign sft` trains on the directory as it is (one step: the reading is what is tested)
+    sft = run_cli("sft", "debug/sft", f"data.dataset={out}", "data.eval_split=null", "training.max_steps=1",
+                  f"training.output_dir={tmp_path / 'sft'}", "training.save_strategy=no", "training.eval_strategy=no",
+                  "training.max_length=1024")
+    assert sft.returncode == 0, sft.stderr[-3000:]
 
 
 def test_smol_summarization_end_to_end(gen_model, tmp_path):
