@@ -143,9 +143,8 @@ def data_report(plan, files, index) -> dict:
 
 def prepare(model, tokenizer, recipe, args, placement) -> dict:
     """Ready the model: no KV cache while training (it also stops document masks being skipped)."""
-    from ..modeling import count_parameters
-
     from ..data.blocks import document_separator
+    from ..modeling import count_parameters
 
     if document_separator(tokenizer) is None:
         raise UsageError("the tokenizer has neither <|endoftext|> nor an eos token to separate documents: use a "
@@ -195,8 +194,9 @@ def notes(data, args) -> list[str]:
     mfu = summary.get("mfu (last log)")
     rate = summary.get("tokens/s (last log)")
     if rate:
-        lines.append(f"throughput (last log): {rate:,.0f} tokens/s, MFU "
-                     + (f"{mfu:.1%}" if mfu is not None else "n/a (no known accelerator peak: CPU or unlisted GPU)"))
+        where = summary.get("device", "this machine")
+        lines.append(f"throughput (last log): {rate:,.0f} tokens/s on {where}, MFU "
+                     + (f"{mfu:.1%}" if mfu is not None else "n/a (no known dense bf16 peak for this device)"))
     return lines
 
 
@@ -207,7 +207,8 @@ PANELS = [("loss", ["loss"]), ("learning rate", ["learning_rate"]), ("tokens per
           ("gradient norm", ["grad_norm"])]
 
 COMMAND = Command(kind="pretrain", schema=SCHEMA, defaults=pretrain_defaults, load_data=load_pretrain_data,
-                  build_trainer=build_trainer, prepare=prepare, panels=PANELS, metric_keys=["loss"], notes=notes)
+                  build_trainer=build_trainer, prepare=prepare, panels=PANELS,
+                  metric_keys=["loss", "tokens_per_second", "mfu"], notes=notes)
 
 
 def run_pretrain(recipe_name: str, overrides: list[str], **flag_values) -> dict | None:

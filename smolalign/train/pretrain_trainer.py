@@ -154,7 +154,7 @@ class PretrainTrainer(Trainer):
         self.plan, self.index, self.parameters = plan, index, parameters
         self.rope = rope_by_stage(plan, self.model.config)
         self.peak, self.device_name = device_peak_flops()
-        self.summary: dict = {}
+        self.summary: dict = {"device": self.device_name}
         self._rate_mark = None
         self.add_callback(StageSwitch(self))
 
