@@ -7,6 +7,7 @@ filled shard by shard; the same command run again continues where a killed run s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,9 +57,22 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", module="pydantic")
-    quiet = "ignore:::pydantic._internal._generate_schema"  # for processes that start afresh (Ray workers)
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@contextlib.contextmanager
+def _scoped_environ(values: dict):
+    """Environment for the run's own processes, put back afterwards (gen may be called from Python, e.g. demo)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _check_ray(recipe) -> None:
@@ -117,16 +131,20 @@ def _generate(recipe, rows, backend, out_dir: Path, fingerprint: str, start_over
         _write_record(out_dir, recipe, backend, "running")
         atomic_write_text(work / PLAN_FILE, json.dumps({"fingerprint": fingerprint, "rows": len(rows),
                                                         "shard_size": recipe.sections["output"].shard_size}) + "\n")
-        # distilabel's files go inside DIR, never ~/.cache: its cache (passed as cache_dir too) and the GPU
-        # placement file vLLM writes under $TMPDIR. Not under Ray, whose sockets live in its temp dir and must
-        # stay short paths.
-        os.environ["DISTILABEL_CACHE_DIR"] = str((work / "distilabel").resolve())
-        if not recipe.sections["ray"].enabled:
-            (work / "tmp").mkdir(parents=True, exist_ok=True)
-            os.environ["TMPDIR"] = str((work / "tmp").resolve())
+        # distilabel's files go inside DIR, never ~/.cache: its cache (also passed as cache_dir)...
+        quiet = "ignore:::pydantic._internal._generate_schema"  # for processes that start afresh (Ray workers)
+        scoped = {"DISTILABEL_CACHE_DIR": str((work / "distilabel").resolve()),
+                  "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))}
+        if recipe.sections["llm"].backend == "vllm":
+            # ...and the GPU placement file its vLLM class keeps (a module constant under the system temp dir; moving
+            # TMPDIR instead would also move multiprocessing's sockets, whose paths must stay short)
+            from distilabel.models.mixins import cuda_device_placement
+
+            cuda_device_placement._CUDA_DEVICE_PLACEMENT_MIXIN_FILE = (work / "cuda_device_placement.json").resolve()
         display = GenDisplay(recipe.kind)
         try:
-            history = generate(recipe, rows, backend, out_dir, display)
+            with _scoped_environ(scoped):
+                history = generate(recipe, rows, backend, out_dir, display)
         finally:
             display.stop()
         kept, counts, failures = tally(recipe, rows, history, against)
