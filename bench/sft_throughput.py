@@ -6,12 +6,17 @@ Plain TRL is what a user writes by hand with `SFTTrainer`; on CPU its best setti
 attention runs in linear memory. So the headline ratio is smolalign packed against TRL's best padded setting,
 and TRL packed is printed for reference only.
 
-Throughput is the steady state: tokens and time from the Trainer's own logs (`num_input_tokens_seen`,
-`train_runtime`), between the log after the warm-up steps and the last log, so start-up and compilation are
-left out. Each side runs once to warm up, then `--reps` times interleaved; the median is printed.
+Each side trains one epoch, so that every side sees the same tokens: padding and TRL's length-grouped sampler
+(which orders batches from long to short within groups of 50) are measured over all of them, not over a window.
+Throughput is the steady state, from the first log after the warm-up steps to the last (start-up and compilation
+left out): real tokens (the Trainer's `num_input_tokens_seen`) per second of wall time, and per second of the
+process's CPU time. On a machine shared with other work, wall time measures the neighbours as much as the code;
+CPU time (best with `--threads 1`, where no thread waits on another) measures the work. Each side runs a few
+steps once to warm up, then `--reps` times interleaved; the median is printed.
 
-Run by hand: `python bench/sft_throughput.py [--steps 60] [--reps 3] [--attn sdpa] [--no-compile]`;
-`--tiny` runs every side in seconds (tests/test_bench.py) and measures nothing worth quoting.
+Run by hand: `python bench/sft_throughput.py [--reps 3] [--attn sdpa] [--no-compile] [--threads N]`
+(`--steps N` stops each side after N steps instead of an epoch; `--sides a,b` runs only the sides whose names
+contain a or b). `--tiny` runs every side in seconds (tests/test_bench.py) and measures nothing worth quoting.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import random
 import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,18 +42,20 @@ sys.path.insert(0, str(REPO))
 
 @dataclass(frozen=True)
 class Settings:
-    rows: int = 3000
+    rows: int = 1500
     max_length: int = 512
     batch: int = 8
-    steps: int = 60
-    warmup_steps: int = 10  # excluded from the steady state
+    steps: int = -1  # -1: one epoch
+    warmup_steps: int = 5  # excluded from the steady state
     logging_steps: int = 5
     reps: int = 3
     attn: str = "sdpa"
     compile: bool = True
+    threads: int | None = None  # torch's choice
 
 
-TINY = Settings(rows=48, max_length=96, batch=2, steps=4, warmup_steps=2, logging_steps=2, reps=1, compile=False)
+TINY = Settings(rows=48, max_length=96, batch=2, steps=4, warmup_steps=2, logging_steps=2, reps=1, compile=False,
+                threads=1)
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,20 @@ def token_lengths(data: Path, max_length: int) -> list[int]:
             for line in data.open()]
 
 
-def smolalign_logs(side: Side, data: Path, out: Path, s: Settings) -> list[dict]:
+def clock(records: list):
+    """A callback noting (step, real tokens, wall time, CPU time) at each training log: one clock for all sides."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                records.append((state.global_step, state.num_input_tokens_seen, time.perf_counter(),
+                                time.process_time()))
+
+    return Clock()
+
+
+def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> None:
     import smolalign.train.sft as sft
     from smolalign.train.packing import PackedRowsCollator, use_packed_rows
 
@@ -122,7 +143,8 @@ def smolalign_logs(side: Side, data: Path, out: Path, s: Settings) -> list[dict]
             batch["labels"][batch["position_ids"] == 0] = -100
             return batch
 
-    def packed_rows(trainer, attn):
+    def packed_rows(trainer, attn):  # sft.py calls this on every trainer it builds: our way in
+        trainer.add_callback(clock(records))
         used = use_packed_rows(trainer, attn)
         if used and side.inferred_mask:
             trainer.data_collator = InferredMask(pad_token_id=trainer.processing_class.pad_token_id)
@@ -130,7 +152,8 @@ def smolalign_logs(side: Side, data: Path, out: Path, s: Settings) -> list[dict]
 
     overrides = [
         f"data.dataset={data}", "data.eval_split=null", f"model.attn_implementation={s.attn}",
-        f"training.output_dir={out}", f"training.max_steps={s.steps}", "training.save_strategy=no",
+        f"training.output_dir={out}", f"training.max_steps={s.steps}", "training.num_train_epochs=1",
+        "training.save_strategy=no",
         "training.eval_strategy=no", "training.report_to=[]", f"training.logging_steps={s.logging_steps}",
         f"training.max_length={s.max_length}", f"training.per_device_train_batch_size={side.batch}",
         f"training.packing={str(side.packing).lower()}", f"training.torch_compile={str(side.compile).lower()}",
@@ -140,10 +163,9 @@ def smolalign_logs(side: Side, data: Path, out: Path, s: Settings) -> list[dict]
         sft.run_sft("debug/sft", overrides, overwrite=True)
     finally:
         sft.use_packed_rows = use_packed_rows
-    return [json.loads(line) for line in (out / "metrics.jsonl").open()]
 
 
-def trl_logs(side: Side, data: Path, out: Path, s: Settings) -> list[dict]:
+def trl_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> None:
     """What a user writes by hand with TRL: same model, template, data and settings as the debug recipe."""
     import datasets
     from trl import SFTConfig, SFTTrainer
@@ -153,30 +175,26 @@ def trl_logs(side: Side, data: Path, out: Path, s: Settings) -> list[dict]:
     tokenizer = chat_tokenizer()
     model = build_model("tiny", tokenizer, seed=42)
     model.config._attn_implementation = s.attn
-    args = SFTConfig(output_dir=str(out), max_steps=s.steps, save_strategy="no", report_to=[],
+    args = SFTConfig(output_dir=str(out), max_steps=s.steps, num_train_epochs=1, save_strategy="no", report_to=[],
                      logging_steps=s.logging_steps, max_length=s.max_length, per_device_train_batch_size=side.batch,
                      packing=side.packing, bf16=False, activation_checkpointing=False, assistant_only_loss=True,
                      learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=0.1, seed=42,
                      include_num_input_tokens_seen="non_padding", torch_compile=side.compile,
                      train_sampling_strategy="group_by_length" if side.grouped else "random")
     train = datasets.load_dataset("json", data_files=str(data), split="train")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                         callbacks=[clock(records)])
     trainer.train()
-    return trainer.state.log_history
 
 
-def steady_state(logs: list[dict], warmup_steps: int) -> tuple[float, float]:
-    """(real tokens/s, real tokens per step) between the first log after the warm-up and the last log."""
-    steps = [log for log in logs if "loss" in log and "train_runtime" in log and "num_input_tokens_seen" in log]
-    start = next(log for log in steps if log["step"] >= warmup_steps)
-    end = steps[-1]
-    tokens = end["num_input_tokens_seen"] - start["num_input_tokens_seen"]
-    return tokens / (end["train_runtime"] - start["train_runtime"]), tokens / (end["step"] - start["step"])
-
-
-def measure(side: Side, data: Path, out: Path, s: Settings) -> tuple[float, float]:
-    run = smolalign_logs if side.tool == "smolalign" else trl_logs
-    return steady_state(run(side, data, out, s), s.warmup_steps)
+def measure(side: Side, data: Path, out: Path, s: Settings) -> tuple[float, float, float]:
+    """(real tokens per wall second, per CPU second, per step) from the first log after the warm-up to the last."""
+    records = []
+    (smolalign_run if side.tool == "smolalign" else trl_run)(side, data, out, s, records)
+    start = next(r for r in records if r[0] >= s.warmup_steps)
+    end = records[-1]
+    tokens = end[1] - start[1]
+    return tokens / (end[2] - start[2]), tokens / (end[3] - start[3]), tokens / (end[0] - start[0])
 
 
 def sides(s: Settings, equal_batch: int) -> list[Side]:
@@ -192,13 +210,44 @@ def sides(s: Settings, equal_batch: int) -> list[Side]:
         Side(f"TRL unpacked, batch {equal_batch}", "trl", False, equal_batch),
         Side(f"TRL unpacked, group_by_length, batch {equal_batch}", "trl", False, equal_batch, grouped=True),
     ]
-    if s.compile:
+    if s.compile:  # compile on both sides: a TRL user could set torch_compile too
         rows.insert(1, Side("smolalign packed, torch_compile", "smolalign", True, b, compile=True))
+        rows.insert(6, Side("TRL unpacked, group_by_length, torch_compile", "trl", False, b, compile=True,
+                            grouped=True))
     return rows
 
 
-def ratio(results: dict, a: str, b: str) -> float:
-    return results[a][0] / results[b][0]
+def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: int, ratios: bool) -> None:
+    results = {name: [statistics.median(r[i] for r in done) for i in range(3)] for name, done in runs.items()}
+    print(f"\nmachine: {machine()}")
+    print(f"data: {s.rows} chat rows, tokens per row mean {statistics.mean(lengths):.0f}, median "
+          f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention {s.attn}, "
+          f"preset tiny, {'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
+          f"median of {s.reps}")
+    print(f"\n{'side':48s} {'real tok/s':>10s} {'tok/CPU-s':>10s} {'tok/step':>9s}  runs (tok/s; tok/CPU-s)")
+    for name, (wall, cpu, per_step) in results.items():
+        runs_text = " ".join(f"{r[0]:,.0f}" for r in runs[name]) + "; " + " ".join(f"{r[1]:,.0f}" for r in runs[name])
+        print(f"{name:48s} {wall:10,.0f} {cpu:10,.0f} {per_step:9,.0f}  {runs_text}")
+    if not ratios:
+        return
+    best = [max((n for n in results if n.startswith("TRL unpacked")), key=lambda n: results[n][i]) for i in (0, 1)]
+    print(f"\nTRL's best CPU setting here: {best[0]} (wall time); {best[1]} (CPU time)")
+
+    def line(text: str, a: str, b: str | None, note: str = "") -> None:
+        wall, cpu = (results[a][i] / results[b or best[i]][i] for i in (0, 1))
+        print(f"ratio {text}: {wall:.2f}x (per CPU-second {cpu:.2f}x){note}")
+
+    line("smolalign packed / TRL best CPU setting", "smolalign packed", None, " (target >= 1.3x)")
+    if s.compile:
+        line("smolalign packed+compile / TRL best CPU setting", "smolalign packed, torch_compile", None,
+             " (target >= 1.3x)")
+        line("torch_compile / eager, smolalign packed", "smolalign packed, torch_compile", "smolalign packed")
+    line("smolalign packed / TRL packed (padding-free)", "smolalign packed", "TRL packed (padding-free)",
+         " (reference)")
+    line("smolalign unpacked / TRL unpacked (same)", "smolalign unpacked", "TRL unpacked (padded)",
+         " (target >= 0.98x)")
+    line("packed / unpacked at equal tokens a step", "smolalign packed", f"smolalign unpacked, batch {equal_batch}")
+    line("explicit mask / mask inferred (before)", "smolalign packed", "smolalign packed, mask inferred (before)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,10 +257,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int)
     parser.add_argument("--attn")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--sides", help="comma-separated parts of side names: run only those (no ratios)")
     options = parser.parse_args(argv)
     s = TINY if options.tiny else Settings()
     s = replace(s, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
-                compile=s.compile and not options.no_compile)
+                compile=s.compile and not options.no_compile, threads=options.threads or s.threads)
+    if s.threads:
+        import torch
+
+        torch.set_num_threads(s.threads)
+    if 0 < s.steps < s.warmup_steps + s.logging_steps:
+        parser.error(f"--steps must be at least {s.warmup_steps + s.logging_steps}: the first {s.warmup_steps} "
+                     f"are warm-up, and the steady state needs a log after them")
     print(f"machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -219,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         lengths = token_lengths(data, s.max_length)
         # unpacked rows per step that carry as many real tokens as a full packed step
         equal_batch = max(s.batch, round(s.batch * s.max_length / statistics.mean(lengths)))
-        rows = sides(s, equal_batch)
+        rows = [side for side in sides(s, equal_batch)
+                if not options.sides or any(part in side.name for part in options.sides.split(","))]
         quick = replace(s, steps=s.warmup_steps + s.logging_steps)
         for side in rows if not options.tiny else []:  # warm-up: imports, allocator, compile caches
             measure(side, data, tmp / "warm", quick)
@@ -227,31 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         for rep in range(s.reps):  # interleaved, so that a change in machine load hits every side alike
             for side in rows:
                 runs[side.name].append(measure(side, data, tmp / f"{rep}-{len(runs[side.name])}", s))
-    results = {name: (statistics.median(r[0] for r in done), statistics.median(r[1] for r in done))
-               for name, done in runs.items()}
-    print(f"\nmachine: {machine()}")
-    print(f"data: {s.rows} chat rows, tokens per row mean {statistics.mean(lengths):.0f}, median "
-          f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention {s.attn}, "
-          f"preset tiny, {s.steps} steps (first {s.warmup_steps} left out), median of {s.reps}")
-    print(f"\n{'side':48s} {'real tok/s':>11s} {'real tok/step':>14s}  runs")
-    for name, (speed, per_step) in results.items():
-        runs_text = " ".join(f"{r[0]:,.0f}" for r in runs[name])
-        print(f"{name:48s} {speed:11,.0f} {per_step:14,.0f}  {runs_text}")
-    trl_best = max((n for n in results if n.startswith("TRL unpacked")), key=lambda n: results[n][0])
-    print(f"\nTRL's best CPU setting here: {trl_best}")
-    print(f"ratio smolalign packed / TRL best CPU setting:      {ratio(results, 'smolalign packed', trl_best):.2f}x "
-          f"(target >= 1.3x)")
-    print(f"ratio smolalign packed / TRL packed (padding-free): "
-          f"{ratio(results, 'smolalign packed', 'TRL packed (padding-free)'):.2f}x (reference)")
-    print(f"ratio smolalign unpacked / TRL unpacked (same):     "
-          f"{ratio(results, 'smolalign unpacked', 'TRL unpacked (padded)'):.2f}x (target >= 0.98x)")
-    print(f"ratio packed / unpacked at equal tokens a step:     "
-          f"{ratio(results, 'smolalign packed', f'smolalign unpacked, batch {equal_batch}'):.2f}x")
-    print(f"ratio explicit mask / mask inferred (before):       "
-          f"{ratio(results, 'smolalign packed', 'smolalign packed, mask inferred (before)'):.2f}x")
-    if s.compile:
-        print(f"ratio torch_compile / eager, packed:                "
-              f"{ratio(results, 'smolalign packed, torch_compile', 'smolalign packed'):.2f}x")
+                print(f"measured: rep {rep + 1}, {side.name}: {runs[side.name][-1][0]:,.0f} real tok/s",
+                      file=sys.stderr, flush=True)
+    report(runs, s, lengths, equal_batch, ratios=not options.sides)
 
 
 if __name__ == "__main__":
