@@ -1,6 +1,7 @@
 """Metrics log and progress bar: one process writes, one definition of tokens/s, resumes say what they cover."""
 
 import json
+import threading
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_progress_bar_summary_and_log_share_one_tokens_per_second(tmp_path):
     def watch(*args, **kwargs):
         original(*args, **kwargs)
         shown.append((bar.fields["tps"], dict(kwargs.get("logs") or {})))
+        # no redraw thread competing with torch's threads for the cores: the loop redraws the bar itself
+        assert not [t for t in threading.enumerate() if "Refresh" in type(t).__name__]
 
     bar.on_log = watch
     result = trainer.train()
