@@ -27,49 +27,18 @@ TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
 GEN_ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real OpenAI-compatible server: `transformers serve` with a tiny chat model, on 127.0.0.1."""
     from smolalign.modeling import init_model
+    from smolalign.serve import local_server
 
     model = tmp_path_factory.mktemp("served") / "tiny-chat"
     init_model("tiny", str(TOKENIZER), str(model), seed=0)
     config = json.loads((model / "generation_config.json").read_text())
     (model / "generation_config.json").write_text(json.dumps({**config, "do_sample": True}))
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("serve-log") / "serve.log", "w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "transformers"), "serve", str(model), "--device", "cpu", "--host",
-         "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"transformers serve exited: {Path(log.name).read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("transformers serve did not start")
-    yield {"url": url, "model": str(model)}
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with local_server(model, tmp_path_factory.mktemp("serve-log") / "serve.log") as base_url:
+        yield {"url": base_url.removesuffix("/v1"), "model": str(model)}
 
 
 class FaultProxy(ThreadingHTTPServer):

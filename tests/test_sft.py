@@ -112,16 +112,18 @@ def test_packed_logits_equal_unpacked(tokenizer_dir, attn, layout):
         collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
         rows = [[{"input_ids": d} for d in docs]]
     else:  # smolalign's packed rows: two BFD bins, the second shorter and padded
-        collator = PackedRowsCollator(pad_token_id=tokenizer.pad_token_id)
+        collator = PackedRowsCollator(pad_token_id=tokenizer.pad_token_id, additive_mask=attn != "sdpa")
         rows = [[{"input_ids": docs[0] + docs[1], "seq_lengths": [len(docs[0]), len(docs[1])]},
                  {"input_ids": docs[2], "seq_lengths": [len(docs[2])]}]]
     packed = collator([{"input_ids": sum((d["input_ids"] for d in group), []),
                         "seq_lengths": sum((d.get("seq_lengths", [len(d["input_ids"])]) for d in group), [])}
                        for group in rows] if layout == "flattened" else rows[0])
-    assert "attention_mask" not in packed
+    # flattened: TRL's layout, boundaries read from position ids; rows: smolalign's explicit block-causal mask
+    assert ("attention_mask" in packed) == (layout == "rows")
     with torch.no_grad():
         # use_cache=False as in training (the Trainer sets it): with a cache, transformers skips packed masks
-        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False,
+                       attention_mask=packed.get("attention_mask")).logits
     placements = ([(0, 0), (0, len(docs[0])), (0, len(docs[0]) + len(docs[1]))] if layout == "flattened"
                   else [(0, 0), (0, len(docs[0])), (1, 0)])
     for doc, (row, start) in zip(docs, placements):

@@ -48,14 +48,16 @@ def _write_record(out_dir: Path, recipe, backend, status: str, extra: dict | Non
     atomic_write_text(out_dir / RECIPE_FILE, recipe.to_yaml())
 
 
+LIBRARY_QUIET = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+                 "TRANSFORMERS_VERBOSITY": "error"}
+
+
 def _quiet_libraries() -> None:
-    """Our progress bar is the display: the libraries' own bars and warnings would scroll it away. Set before
-    they are imported, and inherited by distilabel's worker processes."""
+    """Our progress bar is the display: the libraries' own warnings would scroll it away. Their progress bars and
+    log level are set for the run's own processes only (`LIBRARY_QUIET`, scoped), so a caller such as the demo
+    keeps its warnings afterwards."""
     import warnings
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", module="pydantic")
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -133,7 +135,7 @@ def _generate(recipe, rows, backend, out_dir: Path, fingerprint: str, start_over
                                                         "shard_size": recipe.sections["output"].shard_size}) + "\n")
         # distilabel's files go inside DIR, never ~/.cache: its cache (also passed as cache_dir)...
         quiet = "ignore:::pydantic._internal._generate_schema"  # for processes that start afresh (Ray workers)
-        scoped = {"DISTILABEL_CACHE_DIR": str((work / "distilabel").resolve()),
+        scoped = {**LIBRARY_QUIET, "DISTILABEL_CACHE_DIR": str((work / "distilabel").resolve()),
                   "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))}
         if recipe.sections["llm"].backend == "vllm":
             # ...and the GPU placement file its vLLM class keeps (a module constant under the system temp dir; moving

@@ -106,7 +106,7 @@ def dpo_trainer(model, tokenizer, args, train, eval, peft_config):
                       train_dataset=train, eval_dataset=eval, processing_class=tokenizer, peft_config=peft_config)
 
 
-DPO = Command(
+COMMAND = Command(
     kind="dpo", defaults=dpo_defaults, load_data=load_dpo_data, build_trainer=build_trainer, panels=DPO_PANELS,
     metric_keys=DPO_METRICS, prepare=prepare_dpo_model,
     notes=lambda data, args: [f"{data.report['pairs']:,} preference pairs, beta {args.beta}, loss {args.loss_type}"],
@@ -116,7 +116,7 @@ DPO = Command(
 def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
     if model_path is not None:
         overrides = [f"model.name_or_path={model_path}", *overrides]
-    return run_command(DPO, recipe_name, overrides, RunFlags(**flag_values))
+    return run_command(COMMAND, recipe_name, overrides, RunFlags(**flag_values))
 
 
 SHARDED = ("DEEPSPEED", "FSDP")
