@@ -220,7 +220,8 @@ def test_resume_with_changed_data_is_refused(tmp_path):
     args = [f"training.output_dir={out}", "training.max_steps=5", "training.save_steps=5", "training.report_to=[]"]
     assert run_cli("sft", "debug/sft", *args).returncode == 0
     result = run_cli("sft", "debug/sft", *args, "data.num_samples=1000", "--resume")
-    assert result.returncode == 2 and "data differs" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "recipe changed" in result.stderr and "data.num_samples" in result.stderr, "the changed key is named"
 
 
 # ---------------------------------------------------------------- LoRA

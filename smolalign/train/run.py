@@ -172,18 +172,18 @@ def check_resumable(plan: OutputPlan, recipe: Recipe, fingerprints: dict) -> Non
     if plan.resume_from is None:
         return
     previous = read_run_info(plan.output_dir) or {}
-    before = previous.get("data_fingerprints")
-    if before is not None and before != fingerprints:
-        raise UsageError(
-            f"the data differs from the run being resumed in {plan.output_dir} (fingerprints {before} -> "
-            f"{fingerprints}): resume with the same data, or start a new run with another output_dir"
-        )
     old, new = _flatten(previous.get("recipe") or {}), _flatten(recipe.to_dict())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "training.output_dir")
     breaking = [k for k in changed if any(k == b or k.startswith(b + ".") for b in BREAKING_KEYS)]
     if breaking:
         raise UsageError(f"the recipe changed since the run in {plan.output_dir} started ({', '.join(breaking)}): "
                          f"resume with the same recipe, or start a new run with another output_dir")
+    before = previous.get("data_fingerprints")
+    if before is not None and before != fingerprints:
+        raise UsageError(
+            f"the data differs from the run being resumed in {plan.output_dir} (fingerprints {before} -> "
+            f"{fingerprints}): resume with the same data, or start a new run with another output_dir"
+        )
     if changed and is_main_process():
         click.echo(f"resuming with changed settings: {', '.join(changed)}", err=True)
 
@@ -311,7 +311,8 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
         record = {"placement": vars(placement)}
         if command.prepare is not None:
             record.update(command.prepare(model, tokenizer, recipe, args, placement) or {})
-        with process_state().main_process_first():  # one process fills the datasets cache, the others read it
+        # one process per node fills the datasets cache, the others read it (nodes need not share a filesystem)
+        with process_state().local_main_process_first():
             data = command.load_data(recipe, tokenizer, args)
         check_resumable(plan, recipe, data.fingerprints)
         trainer = construct_trainer(command.build_trainer, plan, model, tokenizer, args, data, recipe)
