@@ -73,7 +73,9 @@ def machine_defaults() -> dict:
 
     on_gpu = torch.cuda.is_available()
     # TRL defaults to bf16 and gradient checkpointing even on CPU, where both only cost time (~3x).
-    return {"bf16": on_gpu and torch.cuda.is_bf16_supported(), "activation_checkpointing": on_gpu}
+    # Pinned memory only speeds host-to-GPU copies; on CPU it only warns.
+    return {"bf16": on_gpu and torch.cuda.is_bf16_supported(), "activation_checkpointing": on_gpu,
+            "dataloader_pin_memory": on_gpu}
 
 
 def process_state():
@@ -278,7 +280,8 @@ def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panel
                 metrics[f"{key} (since resume)" if resumed else key] = result.metrics[key]
         runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
         summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
-        rate = tokens_per_second(trainer.state, runtime) if runtime and not resumed else None
+        rate = tokens_per_second(trainer.state, runtime, tokens_before=getattr(
+            trainer, "_initial_num_input_tokens_seen", 0)) if runtime else None
         if rate:
             summary["tokens/s"] = rate
         print_summary(f"{recipe.kind} → {plan.output_dir}", summary)
