@@ -61,16 +61,11 @@ def _suggest(key: str, known) -> str:
 
 
 def _number(value) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    """A float as the recipe loader reads one (`6.0e12`, `2048`, "1e9"); None when it is not a number."""
+    from ..typecheck import _MISSING, coerce
+
+    result = coerce(value, float)
+    return None if result is _MISSING else result
 
 
 def check_sources(sources) -> list[str]:
