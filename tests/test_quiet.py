@@ -1,5 +1,6 @@
 """`quiet_output` silences the known per-step noise, and only it: stderr of the real calls, with and without."""
 
+import os
 import subprocess
 import sys
 
@@ -13,9 +14,13 @@ import sys, tempfile, warnings
 import torch, datasets
 from transformers import AutoTokenizer
 from transformers.trainer import logger as trainer_logger
+from transformers.utils import logging as hf_logging
 from smolalign.modeling import build_model
 from smolalign.quiet import quiet_output
 
+# the libraries' defaults, whatever this process inherited: the baseline is loud on purpose
+hf_logging.set_verbosity_warning()
+hf_logging.enable_progress_bar()
 if sys.argv[1] == "quiet":
     quiet_output()
     quiet_output()  # a second call changes nothing
@@ -46,13 +51,18 @@ for _ in tqdm(range(3), desc="Another bar"):
 
 NOISE = ["Per-step map", "Writing model shards", "pin_memory", "incompatible with gradient checkpointing",
          "['lm_head.weight']"]
+QUIETING = {"TRANSFORMERS_VERBOSITY", "TRANSFORMERS_NO_ADVISORY_WARNINGS", "HF_HUB_DISABLE_PROGRESS_BARS",
+            "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE", "PYTHONWARNINGS", "DATASETS_VERBOSITY"}
 REAL = ["['model.norm.weight']", "a real warning", "Another bar"]
 
 
 @pytest.fixture(scope="module")
 def stderr():
     def run(mode):
-        done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=600)
+        # settings that quiet the libraries are left out: each run starts from their defaults
+        inherited = {k: v for k, v in os.environ.items() if k not in QUIETING}
+        done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=600,
+                              env=inherited)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stderr
     return {mode: run(mode) for mode in ("loud", "quiet")}
