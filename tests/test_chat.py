@@ -16,15 +16,6 @@ from .conftest import DEBUG_DIR, REPO, assert_user_error, run_cli
 from .known_model import ANSWERS_CAT, bigram_model
 
 
-def _wired(command: str) -> bool:
-    from smolalign.cli import main
-
-    return command in main.commands
-
-
-cli_wired = pytest.mark.skipif(not _wired("chat"), reason="`smolalign chat` is not wired into cli.py yet")
-
-
 @pytest.fixture(scope="module")
 def cat_model(tmp_path_factory):
     """Always answers "cat", then <|im_end|>; past the stop token it would go on with "dog dog ..."."""
@@ -122,7 +113,6 @@ def test_interactive_loop_in_a_pseudo_terminal(cat_model, tmp_path):
     assert "dog" not in transcript, "every reply stopped at <|im_end|>"
 
 
-@cli_wired
 def test_cli_chat_prompt(cat_model):
     result = run_cli("chat", cat_model, "--prompt", "Name an animal", "--temperature", "0")
     assert result.returncode == 0, result.stderr[-2000:]

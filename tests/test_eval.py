@@ -14,15 +14,6 @@ from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 from .known_model import ANSWERS_CAT, bigram_model
 
 
-def _wired(command: str) -> bool:
-    from smolalign.cli import main
-
-    return command in main.commands
-
-
-cli_wired = pytest.mark.skipif(not _wired("eval"), reason="`smolalign eval` is not wired into cli.py yet")
-
-
 @pytest.fixture(scope="module")
 def cat_model(tmp_path_factory):
     """Always answers "cat", then <|im_end|>; past the stop token it would go on with "dog"."""
@@ -189,7 +180,6 @@ def test_tasks_hand_off_to_lm_eval_on_a_local_task(cat_model, tmp_path):
         run_eval(str(cat_model), tasks=[str(tmp_path / "no_such_task.yaml")], output=str(out))
 
 
-@cli_wired
 def test_cli_eval_prints_a_table_and_writes_eval_json(cat_model, tmp_path):
     right = write_jsonl(tmp_path / "right.jsonl", task_rows("cat", n=3))
     out = tmp_path / "cli"
