@@ -52,16 +52,30 @@ def trainer(request, tmp_path_factory):
     return packed_trainer(tmp_path_factory.mktemp(request.param), attn=request.param)
 
 
-def test_collator_builds_an_explicit_block_causal_mask(trainer):
+def test_collator_makes_every_document_boundary_explicit(trainer):
+    """sdpa on CPU: document offsets for `sdpa_by_document`; eager: a 4-D block-causal mask."""
     import torch
 
     batch = first_batch(trainer)
     rows, length = batch["input_ids"].shape
+    docs = documents(batch)
+    assert len(docs) > rows, "the fixture must pack several documents into a row"
+    if trainer.args.packing and trainer.model.config._attn_implementation == "sdpa_by_document":
+        assert "attention_mask" not in batch
+        offsets = batch["cu_seq_lens_q"].tolist()
+        real = batch["input_ids"] != trainer.processing_class.pad_token_id
+        for row, start, end in docs:  # each document is exactly one segment
+            assert row * length + start in offsets and row * length + end in offsets
+            assert not any(row * length + start < o < row * length + end for o in offsets)
+        for row in range(rows):  # a row's padding is one segment after its last document, then the next row
+            pads = int((~real[row]).sum())
+            if pads:
+                assert (row + 1) * length - pads in offsets
+            assert not any((row + 1) * length - pads < o < (row + 1) * length for o in offsets)
+        return
     mask = batch["attention_mask"]
     assert mask.shape == (rows, 1, length, length)
     allowed = mask if mask.dtype == torch.bool else mask == 0
-    docs = documents(batch)
-    assert len(docs) > rows, "the fixture must pack several documents into a row"
     for row, start, end in docs:
         inside = allowed[row, 0, start:end, start:end]
         n = end - start
@@ -90,7 +104,8 @@ def test_packed_loss_is_the_token_weighted_loss_of_documents_alone(trainer):
 
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_a_changed_token_changes_no_other_document(trainer, use_cache):
-    """With a KV cache transformers no longer reads boundaries from position ids: the explicit mask must hold."""
+    """With a KV cache transformers no longer reads boundaries from position ids: the explicit boundaries must
+    hold."""
     import torch
 
     batch = first_batch(trainer)
@@ -99,7 +114,7 @@ def test_a_changed_token_changes_no_other_document(trainer, use_cache):
     changed["input_ids"][row, start + 1] = (changed["input_ids"][row, start + 1] + 1) % len(trainer.processing_class)
     trainer.model.eval()
     with torch.no_grad():
-        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask")}
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
         before = trainer.model(**inputs, use_cache=use_cache).logits
         after = trainer.model(**{**inputs, "input_ids": changed["input_ids"]}, use_cache=use_cache).logits
     assert not torch.allclose(before[row, start + 1:end], after[row, start + 1:end]), "the changed document moved"

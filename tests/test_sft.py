@@ -92,19 +92,21 @@ def test_template_that_never_trains_the_stop_token_is_refused(tokenizer_dir):
         prepare_chat_tokenizer(tokenizer)
 
 
-@pytest.mark.parametrize("layout", ["flattened", "rows"])
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize(("attn", "layout"), [("sdpa", "flattened"), ("eager", "flattened"), ("sdpa", "rows"),
+                                              ("eager", "rows"), ("sdpa", "documents")])
 def test_packed_logits_equal_unpacked(tokenizer_dir, attn, layout):
     import torch
     from transformers import AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from smolalign.modeling import build_model
-    from smolalign.train.packing import PackedRowsCollator
+    from smolalign.train.packing import PackedRowsCollator, use_document_attention
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = build_model("tiny", tokenizer, seed=3)
     model.config._attn_implementation = attn
+    if layout == "documents":  # packed rows, each document attended alone (sdpa on CPU)
+        use_document_attention(model)
     model.eval()
     docs = [tokenizer.encode(text, add_special_tokens=False) for text in
             ("Sort the words: dog cat fish bird", "Repeat the word sun 3 times. sun sun sun", "How many words: a b")]
@@ -112,18 +114,20 @@ def test_packed_logits_equal_unpacked(tokenizer_dir, attn, layout):
         collator = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
         rows = [[{"input_ids": d} for d in docs]]
     else:  # smolalign's packed rows: two BFD bins, the second shorter and padded
-        collator = PackedRowsCollator(pad_token_id=tokenizer.pad_token_id, additive_mask=attn != "sdpa")
+        collator = PackedRowsCollator(pad_token_id=tokenizer.pad_token_id, additive_mask=attn != "sdpa",
+                                      by_document=layout == "documents")
         rows = [[{"input_ids": docs[0] + docs[1], "seq_lengths": [len(docs[0]), len(docs[1])]},
                  {"input_ids": docs[2], "seq_lengths": [len(docs[2])]}]]
     packed = collator([{"input_ids": sum((d["input_ids"] for d in group), []),
                         "seq_lengths": sum((d.get("seq_lengths", [len(d["input_ids"])]) for d in group), [])}
                        for group in rows] if layout == "flattened" else rows[0])
-    # flattened: TRL's layout, boundaries read from position ids; rows: smolalign's explicit block-causal mask
+    # flattened: TRL's layout, boundaries read from position ids; rows: smolalign's explicit block-causal mask;
+    # documents: explicit document offsets (TRL's flattened batches carry them too, for flash attention)
     assert ("attention_mask" in packed) == (layout == "rows")
+    assert ("cu_seq_lens_q" in packed) == (layout != "rows")
     with torch.no_grad():
         # use_cache=False as in training (the Trainer sets it): with a cache, transformers skips packed masks
-        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False,
-                       attention_mask=packed.get("attention_mask")).logits
+        logits = model(**{k: v for k, v in packed.items() if k != "labels"}, use_cache=False).logits
     placements = ([(0, 0), (0, len(docs[0])), (0, len(docs[0]) + len(docs[1]))] if layout == "flattened"
                   else [(0, 0), (0, len(docs[0])), (1, 0)])
     for doc, (row, start) in zip(docs, placements):
@@ -162,6 +166,8 @@ def test_run_writes_its_report(debug_sft_run):
     tokenizer = AutoTokenizer.from_pretrained(debug_sft_run)
     assert tokenizer.eos_token == "<|im_end|>"
     assert GenerationConfig.from_pretrained(debug_sft_run).eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # trained with per-document attention (packed rows on CPU), saved as a model any transformers install loads
+    assert "sdpa_by_document" not in (debug_sft_run / "config.json").read_text()
     info = json.loads((debug_sft_run / "smolalign_run.json").read_text())
     assert info["versions"]["trl"] and info["data_fingerprints"]["train"] and info["seed"] == 42
     assert info["data_report"]["rows"] == 4000 and info["data_report"]["rows_cut_by_max_length"] == 0

@@ -12,8 +12,16 @@ mask across documents. So the collator builds the mask itself: a 4-D [batch, 1, 
 sees the keys of its own document up to itself), which transformers hands to the attention kernel unchanged.
 Padding tokens see only themselves, so no softmax row is empty.
 
+On CPU with sdpa there is a cheaper way that is just as explicit: the collator passes the document offsets
+(`cu_seq_lens_q`, as TRL's padding-free batches do for flash attention) and a registered attention function,
+`sdpa_by_document`, runs causal sdpa on each document alone. No L x L mask is built, and each document costs its
+own length squared (halved by `is_causal`) instead of the whole row's: on variable-length chat data that makes
+packed rows cheaper per token than length-grouped padded batches. On GPU the per-document loop would be bound by
+kernel launches, so there (and for eager or flex attention) the 4-D mask stays.
+
 Two Trainer counters read `inputs["attention_mask"].sum()` as "real tokens", which is true only of a 2-D padding
-mask. `use_packed_rows` points both at the non-padding input ids instead (see `_count_real_tokens`).
+mask, and fall back to other counts without one. For packed rows `use_packed_rows` points both at the
+non-padding input ids instead (see `_count_real_tokens`).
 """
 
 from __future__ import annotations
@@ -43,6 +51,71 @@ def block_causal_mask(position_ids, padding, additive: bool = False):
     return blocked.masked_fill_(~allowed, torch.finfo(torch.float32).min)
 
 
+DOCUMENT_ATTENTION = "sdpa_by_document"
+
+
+def document_offsets(position_ids, padding):
+    """Offsets into the flattened [batch x L] tokens where a segment starts, then the total: a segment is one
+    document (position id 0 starts one) or the padding at the end of a row, so no segment crosses a row."""
+    import torch
+
+    real = padding.bool()
+    after_real = torch.ones_like(real)
+    after_real[:, 1:] = real[:, :-1]
+    starts = ((position_ids == 0) & real) | (~real & after_real)
+    starts[:, 0] = True
+    offsets = starts.flatten().nonzero().flatten()
+    return torch.cat([offsets, offsets.new_tensor([real.numel()])]).to(torch.int32)
+
+
+def sdpa_by_document(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                     cu_seq_lens_q=None, **kwargs):
+    """Causal sdpa on each document of packed rows alone ([batch, heads, L, dim] in, [batch, L, heads, dim]
+    out, as transformers' attention functions). Without offsets (a caller other than the packed-rows
+    collator, e.g. `generate`) it is plain sdpa."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    batch, heads, length, dim = query.shape
+    groups = heads // key.shape[1]
+
+    def flat(states, repeat=1):  # [1, heads, batch x L, dim]: one token axis that segments slice
+        if repeat > 1:  # grouped-query attention: CPU sdpa kernels want as many key heads as query heads
+            states = states.repeat_interleave(repeat, dim=1)
+        return states.transpose(0, 1).reshape(1, states.shape[1], batch * length, dim)
+
+    q, k, v = flat(query), flat(key, groups), flat(value, groups)
+    offsets = cu_seq_lens_q.tolist()
+    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+        q[:, :, start:end], k[:, :, start:end], v[:, :, start:end], is_causal=True, scale=scaling,
+        dropout_p=dropout if module.training else 0.0) for start, end in zip(offsets, offsets[1:])], dim=2)
+    return out.view(heads, batch, length, dim).permute(1, 2, 0, 3), None
+
+
+def _mask_for_document_attention(*args, attention_mask=None, **kwargs):
+    """Packed rows carry their structure in the offsets, so they need no mask; any other caller (a padded
+    `generate`) gets sdpa's own."""
+    from transformers.masking_utils import sdpa_mask
+
+    return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def use_document_attention(model) -> None:
+    """Run `model`'s attention through `sdpa_by_document`. Only in memory: transformers does not save the
+    attention implementation in config.json, so a saved model loads as plain sdpa anywhere."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    # A Python loop over data-dependent offsets: under torch_compile the rest of the model is compiled around it.
+    AttentionInterface.register(DOCUMENT_ATTENTION, torch.compiler.disable(sdpa_by_document))
+    AttentionMaskInterface.register(DOCUMENT_ATTENTION, _mask_for_document_attention)
+    model.config._attn_implementation = DOCUMENT_ATTENTION
+
+
 @dataclass
 class PackedRowsCollator:
     """Packed rows -> input_ids, labels, position_ids and a 4-D block-causal `attention_mask`.
@@ -53,6 +126,7 @@ class PackedRowsCollator:
     pad_token_id: int
     pad_to_multiple_of: int | None = None
     additive_mask: bool = False
+    by_document: bool = False  # document offsets for `sdpa_by_document` instead of the 4-D mask
 
     def __post_init__(self):
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -63,8 +137,11 @@ class PackedRowsCollator:
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self._rows(examples)
-        batch["attention_mask"] = block_causal_mask(batch["position_ids"], batch["attention_mask"],
-                                                    additive=self.additive_mask)
+        if self.by_document:  # the offsets carry the structure; no mask is built or read
+            batch["cu_seq_lens_q"] = document_offsets(batch["position_ids"], batch.pop("attention_mask"))
+        else:
+            batch["attention_mask"] = block_causal_mask(batch["position_ids"], batch["attention_mask"],
+                                                        additive=self.additive_mask)
         # The model shifts labels by one: a document's first token would be predicted from the previous
         # document's last token. That prediction crosses a boundary, so it gets no label.
         batch["labels"][batch["position_ids"] == 0] = -100
@@ -89,7 +166,7 @@ def _count_with_packed_rows(trainer) -> None:
     track, compute_loss = trainer._track_num_input_tokens, trainer.compute_loss
 
     def track_num_input_tokens(inputs):
-        if trainer.args.include_num_input_tokens_seen == "non_padding" and _is_block_mask(inputs):
+        if trainer.args.include_num_input_tokens_seen == "non_padding" and _is_packed_rows(inputs):
             trainer.state.num_input_tokens_seen += _count_real_tokens(trainer, inputs)
         else:
             track(inputs)
@@ -97,7 +174,7 @@ def _count_with_packed_rows(trainer) -> None:
     def compute_loss_counting(model, inputs, *args, **kwargs):
         before = getattr(trainer, "_total_train_tokens", None)
         result = compute_loss(model, inputs, *args, **kwargs)
-        if before is not None and model.training and _is_block_mask(inputs):
+        if before is not None and model.training and _is_packed_rows(inputs):
             trainer._total_train_tokens = before + _count_real_tokens(trainer, inputs)
             trainer._metrics["train"]["num_tokens"] = [trainer._total_train_tokens]
         return result
@@ -106,9 +183,9 @@ def _count_with_packed_rows(trainer) -> None:
     trainer.compute_loss = compute_loss_counting
 
 
-def _is_block_mask(inputs) -> bool:
+def _is_packed_rows(inputs) -> bool:
     mask = inputs.get("attention_mask")
-    return mask is not None and mask.dim() == 4
+    return "cu_seq_lens_q" in inputs or (mask is not None and mask.dim() == 4)
 
 
 def use_packed_rows(trainer, attn_implementation: str) -> bool:
@@ -122,8 +199,11 @@ def use_packed_rows(trainer, attn_implementation: str) -> bool:
     pad_to = trainer.args.pad_to_multiple_of
     if trainer.args.torch_compile and trainer.args.max_length:
         pad_to = trainer.args.max_length
+    by_document = attn_implementation == "sdpa" and trainer.args.device.type == "cpu"
+    if by_document:
+        use_document_attention(trainer.model)
     trainer.data_collator = PackedRowsCollator(pad_token_id=trainer.processing_class.pad_token_id,
-                                               pad_to_multiple_of=pad_to,
+                                               pad_to_multiple_of=pad_to, by_document=by_document,
                                                additive_mask=attn_implementation not in BOOLEAN_MASK_ATTENTION)
     _count_with_packed_rows(trainer)
     return True
