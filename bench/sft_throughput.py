@@ -55,6 +55,7 @@ class Settings:
     attn: str = "sdpa"
     compile: bool = True
     threads: int | None = None  # torch's choice
+    preset: str = "tiny"
 
 
 TINY = Settings(rows=48, max_length=96, batch=2, steps=4, warmup_steps=2, logging_steps=2, reps=1, compile=False,
@@ -70,6 +71,7 @@ class Side:
     compile: bool = False
     grouped: bool = False  # TRL: train_sampling_strategy=group_by_length (less padding)
     block_mask: bool = False  # smolalign packed rows with the 4-D block-causal mask (its GPU path) on CPU too
+    by_document: bool = False  # smolalign packed rows with per-document attention (its CPU path) on GPU too
 
 
 def machine() -> str:
@@ -83,8 +85,9 @@ def machine() -> str:
         model = names[0] if names else model
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    gpu = f"; {torch.cuda.get_device_name()} (bf16)" if torch.cuda.is_available() else ""
     return (f"{model}; {os.cpu_count()} cores ({usable} usable); torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads; load average {load}")
+            f"{torch.get_num_threads()} threads; load average {load}{gpu}")
 
 
 def variable_length_data(path: Path, rows: int, max_length: int, seed: int = 0) -> Path:
@@ -135,7 +138,7 @@ def clock(records: list):
 
 def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> None:
     import smolalign.train.sft as sft
-    from smolalign.train.packing import use_packed_rows
+    from smolalign.train.packing import use_document_attention, use_packed_rows
 
     def packed_rows(trainer, attn):  # sft.py calls this on every trainer it builds: our way in
         trainer.add_callback(clock(records))
@@ -143,10 +146,14 @@ def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list)
         if used and side.block_mask:  # back to plain sdpa over the 4-D mask
             trainer.model.config._attn_implementation = attn
             trainer.data_collator.by_document = False
+        if used and side.by_document:
+            use_document_attention(trainer.model)
+            trainer.data_collator.by_document = True
         return used
 
     overrides = [
         f"data.dataset={data}", "data.eval_split=null", f"model.attn_implementation={s.attn}",
+        f"model.preset={s.preset}",
         f"training.output_dir={out}", f"training.max_steps={s.steps}", "training.num_train_epochs=1",
         "training.save_strategy=no",
         "training.eval_strategy=no", "training.report_to=[]", f"training.logging_steps={s.logging_steps}",
@@ -168,11 +175,13 @@ def trl_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> No
     from smolalign.modeling import build_model
 
     tokenizer = chat_tokenizer()
-    model = build_model("tiny", tokenizer, seed=42)
+    import torch
+
+    model = build_model(s.preset, tokenizer, seed=42)
     model.config._attn_implementation = s.attn
     args = SFTConfig(output_dir=str(out), max_steps=s.steps, num_train_epochs=1, save_strategy="no", report_to=[],
                      logging_steps=s.logging_steps, max_length=s.max_length, per_device_train_batch_size=side.batch,
-                     packing=side.packing, bf16=False, activation_checkpointing=False, assistant_only_loss=True,
+                     packing=side.packing, bf16=torch.cuda.is_available(), activation_checkpointing=False, assistant_only_loss=True,
                      learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=0.1, seed=42,
                      include_num_input_tokens_seen="non_padding", torch_compile=side.compile,
                      train_sampling_strategy="group_by_length" if side.grouped else "random")
@@ -192,11 +201,19 @@ def measure(side: Side, data: Path, out: Path, s: Settings) -> tuple[float, floa
     return tokens / (end[2] - start[2]), tokens / (end[3] - start[3]), tokens / (end[0] - start[0])
 
 
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def sides(s: Settings, equal_batch: int) -> list[Side]:
     b, small = s.batch, max(1, s.batch // 4)
     rows = [
         Side("smolalign packed", "smolalign", True, b),
-        Side("smolalign packed, 4-D mask", "smolalign", True, b, block_mask=True),
+        # the other attention path: on CPU the default is per-document attention, on GPU the 4-D mask
+        Side("smolalign packed, per-document attention", "smolalign", True, b, by_document=True) if on_gpu()
+        else Side("smolalign packed, 4-D mask", "smolalign", True, b, block_mask=True),
         Side(f"smolalign packed, batch {small}", "smolalign", True, small),
         Side("smolalign unpacked", "smolalign", False, b),
         Side("TRL unpacked (padded)", "trl", False, b),
@@ -212,28 +229,30 @@ def sides(s: Settings, equal_batch: int) -> list[Side]:
     return rows
 
 
-def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: int, ratios: bool) -> None:
+def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: int) -> None:
+    """The table, then every ratio whose two sides ran (`--sides` may leave some out)."""
     results = {name: [statistics.median(r[i] for r in done) for i in range(3)] for name, done in runs.items()}
     print(f"\nmachine: {machine()}")
     print(f"data: {s.rows} chat rows, tokens per row mean {statistics.mean(lengths):.0f}, median "
           f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention {s.attn}, "
-          f"preset tiny, {'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
+          f"preset {s.preset}, {'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
           f"median of {s.reps}")
     print(f"\n{'side':48s} {'real tok/s':>10s} {'tok/CPU-s':>10s} {'tok/step':>9s}  runs (tok/s; tok/CPU-s)")
     for name, (wall, cpu, per_step) in results.items():
         runs_text = " ".join(f"{r[0]:,.0f}" for r in runs[name]) + "; " + " ".join(f"{r[1]:,.0f}" for r in runs[name])
         print(f"{name:48s} {wall:10,.0f} {cpu:10,.0f} {per_step:9,.0f}  {runs_text}")
-    if not ratios:
-        return
     def best(prefix: str) -> list[str]:
-        return [max((n for n in results if n.startswith(prefix)), key=lambda n: results[n][i]) for i in (0, 1)]
+        names = [n for n in results if n.startswith(prefix)]
+        return [max(names, key=lambda n: results[n][i]) for i in (0, 1)] if names else ["?", "?"]
 
     trl_best, ours_best = best("TRL unpacked"), best("smolalign packed")
-    print(f"\nTRL's best CPU setting here: {trl_best[0]} (wall time); {trl_best[1]} (CPU time)")
+    print(f"\nTRL's best padded setting here: {trl_best[0]} (wall time); {trl_best[1]} (CPU time)")
     print(f"smolalign's best: {ours_best[0]} (wall time); {ours_best[1]} (CPU time)")
 
     def line(text: str, a: str | list[str], b: str | list[str], note: str = "") -> None:
         a, b = ([x] * 2 if isinstance(x, str) else x for x in (a, b))
+        if not all(name in results for name in a + b):
+            return
         wall, cpu = (results[a[i]][i] / results[b[i]][i] for i in (0, 1))
         print(f"ratio {text}: {wall:.2f}x (per CPU-second {cpu:.2f}x){note}")
 
@@ -248,7 +267,11 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
         line("torch_compile / eager, smolalign packed", "smolalign packed, torch_compile", "smolalign packed")
         line("torch_compile / eager, TRL group_by_length", "TRL unpacked, group_by_length, torch_compile",
              "TRL unpacked, group_by_length")
-    line("per-document attention / 4-D mask, smolalign packed", "smolalign packed", "smolalign packed, 4-D mask")
+    if on_gpu():
+        line("per-document attention / 4-D mask, smolalign packed", "smolalign packed, per-document attention",
+             "smolalign packed")
+    else:
+        line("per-document attention / 4-D mask, smolalign packed", "smolalign packed", "smolalign packed, 4-D mask")
     line("smolalign packed / TRL packed (padding-free)", "smolalign packed", "TRL packed (padding-free)",
          " (reference)")
     line("smolalign unpacked / TRL unpacked (same)", "smolalign unpacked", "TRL unpacked (padded)",
@@ -264,11 +287,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attn")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--sides", help="comma-separated parts of side names: run only those (no ratios)")
+    parser.add_argument("--preset", help="model preset (default tiny; on a GPU e.g. smollm2-135m)")
+    parser.add_argument("--rows", type=int, help="chat rows (default 1500)")
+    parser.add_argument("--sides", help="comma-separated parts of side names: run only those")
     options = parser.parse_args(argv)
     s = TINY if options.tiny else Settings()
     s = replace(s, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
-                compile=s.compile and not options.no_compile, threads=options.threads or s.threads)
+                compile=s.compile and not options.no_compile, threads=options.threads or s.threads,
+                preset=options.preset or s.preset, rows=options.rows or s.rows)
     if s.threads:
         import torch
 
@@ -294,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
                 runs[side.name].append(measure(side, data, tmp / f"{rep}-{len(runs[side.name])}", s))
                 print(f"measured: rep {rep + 1}, {side.name}: {runs[side.name][-1][0]:,.0f} real tok/s",
                       file=sys.stderr, flush=True)
-    report(runs, s, lengths, equal_batch, ratios=not options.sides)
+    report(runs, s, lengths, equal_batch)
 
 
 if __name__ == "__main__":

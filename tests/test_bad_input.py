@@ -1,7 +1,5 @@
 """Bad input as a new user types it: each through the real CLI (one `error:` line naming the problem and the fix,
 exit code 2, no traceback, nothing written), and the training/LoRA guards directly on real TRL and peft objects.
-
-Tests marked "NEEDS WIRING" pass once smolalign/train/run.py (the lead's) calls the guard named in the docstring.
 """
 
 from __future__ import annotations
@@ -285,7 +283,6 @@ def test_check_eval_data():
 
 
 def test_training_problems_through_sft(tmp_path):
-    """NEEDS WIRING: guards.check_training(recipe.kind, recipe.training_args()) in run.resolve()."""
     result = sft(tmp_path, "training.learning_rate=-1", "training.per_device_train_batch_size=0",
                  "training.max_length=0", "training.gradient_accumulation_steps=0", "training.num_train_epochs=-2",
                  "training.save_steps=0")
@@ -297,7 +294,6 @@ def test_training_problems_through_sft(tmp_path):
 
 
 def test_dpo_beta_and_loss_type_through_dpo(tmp_path):
-    """NEEDS WIRING: as above; refused before the model (here missing) is even looked at."""
     line = error_line(run_cli("dpo", "debug/dpo", f"training.output_dir={tmp_path / 'out'}", "training.beta=-1",
                               "training.loss_type=[bogus]", cwd=tmp_path))
     assert "training.beta=-1" in line and "'bogus'" in line
@@ -305,9 +301,15 @@ def test_dpo_beta_and_loss_type_through_dpo(tmp_path):
 
 
 def test_eval_strategy_without_eval_data_through_sft(tmp_path):
-    """NEEDS WIRING: guards.check_eval_data(args, has_eval) in run.resolve(), has_eval from the data section."""
     line = error_line(sft(tmp_path, "data.eval_split=null"))
     assert "training.eval_strategy=epoch needs evaluation data" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_check_after_tokenizing_leaves_no_directory(tmp_path):
+    """The Trainer makes its output directory when built; a data check that fails after it removes it again."""
+    line = error_line(sft(tmp_path, "training.max_length=12"))
+    assert "have no assistant token inside max_length=12" in line
     assert not (tmp_path / "out").exists()
 
 
@@ -363,8 +365,7 @@ def test_check_lora_refuses_what_peft_fails_on_later(tiny_model):
     ("lora.target_modules=[nope_proj]", "names nope_proj, not in the model: choose from its linear layers down_proj"),
 ])
 def test_lora_problems_through_sft(tmp_path, override, expected):
-    """NEEDS WIRING: guards.check_lora(None, recipe.lora_config()) in run.resolve() (the config's own values, before
-    any model loads) and guards.check_lora(model, recipe.lora_config()) in run.run_command after load_recipe_model."""
+    """The config's own values are checked before any model loads, the target names against the loaded model."""
     line = error_line(sft(tmp_path, override))
     assert expected in line
     assert not (tmp_path / "out").exists()

@@ -231,18 +231,26 @@ def load_recipe_model(recipe: Recipe, seed: int):
     )
 
 
-def construct_trainer(build: Callable, plan: OutputPlan, *build_args):
-    """Build the trainer before the first write: a config error it raises becomes one line, and the empty
-    output directory the Trainer makes for itself is removed again."""
+def construct_trainer(command: Command, plan: OutputPlan, model, tokenizer, args, data, recipe):
+    """Build the trainer and check its tokenized data before the first write: a config error becomes one line,
+    and the empty output directory the Trainer makes for itself is removed again."""
     try:
-        return build(*build_args)
+        trainer = command.build_trainer(model, tokenizer, args, data, recipe)
+        if command.check_data is not None:
+            command.check_data(trainer, data, recipe, args)
+        return trainer
     except UsageError:
+        remove_if_made_empty(plan)
         raise
     except (ValueError, TypeError, AssertionError, NotImplementedError, ImportError) as error:
-        if not plan.existed and plan.output_dir.is_dir() and not any(plan.output_dir.iterdir()):
-            plan.output_dir.rmdir()
+        remove_if_made_empty(plan)
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"the trainer refused the recipe: {text}") from error
+
+
+def remove_if_made_empty(plan: OutputPlan) -> None:
+    if not plan.existed and plan.output_dir.is_dir() and not any(plan.output_dir.iterdir()):
+        plan.output_dir.rmdir()
 
 
 def dataset_names(recipe: Recipe) -> list[str]:
@@ -318,9 +326,7 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
         with process_state().local_main_process_first():
             data = command.load_data(recipe, tokenizer, args)
         check_resumable(plan, recipe, data.fingerprints)
-        trainer = construct_trainer(command.build_trainer, plan, model, tokenizer, args, data, recipe)
-        if command.check_data is not None:
-            command.check_data(trainer, data, recipe, args)
+        trainer = construct_trainer(command, plan, model, tokenizer, args, data, recipe)
         if data.report and is_main_process():
             from .report import print_summary
 

@@ -11,8 +11,8 @@ from ..errors import UsageError
 from .packing import use_packed_rows
 from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
 
-# Attention implementations that keep packed documents apart (flash via cu_seqlens; sdpa/eager/flex through the
-# explicit block-causal mask of packed rows). Others are refused with packing.
+# Attention implementations that keep packed documents apart (flash via cu_seqlens; sdpa on CPU one document at a
+# time; sdpa on GPU, eager and flex through the explicit block-causal mask of packed rows). Others are refused.
 PACKING_SAFE_ATTENTION = {"flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention"}
 SFT_PANELS = [("loss", ["loss", "eval_loss"]), ("learning rate", ["learning_rate"]), ("gradient norm", ["grad_norm"])]
 
