@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEBUG_DIR = REPO / "recipes" / "debug"
 
 
-def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
+def run_cli(*args, cwd=None, env=None, timeout=1800) -> subprocess.CompletedProcess:
     """The real `smolalign` entry point in a fresh process (exit codes and stderr as a user sees them)."""
     return subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)

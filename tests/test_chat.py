@@ -65,7 +65,7 @@ def test_slash_commands_change_the_conversation():
     assert session.command("/exit") is EXIT
 
 
-def _read_until(fd: int, pattern: str, seen: list[str], timeout: float = 180) -> str:
+def _read_until(fd: int, pattern: str, seen: list[str], timeout: float = 900) -> str:
     """Read the terminal until `pattern` shows up in what was printed since the last match."""
     deadline = time.monotonic() + timeout
     buffer = ""
@@ -103,7 +103,7 @@ def test_interactive_loop_in_a_pseudo_terminal(cat_model, tmp_path):
         os.write(primary, b"/reset\n")
         assert "conversation cleared" in _read_until(primary, "\n> ", seen)
         os.write(primary, b"/exit\n")
-        assert process.wait(timeout=120) == 0, log.read_text()[-2000:]
+        assert process.wait(timeout=900) == 0, log.read_text()[-2000:]
     finally:
         if process.poll() is None:
             process.kill()

@@ -316,7 +316,7 @@ def test_sigkill_and_resume_gives_the_same_losses(tmp_path, weak_sft):
 
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *args, f"training.output_dir={killed}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    deadline = time.time() + 1200
     while time.time() < deadline and process.poll() is None:
         if any((path / COMPLETE_MARKER).is_file() for _, path in checkpoints(killed)):
             break

@@ -108,7 +108,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         request = urllib.request.Request(proxy.upstream + self.path, data=body or None, method=method,
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with urllib.request.urlopen(request, timeout=600) as response:
                 status, payload = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, payload = error.code, error.read()
@@ -202,7 +202,7 @@ def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={**os.environ, **GEN_ENV}, start_new_session=True)
     shards = out / "work" / "shards"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while not list(shards.glob("shard-00001.*")):  # two shards of three committed, two to go
         if process.poll() is not None or time.monotonic() > deadline:
             break
@@ -236,12 +236,12 @@ def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, pro
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, **GEN_ENV},
                                start_new_session=True)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while not [e for e in slow.log if e["path"] == "/v1/chat/completions" and e["body"]]:
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
-    _, stderr = process.communicate(timeout=300)
+    _, stderr = process.communicate(timeout=1200)
     assert process.returncode == 130 and "interrupted" in stderr, stderr[-2000:]
     records = [json.loads(line) for p in (out / "work" / "shards").glob("*.jsonl")
                for line in p.read_text().splitlines()]

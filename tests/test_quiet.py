@@ -61,7 +61,7 @@ def stderr():
     def run(mode):
         # settings that quiet the libraries are left out: each run starts from their defaults
         inherited = {k: v for k, v in os.environ.items() if k not in QUIETING}
-        done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=600,
+        done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=1800,
                               env=inherited)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stderr

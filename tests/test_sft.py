@@ -196,7 +196,7 @@ def test_sigkill_and_resume_gives_the_same_losses(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", "sft", "debug/sft",
                                 f"training.output_dir={killed}", *RESUME_ARGS],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    deadline = time.time() + 1200
     while time.time() < deadline and process.poll() is None:
         if (killed / "metrics.jsonl").is_file() and max(step_losses(killed) or [0]) >= 12:
             break
