@@ -11,5 +11,5 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
 timeout 200 python3 bench/pretrain_throughput.py --gpu --steps 30 --batch 8 2>&1 | tee "$out/pretrain_mfu.txt"
 timeout 420 python3 bench/sft_throughput.py --preset smollm2-135m --rows 3000 --reps 3 --no-compile \
-    --sides "smolalign packed,group_by_length,TRL packed" 2>&1 \
+    --sides "smolalign packed;group_by_length;TRL packed" 2>&1 \
     | grep -v "it/s\]\|s/it\]" | tee "$out/sft_throughput.txt"

@@ -18,8 +18,8 @@ CPU time (best with `--threads 1`, where no thread waits on another) measures th
 steps once to warm up, then `--reps` times interleaved; the median is printed.
 
 Run by hand: `python bench/sft_throughput.py [--reps 3] [--attn sdpa] [--no-compile] [--threads N]`
-(`--steps N` stops each side after N steps instead of an epoch; `--sides a,b` runs only the sides whose names
-contain a or b). `--tiny` runs every side in seconds (tests/test_bench.py) and measures nothing worth quoting.
+(`--steps N` stops each side after N steps instead of an epoch; `--sides "a;=b"` runs only the sides whose names
+contain a or are b). `--tiny` runs every side in seconds (tests/test_bench.py) and measures nothing worth quoting.
 """
 
 from __future__ import annotations
@@ -279,6 +279,11 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
     line("packed / unpacked at equal tokens a step", "smolalign packed", f"smolalign unpacked, batch {equal_batch}")
 
 
+def chosen(name: str, part: str) -> bool:
+    """`--sides` parts: "=name" is that side alone, any other text the sides whose names contain it."""
+    return name == part[1:] if part.startswith("=") else part in name
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiny", action="store_true", help="every side in seconds: checks the bench runs")
@@ -289,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--preset", help="model preset (default tiny; on a GPU e.g. smollm2-135m)")
     parser.add_argument("--rows", type=int, help="chat rows (default 1500)")
-    parser.add_argument("--sides", help="comma-separated parts of side names: run only those")
+    parser.add_argument("--sides", help='run only these sides: "part of a name;=whole name;..."')
     options = parser.parse_args(argv)
     s = TINY if options.tiny else Settings()
     s = replace(s, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         # unpacked rows per step that carry as many real tokens as a full packed step
         equal_batch = max(s.batch, round(s.batch * s.max_length / statistics.mean(lengths)))
         rows = [side for side in sides(s, equal_batch)
-                if not options.sides or any(part in side.name for part in options.sides.split(","))]
+                if not options.sides or any(chosen(side.name, part) for part in options.sides.split(";"))]
         quick = replace(s, steps=s.warmup_steps + s.logging_steps)
         for side in rows if not options.tiny else []:  # warm-up: imports, allocator, compile caches
             measure(side, data, tmp / "warm", quick)

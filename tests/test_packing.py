@@ -23,7 +23,8 @@ def packed_trainer(tmp_path, attn="sdpa", **training):
                           {"role": "assistant", "content": a.strip()}]} for a in ANSWERS]
     settings = dict(output_dir=str(tmp_path / "out"), bf16=False, activation_checkpointing=False,
                     assistant_only_loss=True, report_to=[], max_length=96, packing=True,
-                    per_device_train_batch_size=3, include_num_input_tokens_seen="non_padding", seed=0)
+                    per_device_train_batch_size=3, include_num_input_tokens_seen="non_padding", seed=0,
+                    dataloader_pin_memory=False)
     model = build_model("tiny", tokenizer, seed=1)
     model.config._attn_implementation = attn
     trainer = SFTTrainer(model=model, args=SFTConfig(**{**settings, **training}),

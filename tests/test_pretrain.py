@@ -186,22 +186,62 @@ def test_documents_attend_to_themselves_only_when_asked():
     from transformers import AutoTokenizer
 
     from smolalign.modeling import build_model
+    from smolalign.train.packing import use_document_attention
     from smolalign.train.pretrain_trainer import BlockCollator
 
     tokenizer = AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer")
     model = build_model("tiny", tokenizer).eval()
+    documents_alone = build_model("tiny", tokenizer).eval()  # same seed, same weights
+    use_document_attention(documents_alone)
     first, second = [5, 6, 7, 8, 0], [9, 10, 11, 12]
     other_first = [13, 14, 15, 16, 0]
-    for cross, should_change in ((True, True), (False, False)):
-        collate = BlockCollator(separator_id=0, cross_document_attention=cross, attn_implementation="sdpa")
+    for cross, by_document, should_change in ((True, False, True), (False, False, False), (False, True, False)):
+        if by_document:  # sdpa on CPU: explicit document offsets instead of the 4-D mask
+            model = documents_alone
+        collate = BlockCollator(separator_id=0, cross_document_attention=cross, attn_implementation="sdpa",
+                                by_document=by_document)
         batch = collate([{"input_ids": np.array(first + second)}, {"input_ids": np.array(other_first + second)}])
         with torch.no_grad():
             logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         changed = not torch.allclose(logits[0, 5:], logits[1, 5:], atol=1e-5)
         assert changed == should_change, f"cross_document_attention={cross}"
+        if by_document:
+            torch.testing.assert_close(logits, masked, atol=1e-5, rtol=1e-5)  # the same model either way
+        elif not cross:
+            masked = logits
         if not cross:
             assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3]
             assert batch["labels"][0, 5].item() == -100, "no label crosses a document boundary"
+
+
+def test_documents_apart_through_the_pretrain_trainer_on_cpu(tmp_path):
+    """`data.cross_document_attention: false` on CPU: the Trainer's batches carry document offsets, and its loss
+    equals the loss of the same blocks under the 4-D block-causal mask."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from smolalign.config import load_recipe
+    from smolalign.train.pretrain import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
+    from smolalign.train.run import load_recipe_model
+
+    recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={tmp_path / 'out'}",
+                                                        "training.report_to=[]", "data.cross_document_attention=false"],
+                         pretrain_defaults(), schema=SCHEMA)
+    args = recipe.training_args()
+    model, tokenizer, _ = load_recipe_model(recipe, args.seed)
+    plain = copy.deepcopy(model)
+    trainer = build_trainer(model, tokenizer, args, load_pretrain_data(recipe, tokenizer, args), recipe)
+    assert trainer.model.config._attn_implementation == "sdpa_by_document"
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "cu_seq_lens_q" in batch and "attention_mask" not in batch
+    masked = dataclasses.replace(trainer.data_collator, by_document=False)(
+        [{"input_ids": row.numpy()} for row in batch["input_ids"]])
+    assert masked["attention_mask"].dim() == 4
+    with torch.no_grad():
+        loss = trainer.model.eval()(**batch).loss
+        torch.testing.assert_close(plain.eval()(**masked).loss, loss, atol=1e-5, rtol=1e-5)
 
 
 def test_a_consolidated_state_dict_missing_the_tied_embedding_still_saves_it(debug_trainer, tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .packing import VARLEN_ATTENTION, block_causal_mask
+from .packing import VARLEN_ATTENTION, block_causal_mask, document_offsets
 from .pretrain_mfu import device_peak_flops, flops_per_token, mfu
 
 
@@ -43,6 +43,7 @@ class BlockCollator:
     separator_id: int
     cross_document_attention: bool = True
     attn_implementation: str = "sdpa"
+    by_document: bool = False  # document offsets for `sdpa_by_document` (sdpa on CPU) instead of the 4-D mask
 
     def __call__(self, examples: list[dict]) -> dict:
         input_ids = torch.from_numpy(np.stack([example["input_ids"] for example in examples]))
@@ -52,7 +53,9 @@ class BlockCollator:
         labels = input_ids.clone()
         labels[positions == 0] = -100  # the first token of a document is not predicted from the one before
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": positions}
-        if self.attn_implementation not in VARLEN_ATTENTION:  # flash kernels read boundaries from position ids
+        if self.by_document:
+            batch["cu_seq_lens_q"] = document_offsets(positions, torch.ones_like(input_ids))
+        elif self.attn_implementation not in VARLEN_ATTENTION:  # flash kernels read boundaries from position ids
             batch["attention_mask"] = block_causal_mask(positions, torch.ones_like(input_ids),
                                                         additive=self.attn_implementation != "sdpa")
         return batch
