@@ -385,3 +385,14 @@ def test_benchmark_runs_in_tiny_mode():
     assert "ratio smolalign pretrain / bare PyTorch loop (wall):" in done.stdout
     assert "ratio smolalign pretrain / bare PyTorch loop (cpu):" in done.stdout
     assert "resume overhead" in done.stdout
+
+
+def test_report_curves_name_the_recipes_own_sources(tmp_path):
+    from smolalign.config import load_recipe
+    from smolalign.train.pretrain import COMMAND, SCHEMA, pretrain_defaults
+
+    recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={tmp_path}"], pretrain_defaults(),
+                         schema=SCHEMA)
+    panels = dict(COMMAND.panels(recipe))
+    assert panels["tokens per source"] == [f"tokens/{name}" for name in recipe.data.sources] == ["tokens/prose",
+                                                                                                "tokens/arith"]

@@ -160,7 +160,6 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
     trainer = make_trainer(model, tokenizer, args, data.train, plan_for(recipe, args), recipe.training,
                            recipe.data.cross_document_attention, attention)
     data.summary = trainer.summary  # read by the notes once training is done
-    _SOURCE_TOKEN_KEYS[:] = [f"tokens/{name}" for name in recipe.data.sources]
     return trainer
 
 
@@ -205,14 +204,15 @@ def notes(data, args) -> list[str]:
     return lines
 
 
-# The per-source panel names depend on the recipe; build_trainer fills them in before the report is drawn.
-_SOURCE_TOKEN_KEYS: list[str] = []
-PANELS = [("loss", ["loss"]), ("learning rate", ["learning_rate"]), ("tokens per source", _SOURCE_TOKEN_KEYS),
-          ("throughput", ["tokens_per_second"]), ("MFU", ["mfu"]), ("stage", ["stage"]),
-          ("gradient norm", ["grad_norm"])]
+def panels(recipe) -> list[tuple[str, list[str]]]:
+    """The curves of the report; the per-source token counts are named after the recipe's sources."""
+    return [("loss", ["loss"]), ("learning rate", ["learning_rate"]),
+            ("tokens per source", [f"tokens/{name}" for name in recipe.data.sources]),
+            ("throughput", ["tokens_per_second"]), ("MFU", ["mfu"]), ("stage", ["stage"]),
+            ("gradient norm", ["grad_norm"])]
 
 COMMAND = Command(kind="pretrain", schema=SCHEMA, defaults=pretrain_defaults, load_data=load_pretrain_data,
-                  build_trainer=build_trainer, prepare=prepare, panels=PANELS,
+                  build_trainer=build_trainer, prepare=prepare, panels=panels,
                   metric_keys=["loss", "tokens_per_second", "mfu"], notes=notes)
 
 

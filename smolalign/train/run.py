@@ -55,7 +55,7 @@ class Command:
     defaults: Callable[[], dict]
     load_data: Callable  # (recipe, tokenizer, args) -> PreparedData; reads only, runs main-process-first
     build_trainer: Callable  # (model, tokenizer, args, data: PreparedData, recipe) -> Trainer
-    panels: list
+    panels: list | Callable  # [(title, [metric keys])], or a function of the recipe that gives them
     metric_keys: list
     schema: RecipeSchema | None = None
     prepare: Callable | None = None
@@ -334,8 +334,9 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
         open_output(plan, recipe, data.fingerprints, flags, {**data.record, "data_report": data.report, **record})
         install_callbacks(trainer, plan)
         result = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-        return finish(trainer, recipe, plan, result, flags.merge, panels=command.panels,
-                      metric_keys=command.metric_keys, notes=command.notes(data, args))
+        panels = command.panels(recipe) if callable(command.panels) else command.panels
+        return finish(trainer, recipe, plan, result, flags.merge, panels=panels, metric_keys=command.metric_keys,
+                      notes=command.notes(data, args))
     finally:
         if plan.lock is not None:
             plan.lock.release()
