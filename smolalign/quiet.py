@@ -11,7 +11,9 @@ The libraries under smolalign print the same noise on every run, and some of it 
   head, so it is absent from every checkpoint of a model with tied embeddings (all SmolLM2 models).
 
 `quiet_output()` silences exactly these, by message, and nothing else: other warnings, other missing keys and
-every other progress bar still show. The CLI calls it once at the start of a run command.
+every other progress bar still show. The CLI calls it once at the start of a run command. On a large dataset
+the `datasets` bars are the only sign of life while TRL tokenizes and packs for minutes, so
+`show_data_progress` brings them back there.
 """
 
 from __future__ import annotations
@@ -57,3 +59,15 @@ def quiet_output() -> None:
         logger = logging.getLogger(name)
         if _DROP_NOISE not in logger.filters:
             logger.addFilter(_DROP_NOISE)
+
+
+# Rows from which the preparation of a training set takes long enough (tens of seconds and up) to want bars.
+LONG_PREPARATION_ROWS = 50_000
+
+
+def show_data_progress(rows: int) -> None:
+    """Show the `datasets` bars again for a set of `rows` that takes long to prepare."""
+    import datasets
+
+    if rows >= LONG_PREPARATION_ROWS:
+        datasets.enable_progress_bars()

@@ -77,3 +77,18 @@ def test_noise_is_silenced(stderr, line):
 @pytest.mark.parametrize("line", REAL)
 def test_real_warnings_still_show(stderr, line):
     assert line in stderr["quiet"]
+
+
+def test_data_bars_come_back_for_a_large_set():
+    import datasets
+
+    from smolalign.quiet import LONG_PREPARATION_ROWS, show_data_progress
+
+    try:
+        datasets.disable_progress_bars()  # as quiet_output leaves them (not called here: it filters process-wide)
+        show_data_progress(LONG_PREPARATION_ROWS - 1)
+        assert not datasets.is_progress_bar_enabled(), "a small set: no per-step bars"
+        show_data_progress(LONG_PREPARATION_ROWS)
+        assert datasets.is_progress_bar_enabled(), "a large set: its preparation shows progress"
+    finally:
+        datasets.enable_progress_bars()

@@ -19,6 +19,7 @@ import click
 from ..config import Recipe, RecipeSchema, load_recipe
 from ..errors import UsageError
 from ..outputs import OutputLock, check_output_dir, empty_directory, is_ours
+from ..quiet import show_data_progress
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
 from .launch import inside_launch, relaunch
@@ -326,6 +327,7 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
         with process_state().local_main_process_first():
             data = command.load_data(recipe, tokenizer, args)
         check_resumable(plan, recipe, data.fingerprints)
+        show_data_progress(len(data.train) if hasattr(data.train, "__len__") else 0)  # TRL prepares it next
         trainer = construct_trainer(command, plan, model, tokenizer, args, data, recipe)
         if data.report and is_main_process():
             from .report import print_summary
