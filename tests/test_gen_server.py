@@ -194,13 +194,19 @@ def _user_texts(entries) -> list[tuple[str, str]]:
     return [(b["messages"][0]["content"], b["messages"][1]["content"]) for b in entries]
 
 
+def start_slow_rewrite(server, slow, out, shard_size: int, stderr=subprocess.DEVNULL):
+    """12 smol-rewrite rows through a slowed proxy, in a process group of its own (signals reach every worker)."""
+    args = gen_args("smol-rewrite", server, slow.url, out, "--num-rows", "12", "llm.batch_size=2",
+                    f"output.shard_size={shard_size}")
+    process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=stderr, text=True, env={**os.environ, **GEN_ENV}, start_new_session=True)
+    return args, process
+
+
 def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
     slow = proxy(delay=0.4)
     out = tmp_path / "killed"
-    args = gen_args("smol-rewrite", server, slow.url, out, "--num-rows", "12", "llm.batch_size=2",
-                    "output.shard_size=3")
-    process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ, **GEN_ENV}, start_new_session=True)
+    args, process = start_slow_rewrite(server, slow, out, shard_size=3)
     shards = out / "work" / "shards"
     deadline = time.monotonic() + 900
     while not list(shards.glob("shard-00001.*")):  # two shards of three committed, two to go
@@ -231,11 +237,7 @@ def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
 def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, proxy, tmp_path):
     slow = proxy(delay=0.4)
     out = tmp_path / "interrupted"
-    args = gen_args("smol-rewrite", server, slow.url, out, "--num-rows", "12", "llm.batch_size=2",
-                    "output.shard_size=6")
-    process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, **GEN_ENV},
-                               start_new_session=True)
+    _, process = start_slow_rewrite(server, slow, out, shard_size=6, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 900
     while not [e for e in slow.log if e["path"] == "/v1/chat/completions" and e["body"]]:
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
