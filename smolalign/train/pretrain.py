@@ -211,6 +211,7 @@ def panels(recipe) -> list[tuple[str, list[str]]]:
             ("throughput", ["tokens_per_second"]), ("MFU", ["mfu"]), ("stage", ["stage"]),
             ("gradient norm", ["grad_norm"])]
 
+
 COMMAND = Command(kind="pretrain", schema=SCHEMA, defaults=pretrain_defaults, load_data=load_pretrain_data,
                   build_trainer=build_trainer, prepare=prepare, panels=panels,
                   metric_keys=["loss", "tokens_per_second", "mfu"], notes=notes)
