@@ -86,7 +86,7 @@ def sdpa_by_document(module, query, key, value, attention_mask, dropout: float =
 
     q, k, v = flat(query), flat(key), flat(value)
     offsets = cu_seq_lens_q.tolist()
-    # enable_gqa: the CPU kernel reads the shared key heads in place (~1.7x faster than repeating them)
+    # enable_gqa: the CPU kernel reads the shared key heads in place instead of copies repeated per query head
     out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
         q[:, :, start:end], k[:, :, start:end], v[:, :, start:end], is_causal=True, scale=scaling,
         enable_gqa=k.shape[1] != heads, dropout_p=dropout if module.training else 0.0)
@@ -113,6 +113,15 @@ def use_document_attention(model) -> None:
     AttentionInterface.register(DOCUMENT_ATTENTION, torch.compiler.disable(sdpa_by_document))
     AttentionMaskInterface.register(DOCUMENT_ATTENTION, _mask_for_document_attention)
     model.config._attn_implementation = DOCUMENT_ATTENTION
+
+
+def attend_documents_alone(model, attn_implementation: str, device) -> bool:
+    """Switch `model` to `sdpa_by_document` where it pays, sdpa on CPU (on GPU the per-document loop is bound by
+    kernel launches); True when it did, and the batches must then carry document offsets."""
+    if attn_implementation != "sdpa" or device.type != "cpu":
+        return False
+    use_document_attention(model)
+    return True
 
 
 @dataclass
@@ -199,9 +208,7 @@ def use_packed_rows(trainer, attn_implementation: str) -> bool:
     pad_to = trainer.args.pad_to_multiple_of
     if trainer.args.torch_compile and trainer.args.max_length:
         pad_to = trainer.args.max_length
-    by_document = attn_implementation == "sdpa" and trainer.args.device.type == "cpu"
-    if by_document:
-        use_document_attention(trainer.model)
+    by_document = attend_documents_alone(trainer.model, attn_implementation, trainer.args.device)
     trainer.data_collator = PackedRowsCollator(pad_token_id=trainer.processing_class.pad_token_id,
                                                pad_to_multiple_of=pad_to, by_document=by_document,
                                                additive_mask=attn_implementation not in BOOLEAN_MASK_ATTENTION)

@@ -168,7 +168,7 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
     """The pretraining Trainer over an index and its plan (also used as is by bench/pretrain_throughput.py)."""
     from ..data.blocks import document_separator
     from ..modeling import count_parameters
-    from .packing import use_document_attention
+    from .packing import attend_documents_alone
     from .pretrain_trainer import BlockCollator, PretrainTrainer, rope_by_stage
 
     total = plan.total_steps
@@ -182,9 +182,7 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
     final_positions = rope_by_stage(plan, model.config)[-1][1]
     tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)
     # documents kept apart on CPU with sdpa: each attended alone (see packing.py), no [block x block] mask
-    by_document = not cross_document_attention and attn_implementation == "sdpa" and args.device.type == "cpu"
-    if by_document:
-        use_document_attention(model)
+    by_document = not cross_document_attention and attend_documents_alone(model, attn_implementation, args.device)
     collator = BlockCollator(separator_id=document_separator(tokenizer), by_document=by_document,
                              cross_document_attention=cross_document_attention, attn_implementation=attn_implementation)
     return PretrainTrainer(model=model, args=args, train_dataset=index, data_collator=collator,
