@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 
 def tiny_model(where: Path) -> str:
-    from smolalign.modeling import init_model
+    from smolalign.model.write import init_model
 
     out = where / "tiny-chat"
     init_model("tiny", str(REPO / "recipes" / "debug" / "tokenizer"), str(out), seed=0)

@@ -68,8 +68,8 @@ class Clock:
 
 def smolalign_run(out: Path, steps: int, block: int, batch: int, cache: Path, extra=()) -> dict:
     """The whole command in this process; the clock covers its `train()` call, as the bare loop's covers its loop."""
-    from smolalign.train import pretrain_trainer
-    from smolalign.train.pretrain import run_pretrain
+    from smolalign.train.pretrain import trainer as pretrain_trainer
+    from smolalign.train.pretrain.command import run_pretrain
 
     clock, train = Clock(), pretrain_trainer.PretrainTrainer.train
 
@@ -92,8 +92,8 @@ def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "ti
     from transformers import AutoTokenizer, get_wsd_schedule
 
     from smolalign.config import load_recipe
-    from smolalign.modeling import build_model
-    from smolalign.train.pretrain import SCHEMA, load_pretrain_data, pretrain_defaults
+    from smolalign.model.build import build_model
+    from smolalign.train.pretrain.command import SCHEMA, load_pretrain_data, pretrain_defaults
 
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), steps, block, batch, cache),
                          pretrain_defaults(), schema=SCHEMA)
@@ -156,7 +156,7 @@ def resume_end_to_end(tmp: Path, steps: int, block: int, batch: int, positions: 
     cache, base = tmp / "blocks", tmp / "resume-base"
     save = ["training.save_strategy=steps", f"training.save_steps={positions[0]}"]
     smolalign_run(base, steps, block, batch, cache, save)
-    from smolalign.train.pretrain import run_pretrain
+    from smolalign.train.pretrain.command import run_pretrain
 
     clocks = {}
     for number, position in enumerate(positions[:1] * warm_up + positions):
@@ -179,9 +179,9 @@ def positioning(tmp: Path, block: int, batch: int, steps_at: tuple[int, int]) ->
 
     from smolalign.config import load_recipe
     from smolalign.data.blocks import IndexStage, MixtureIndex
-    from smolalign.modeling import build_model
-    from smolalign.train.pretrain import SCHEMA, load_pretrain_data, make_trainer, pretrain_defaults
-    from smolalign.train.pretrain_plan import Stage, make_plan
+    from smolalign.model.build import build_model
+    from smolalign.train.pretrain.command import SCHEMA, load_pretrain_data, make_trainer, pretrain_defaults
+    from smolalign.train.pretrain.stages import Stage, make_plan
 
     cache = tmp / "blocks"
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), 10, block, batch, cache),
@@ -234,10 +234,10 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
     from smolalign.data.blocks import IndexStage, MixtureIndex
-    from smolalign.modeling import count_parameters, llama_config
-    from smolalign.train.pretrain import make_trainer
-    from smolalign.train.pretrain_mfu import device_peak_flops, flops_per_token, mfu
-    from smolalign.train.pretrain_plan import Stage, make_plan
+    from smolalign.model.build import count_parameters, llama_config
+    from smolalign.train.pretrain.command import make_trainer
+    from smolalign.train.pretrain.mfu import device_peak_flops, flops_per_token, mfu
+    from smolalign.train.pretrain.stages import Stage, make_plan
 
     on_gpu = torch.cuda.is_available()
     config = llama_config(preset, vocab_size=49_152)

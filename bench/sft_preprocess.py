@@ -45,9 +45,10 @@ def preprocess_seconds(rows: int, second_pass: bool, work: Path) -> tuple[float,
 
     from smolalign.config import DataSection
     from smolalign.data import load_data
-    from smolalign.modeling import build_model, load_tokenizer
-    from smolalign.tasks import chat_rows
-    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.model.build import build_model
+    from smolalign.model.load import load_tokenizer
+    from smolalign.data.debug_tasks import chat_rows
+    from smolalign.train.templates import prepare_chat_tokenizer
     from smolalign.train.sft import tokenized_report
 
     datasets.disable_caching()  # every repetition pays for its own tokenization, as a fresh run would

@@ -93,7 +93,7 @@ def machine() -> str:
 def variable_length_data(path: Path, rows: int, max_length: int, seed: int = 0) -> Path:
     """Chat rows from ~40 tokens up to about `max_length`, log-uniform: where padding wastes work and packing
     should pay. (A word repeated is one token; the template and question take ~40.)"""
-    from smolalign.tasks import WORDS
+    from smolalign.data.debug_tasks import WORDS
 
     rng = random.Random(seed)
     lines = []
@@ -109,7 +109,7 @@ def variable_length_data(path: Path, rows: int, max_length: int, seed: int = 0) 
 def chat_tokenizer():
     from transformers import AutoTokenizer
 
-    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.train.templates import prepare_chat_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(REPO / "recipes/debug/tokenizer")
     prepare_chat_tokenizer(tokenizer)
@@ -172,7 +172,7 @@ def trl_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> No
     import datasets
     from trl import SFTConfig, SFTTrainer
 
-    from smolalign.modeling import build_model
+    from smolalign.model.build import build_model
 
     tokenizer = chat_tokenizer()
     import torch

@@ -84,7 +84,7 @@ def reply(model, tokenizer, session: ChatSession, user: str, settings: dict, wri
     """Generate the assistant's answer to `user`, streaming it through `write`; returns the whole answer."""
     import torch
 
-    from .evaluate import stop_token_ids
+    from .model.chat_template import stop_token_ids
 
     stops = stop_token_ids(model, tokenizer)
     ids = _prompt_ids(model, tokenizer, session, user, settings["max_new_tokens"]).to(model.device)
@@ -123,7 +123,7 @@ def run_chat(model: str, prompt: str | None = None, system: str | None = None, m
         prompt = stdin.read()
     if prompt is not None and not prompt.strip():
         raise UsageError("--prompt is empty: give the message to answer")
-    from .modeling import check_model_source, load_model
+    from .model.load import check_model_source, load_model
 
     check_model_source(model)
     if prompt is None:

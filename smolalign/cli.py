@@ -112,7 +112,7 @@ def dpo(recipe, overrides, model_path, print_config, overwrite, resume, merge, a
 @_training_options
 def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelerate_config, num_processes):
     """Multi-stage base pretraining (data mixture per stage, WSD schedule, context extension)."""
-    from .train.pretrain import run_pretrain
+    from .train.pretrain.command import run_pretrain
 
     _quiet()
     overrides = list(overrides)
@@ -178,7 +178,7 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
                  chat_template, output):
     """Held-out loss and perplexity, exact match, preference accuracy, lm-eval benchmarks; writes eval.json."""
-    from .eval_run import run_eval
+    from .eval.run import run_eval
 
     _quiet()
     run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
@@ -211,7 +211,7 @@ def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed):
               help="small: the debug recipes as shipped (~10 min on 2 cores); tiny: fewer steps, a few minutes.")
 def demo(output, size):
     """Raw text to an aligned chat model on this CPU: tokenizer, pretrain, gen, SFT, DPO, each stage evaluated."""
-    from .demo import run_demo
+    from .demo.pipeline import run_demo
 
     _quiet()
     run_demo(output, size)
@@ -232,7 +232,7 @@ def tokenizer():
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 def tokenizer_train(corpus, vocab_size, output, overwrite):
     """Byte-level BPE with <|endoftext|>, <|im_start|>, <|im_end|> at ids 0-2 and SmolLM2's chat template."""
-    from .tokenizer import train_tokenizer
+    from .model.tokenizer import train_tokenizer
 
     tok = train_tokenizer(list(corpus), vocab_size, output, overwrite=overwrite)
     click.echo(f"tokenizer with {len(tok)} tokens written to {output}")
@@ -251,7 +251,7 @@ def model():
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 def model_init(preset, tokenizer_path, output, seed, overwrite):
     """A randomly initialised model, saved as a standard Hugging Face directory."""
-    from .modeling import init_model
+    from .model.write import init_model
 
     result = init_model(preset, tokenizer_path, output, overwrite=overwrite, seed=seed)
     click.echo(f"{preset}: {result['parameters']:,} parameters written to {output}")
@@ -263,7 +263,7 @@ def model_init(preset, tokenizer_path, output, seed, overwrite):
 @click.option("--trust-remote-code", is_flag=True, help="Allow code shipped with a hub model.")
 def model_info(preset_or_path, as_json, trust_remote_code):
     """Architecture and exact parameter count, without allocating the weights."""
-    from .modeling import model_info as info_of
+    from .model.info import model_info as info_of
 
     info = info_of(preset_or_path, trust_remote_code=trust_remote_code)
     if as_json:

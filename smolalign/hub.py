@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from .errors import UsageError
-from .presets import PRESETS
+from .model.presets import PRESETS
 
 HUB_PROBE_SECONDS = 3.0
 _hub: dict = {}

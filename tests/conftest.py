@@ -42,7 +42,7 @@ def assert_user_error(result: subprocess.CompletedProcess) -> None:
 
 @pytest.fixture(scope="session")
 def corpus_file(tmp_path_factory) -> Path:
-    from smolalign.tasks import chat_rows
+    from smolalign.data.debug_tasks import chat_rows
 
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text("\n".join(r["messages"][0]["content"] + " " + r["messages"][1]["content"]
@@ -52,7 +52,7 @@ def corpus_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, corpus_file) -> Path:
-    from smolalign.tokenizer import train_tokenizer
+    from smolalign.model.tokenizer import train_tokenizer
 
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
     train_tokenizer([str(corpus_file)], 400, str(out))
@@ -61,7 +61,7 @@ def tokenizer_dir(tmp_path_factory, corpus_file) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    from smolalign.modeling import init_model
+    from smolalign.model.write import init_model
 
     out = tmp_path_factory.mktemp("model") / "tiny"
     init_model("tiny", str(tokenizer_dir), str(out), seed=0)

@@ -19,7 +19,7 @@ def bigram_model(tokenizer_dir: Path, out: Path, edges: dict[str, str], eos: str
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from smolalign.modeling import llama_config
+    from smolalign.model.build import llama_config
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.eos_token = eos

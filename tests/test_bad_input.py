@@ -320,7 +320,7 @@ def test_data_check_after_tokenizing_leaves_no_directory(tmp_path):
 def tiny_model():
     from transformers import AutoTokenizer
 
-    from smolalign.modeling import build_model
+    from smolalign.model.build import build_model
 
     return build_model("tiny", AutoTokenizer.from_pretrained(str(REPO / "recipes" / "debug" / "tokenizer")))
 

@@ -13,8 +13,8 @@ def tiny_trainer(out, callbacks, **training):
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from smolalign.modeling import build_model
-    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.model.build import build_model
+    from smolalign.train.templates import prepare_chat_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer")
     prepare_chat_tokenizer(tokenizer)

@@ -105,7 +105,8 @@ def test_every_shipped_recipe_validates(path):
     from smolalign.config import read_yaml
 
     kind = read_yaml(path)["recipe"]
-    command = importlib.import_module(f"smolalign.train.{kind}").COMMAND  # each command module exposes one
+    module = {"pretrain": "smolalign.train.pretrain.command"}.get(kind, f"smolalign.train.{kind}")
+    command = importlib.import_module(module).COMMAND  # each command module exposes one
     # the GPU recipes ask for bf16, which TRL refuses on a CPU-only machine: check everything else here
     cpu = [] if torch.cuda.is_available() else ["training.bf16=false"]
     recipe = load_recipe(str(path), kind, cpu, command.defaults(), schema=command.schema)

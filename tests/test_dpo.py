@@ -13,7 +13,7 @@ import time
 import pytest
 
 from smolalign.data.formats import to_preference
-from smolalign.tasks import preference_rows
+from smolalign.data.debug_tasks import preference_rows
 
 from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 
@@ -36,7 +36,7 @@ def weak_sft(tmp_path_factory):
 def test_debug_recipe_raises_preference_accuracy(tmp_path, weak_sft):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from smolalign.evaluate import preference_accuracy
+    from smolalign.eval.metrics import preference_accuracy
 
     out = tmp_path / "dpo"
     result = run_cli("dpo", "debug/dpo", "--model", weak_sft, f"training.output_dir={out}",
@@ -143,7 +143,7 @@ def test_reference_loaded_from_the_path_gives_the_deep_copy_losses(tmp_path, wea
     from transformers import set_seed
     from trl import DPOTrainer
 
-    from smolalign.modeling import load_model
+    from smolalign.model.load import load_model
     from smolalign.train.dpo import dpo_trainer, reference_source
 
     ref_logps, losses = {}, {}
@@ -193,7 +193,8 @@ def test_reference_plan_never_deep_copies_a_sharded_model(saved, lora, precomput
 def test_only_a_model_that_exists_in_memory_is_deep_copied(tmp_path, weak_sft):
     from transformers import AutoTokenizer
 
-    from smolalign.modeling import build_model, load_model
+    from smolalign.model.build import build_model
+    from smolalign.model.load import load_model
     from smolalign.train.dpo import reference_model, saved_path
 
     args = dpo_config(tmp_path)
@@ -216,7 +217,7 @@ def test_merge_from_disk_equals_the_in_memory_merge(tmp_path, weak_sft, few_pair
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from smolalign.errors import UsageError
-    from smolalign.modeling import load_model
+    from smolalign.model.load import load_model
     from smolalign.train.dpo import dpo_trainer
     from smolalign.train.merge import merge_saved_adapter
 

@@ -36,7 +36,7 @@ def ultrafeedback_rows(chosen: str, rejected: str, n: int = 5) -> list[dict]:
 
 
 def test_exact_match_is_one_on_right_answers_and_zero_on_wrong(cat_model, tmp_path):
-    from smolalign.eval_run import run_eval
+    from smolalign.eval.run import run_eval
 
     right = write_jsonl(tmp_path / "right.jsonl", task_rows("cat"))
     wrong = write_jsonl(tmp_path / "wrong.jsonl", task_rows("dog"))
@@ -56,7 +56,7 @@ def test_exact_match_is_one_on_right_answers_and_zero_on_wrong(cat_model, tmp_pa
 
 
 def test_preference_accuracy_follows_the_known_order(cat_model, tmp_path):
-    from smolalign.eval_run import run_eval
+    from smolalign.eval.run import run_eval
 
     ordered = write_jsonl(tmp_path / "ordered.jsonl", ultrafeedback_rows("cat", "dog"))
     swapped = write_jsonl(tmp_path / "swapped.jsonl", ultrafeedback_rows("dog", "cat"))
@@ -72,7 +72,7 @@ def test_preference_accuracy_follows_the_known_order(cat_model, tmp_path):
 
 def test_loss_is_the_known_next_token_probability(tmp_path):
     """After each scored token's predecessor the model gives logit 3 to it and 0 to the other 511 tokens."""
-    from smolalign.eval_run import run_eval
+    from smolalign.eval.run import run_eval
 
     model = bigram_model(DEBUG_DIR / "tokenizer", tmp_path / "soft", ANSWERS_CAT, scale=3.0)
     data = write_jsonl(tmp_path / "tasks.jsonl", task_rows("cat", n=4))
@@ -90,8 +90,8 @@ def test_batched_scores_equal_one_sequence_at_a_time():
     from transformers import AutoTokenizer
 
     from smolalign.data.formats import to_preference
-    from smolalign.evaluate import generate_replies, preference_margins, text_loss
-    from smolalign.modeling import build_model
+    from smolalign.eval.metrics import generate_replies, preference_margins, text_loss
+    from smolalign.model.build import build_model
 
     tokenizer = AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer")
     tokenizer.eos_token = "<|im_end|>"
@@ -125,7 +125,7 @@ def test_batched_scores_equal_one_sequence_at_a_time():
 
 
 def test_bad_input_is_found_before_the_model_loads(cat_model, tmp_path):
-    from smolalign.eval_run import run_eval
+    from smolalign.eval.run import run_eval
 
     chat = write_jsonl(tmp_path / "chat.jsonl", task_rows("cat", n=2))
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"question": "q", "label": "a"}])
@@ -151,7 +151,7 @@ def test_bad_input_is_found_before_the_model_loads(cat_model, tmp_path):
 
 def test_tasks_without_lm_eval_say_how_to_install(cat_model, monkeypatch):
     """Injected fault: lm_eval is made unimportable (a None entry in sys.modules) to stand for a missing extra."""
-    from smolalign.eval_run import run_eval
+    from smolalign.eval.run import run_eval
 
     monkeypatch.setitem(sys.modules, "lm_eval", None)
     with pytest.raises(UsageError, match=r"pip install 'smolalign\[eval\]'"):
@@ -160,7 +160,7 @@ def test_tasks_without_lm_eval_say_how_to_install(cat_model, monkeypatch):
 
 def test_tasks_hand_off_to_lm_eval_on_a_local_task(cat_model, tmp_path):
     pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install 'smolalign[eval]')")
-    from smolalign.eval_run import run_eval
+    from smolalign.eval.run import run_eval
 
     data = write_jsonl(tmp_path / "animals.jsonl", [{"question": "Say cat", "answer": "cat"},
                                                      {"question": "Say dog", "answer": "dog"},

@@ -23,7 +23,7 @@ TINY = ["llm.max_new_tokens=12", "llm.temperature=1.0"]
 @pytest.fixture(scope="module")
 def gen_model(tmp_path_factory) -> Path:
     """A tiny chat model (the shipped tokenizer's ChatML template), sampling by default like released chat models."""
-    from smolalign.modeling import init_model
+    from smolalign.model.write import init_model
 
     out = tmp_path_factory.mktemp("gen-model") / "tiny-chat"
     init_model("tiny", str(TOKENIZER), str(out), seed=0)
@@ -197,7 +197,7 @@ def test_ray_runs_magpie_with_two_replicas(gen_model, tmp_path):
 
 
 def test_magpie_prompt_opens_a_user_turn_without_an_empty_assistant_header():
-    from smolalign.gen.backends import CHATML_PRE_QUERY, render_prompt
+    from smolalign.gen.prompts import CHATML_PRE_QUERY, render_prompt
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(TOKENIZER))

@@ -30,7 +30,7 @@ GEN_ENV = {"OMP_NUM_THREADS": "1"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real OpenAI-compatible server: `transformers serve` with a tiny chat model, on 127.0.0.1."""
-    from smolalign.modeling import init_model
+    from smolalign.model.write import init_model
     from smolalign.serve import local_server
 
     model = tmp_path_factory.mktemp("served") / "tiny-chat"

@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from smolalign.presets import EXPECTED_PARAMETERS, PRESETS
+from smolalign.model.presets import EXPECTED_PARAMETERS, PRESETS
 
 from .conftest import run_cli
 
 
 @pytest.mark.parametrize("preset", sorted(EXPECTED_PARAMETERS))
 def test_preset_parameter_counts_match_released_models(preset):
-    from smolalign.modeling import model_info
+    from smolalign.model.info import model_info
 
     assert model_info(preset)["parameters"] == EXPECTED_PARAMETERS[preset]
 
@@ -27,7 +27,7 @@ def test_model_info_cli_json():
 def test_presets_use_their_init_std(tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from smolalign.modeling import build_model
+    from smolalign.model.build import build_model
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = build_model("tiny", tok, seed=0)
@@ -52,7 +52,7 @@ def test_init_save_load_generate(tiny_model_dir):
 
 
 def test_loader_reads_preset_and_directory(tiny_model_dir, tokenizer_dir):
-    from smolalign.modeling import load_model
+    from smolalign.model.load import load_model
 
     model, tok, placement = load_model(name_or_path=str(tiny_model_dir))
     assert (placement.device, placement.dtype, placement.attn_implementation) == ("cpu", "float32", "sdpa")

@@ -21,7 +21,7 @@ def test_wheel_contains_recipes_and_data_gen(tmp_path):
 
 
 def test_task_set_files_are_reproducible(tmp_path):
-    from smolalign.tasks import write_task_set
+    from smolalign.data.debug_tasks import write_task_set
 
     write_task_set(tmp_path)
     for name in ("tasks-sft/train.jsonl", "tasks-sft/test.jsonl", "tasks-dpo/train.jsonl", "tasks-dpo/test.jsonl"):

@@ -43,7 +43,7 @@ def debug_pretrain_run(tmp_path_factory):
 def debug_trainer(tmp_path_factory):
     """The trainer `smolalign pretrain debug/pretrain` builds, in this process (nothing trained)."""
     from smolalign.config import load_recipe
-    from smolalign.train.pretrain import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
+    from smolalign.train.pretrain.command import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
     from smolalign.train.run import load_recipe_model
 
     out = tmp_path_factory.mktemp("trainer") / "out"
@@ -170,8 +170,8 @@ def test_rope_switch_recomputes_the_rotary_table():
     import torch
     from transformers import AutoTokenizer
 
-    from smolalign.modeling import build_model
-    from smolalign.train.pretrain_trainer import apply_rope
+    from smolalign.model.build import build_model
+    from smolalign.train.pretrain.trainer import apply_rope
 
     model = build_model("tiny", AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer"))
     ids = torch.arange(1, 200)[None]
@@ -185,9 +185,9 @@ def test_documents_attend_to_themselves_only_when_asked():
     import torch
     from transformers import AutoTokenizer
 
-    from smolalign.modeling import build_model
+    from smolalign.model.build import build_model
     from smolalign.train.packing import use_document_attention
-    from smolalign.train.pretrain_trainer import BlockCollator
+    from smolalign.train.pretrain.trainer import BlockCollator
 
     tokenizer = AutoTokenizer.from_pretrained(DEBUG_DIR / "tokenizer")
     model = build_model("tiny", tokenizer).eval()
@@ -223,7 +223,7 @@ def test_documents_apart_through_the_pretrain_trainer_on_cpu(tmp_path):
     import torch
 
     from smolalign.config import load_recipe
-    from smolalign.train.pretrain import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
+    from smolalign.train.pretrain.command import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
     from smolalign.train.run import load_recipe_model
 
     recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={tmp_path / 'out'}",
@@ -259,8 +259,8 @@ def test_a_consolidated_state_dict_missing_the_tied_embedding_still_saves_it(deb
 
 
 def test_mfu_follows_the_palm_convention():
-    from smolalign.modeling import count_parameters, llama_config
-    from smolalign.train.pretrain_mfu import flops_per_token, mfu
+    from smolalign.model.build import count_parameters, llama_config
+    from smolalign.train.pretrain.mfu import flops_per_token, mfu
 
     config = llama_config("smollm2-360m")
     n = count_parameters(config)
@@ -367,7 +367,7 @@ def test_weights_not_summing_to_one_fail_in_one_line_writing_nothing(tmp_path):
     (["empty"], "source 'arith' holds no text"),
 ])
 def test_bad_pretraining_input_is_one_line_and_writes_nothing(tmp_path, overrides, message):
-    from smolalign.train.pretrain import run_pretrain
+    from smolalign.train.pretrain.command import run_pretrain
 
     if overrides == ["empty"]:
         overrides = [f"data.sources.arith.dataset={write_jsonl(tmp_path / 'empty.jsonl', [{'content': ''}] * 3)}"]
@@ -389,7 +389,7 @@ def test_benchmark_runs_in_tiny_mode():
 
 def test_report_curves_name_the_recipes_own_sources(tmp_path):
     from smolalign.config import load_recipe
-    from smolalign.train.pretrain import COMMAND, SCHEMA, pretrain_defaults
+    from smolalign.train.pretrain.command import COMMAND, SCHEMA, pretrain_defaults
 
     recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={tmp_path}"], pretrain_defaults(),
                          schema=SCHEMA)

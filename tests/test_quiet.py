@@ -15,7 +15,7 @@ import torch, datasets
 from transformers import AutoTokenizer
 from transformers.trainer import logger as trainer_logger
 from transformers.utils import logging as hf_logging
-from smolalign.modeling import build_model
+from smolalign.model.build import build_model
 from smolalign.quiet import quiet_output
 
 # the libraries' defaults, whatever this process inherited: the baseline is loud on purpose

@@ -30,8 +30,8 @@ ROWS_BY_FORMAT = {
 def sft_trainer(tmp_path, tokenizer, data, **training):
     from trl import SFTConfig, SFTTrainer
 
-    from smolalign.modeling import build_model
-    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.model.build import build_model
+    from smolalign.train.templates import prepare_chat_tokenizer
 
     prepare_chat_tokenizer(tokenizer)
     args = SFTConfig(output_dir=str(tmp_path / "out"), bf16=False, activation_checkpointing=False,
@@ -81,7 +81,7 @@ def test_template_that_never_trains_the_stop_token_is_refused(tokenizer_dir):
     from transformers import AutoTokenizer
 
     from smolalign.errors import UsageError
-    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.train.templates import prepare_chat_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.chat_template = (  # markers present, but <|im_end|> left outside them
@@ -99,7 +99,7 @@ def test_packed_logits_equal_unpacked(tokenizer_dir, attn, layout):
     from transformers import AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from smolalign.modeling import build_model
+    from smolalign.model.build import build_model
     from smolalign.train.packing import PackedRowsCollator, use_document_attention
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -141,9 +141,9 @@ def test_packed_logits_equal_unpacked(tokenizer_dir, attn, layout):
 def test_debug_recipe_learns_the_tasks(debug_sft_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from smolalign.evaluate import exact_match
-    from smolalign.modeling import build_model
-    from smolalign.train.chat import prepare_chat_tokenizer
+    from smolalign.eval.metrics import exact_match
+    from smolalign.model.build import build_model
+    from smolalign.train.templates import prepare_chat_tokenizer
 
     held_out = [json.loads(line)["messages"] for line in (DEBUG_DIR / "data/tasks-sft/test.jsonl").open()]
     tokenizer = AutoTokenizer.from_pretrained(debug_sft_run)

@@ -1,6 +1,6 @@
 """Tokenizer training: SmolLM2's special tokens at ids 0-2, the ChatML template, generation markers."""
 
-from smolalign.chat_template import DEFAULT_SYSTEM_PROMPT
+from smolalign.model.chat_template import DEFAULT_SYSTEM_PROMPT
 
 from .conftest import run_cli
 

@@ -1,5 +1,6 @@
-"""The one data layer: every command reads datasets here (hub id, local file, hub-layout directory),
-normalises them to one format per task, checks the rows and mixes sources with weights."""
+"""The one data layer: every command reads datasets here (hub id, local file, hub-layout directory), normalises
+them, checks the rows and mixes sources; also the pretraining token blocks and the shipped debug data. Imports leaves
+only (errors, hub, model.chat_template), never a command."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..chat_template import END_OF_TEXT
+from ..model.chat_template import END_OF_TEXT
 from ..errors import UsageError
 
 BLOCKS_FILE = "blocks.bin"

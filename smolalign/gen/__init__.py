@@ -1,7 +1,8 @@
 """`smolalign gen`: the SmolTalk subsets (magpie-ultra, smol-constraints, smol-rewrite, smol-summarization) made with
 distilabel pipelines on any backend, with a resume the project owns (see shards.py).
 
-Only light modules are imported here; distilabel, transformers and torch load when a run starts.
+Imports config, data, model and leaves, never another command. Only light modules are imported here;
+distilabel, transformers and torch load when a run starts.
 """
 
 from __future__ import annotations

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..errors import UsageError
+from .prompts import pre_query, render_prompt
 
 PROBE_SECONDS = 5.0
-CHATML_PRE_QUERY = "<|im_start|>user\n"
-PRE_QUERY_ALIASES = {"qwen2": CHATML_PRE_QUERY,
-                     "llama3": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"}
 
 
 @dataclass
@@ -103,23 +101,10 @@ def check_server(llm, routes: tuple[str, ...]) -> Backend:
     return Backend(kind="openai", model=model, tokenizer=llm.tokenizer or llm.model, base_url=base_url)
 
 
-def render_prompt(tokenizer, messages: list[dict], pre_query: str | None) -> str:
-    """The text the model continues. With `pre_query` (Magpie) and the user's turn still to write, the prompt is the
-    conversation so far followed by the pre-query string, with no assistant header in between."""
-    if pre_query is not None and (not messages or messages[-1]["role"] != "user"):
-        head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False) if messages else ""
-        return head + pre_query
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def pre_query(llm) -> str:
-    return PRE_QUERY_ALIASES.get(llm.magpie_pre_query_template, llm.magpie_pre_query_template)
-
-
 def check_tokenizer(llm, name: str | None, magpie: bool) -> None:
     """The chat template must exist (every subset sends conversations); for Magpie, the pre-query string must open
     a user turn of that template, and the rendered prompt must end in it."""
-    from ..modeling import load_tokenizer
+    from ..model.load import load_tokenizer
 
     if name is None:
         raise UsageError("Magpie over a server renders the chat template here: set llm.tokenizer (or --model) to "
@@ -150,7 +135,7 @@ def check_backend(llm, magpie: bool, chat: bool) -> Backend:
         if magpie:
             check_tokenizer(llm, backend.tokenizer, magpie=True)
         return backend
-    from ..modeling import check_model_source
+    from ..model.load import check_model_source
 
     check_model_source(llm.model)
     check_tokenizer(llm, llm.tokenizer or llm.model, magpie)

@@ -24,7 +24,7 @@ from distilabel.models.llms import ClientvLLM, OpenAILLM, TransformersLLM, vLLM
 from distilabel.models.llms.utils import compute_tokens, prepare_output
 from pydantic import SecretStr, validate_call
 
-from .backends import render_prompt
+from .prompts import render_prompt
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 

@@ -124,7 +124,7 @@ SHARDED = ("DEEPSPEED", "FSDP")
 
 def saved_path(model) -> str | None:
     """Where the model can be loaded from again, or None when it exists only in memory (a fresh preset)."""
-    from ..modeling import looks_like_local_path
+    from ..hub import looks_like_local_path
 
     name = getattr(model.config, "_name_or_path", "") or ""
     if not name or name.startswith("preset:"):

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
-from ..presets import PRESETS
+from ..model.presets import PRESETS
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -44,7 +44,7 @@ def adapter_base(adapter_dir: str | Path) -> str:
                          f"only in memory: train from a saved model (`smolalign model init`) to merge")
     local = Path(base).expanduser()
     if not local.exists():
-        from ..modeling import looks_like_local_path
+        from ..hub import looks_like_local_path
 
         if looks_like_local_path(base):
             raise UsageError(f"the adapter's base model '{base}' is not there any more: restore it, or set "
@@ -75,7 +75,7 @@ def merge_saved_adapter(adapter_dir: str | Path, output_dir: str | Path, dtype: 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from ..outputs import atomic_directory
-    from .chat import set_generation_stop
+    from .templates import set_generation_stop
 
     if dtype not in DTYPES:
         raise UsageError(f"merge dtype '{dtype}' is not one of {', '.join(DTYPES)}")

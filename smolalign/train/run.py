@@ -221,7 +221,7 @@ def install_callbacks(trainer, plan: OutputPlan) -> None:
 
 
 def load_recipe_model(recipe: Recipe, seed: int):
-    from ..modeling import check_model_source, load_model
+    from ..model.load import check_model_source, load_model
 
     if recipe.model.name_or_path:
         check_model_source(recipe.model.name_or_path)

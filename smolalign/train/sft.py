@@ -112,7 +112,7 @@ def check_sft_data(trainer, data: PreparedData, recipe, args) -> None:
 
 
 def prepare_sft_model(model, tokenizer, recipe, args, placement) -> dict:
-    from .chat import prepare_chat_tokenizer, set_generation_stop
+    from .templates import prepare_chat_tokenizer, set_generation_stop
 
     check_packing(recipe.training, placement.attn_implementation)
     note = prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)

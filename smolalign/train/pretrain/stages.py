@@ -62,7 +62,7 @@ def _suggest(key: str, known) -> str:
 
 def _number(value) -> float | None:
     """A float as the recipe loader reads one (`6.0e12`, `2048`, "1e9"); None when it is not a number."""
-    from ..typecheck import _MISSING, coerce
+    from ...config.typecheck import _MISSING, coerce
 
     result = coerce(value, float)
     return None if result is _MISSING else result
@@ -145,7 +145,7 @@ def parse_stages(raw, sources: dict, block_size: int, problems: list[str]) -> li
 def make_plan(stages: list[Stage], per_device: int, accumulation: int, processes: int,
               problems: list[str] | None = None) -> Plan:
     """Steps of each stage. A budget under one step is a problem (appended), or a UsageError without a list."""
-    from ..errors import UsageError
+    from ...errors import UsageError
 
     samples = max(1, per_device) * max(1, accumulation) * max(1, processes)
     collected = [] if problems is None else problems

@@ -3,7 +3,7 @@ assistant turn's end-of-turn token inside the labels, and `<|im_end|>` as the to
 
 from __future__ import annotations
 
-from ..chat_template import IM_END, IM_START, SMOLLM2_CHAT_TEMPLATE
+from ..model.chat_template import IM_END, IM_START, SMOLLM2_CHAT_TEMPLATE
 from ..errors import UsageError
 
 _PROBE = [

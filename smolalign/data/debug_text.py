@@ -3,7 +3,7 @@
 `prose` (column `text`) stands in for web text: short stories from a small grammar over the task set's words.
 `arith` (column `content`, as code sources name it) stands in for math: lines of two-number sums and
 differences. The two never share a character class (letters vs digits), so a test can tell from a block
-alone which source it came from. Regenerate with `python -m smolalign.train.pretrain_debugtext`.
+alone which source it came from. Regenerate with `python -m smolalign.data.debug_text`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import sys
 from pathlib import Path
 
-from ..tasks import WORDS
+from .debug_tasks import WORDS
 
 ADJECTIVES = "red big old small cold warm dark tall quiet happy".split()
 VERBS = "saw found left liked passed watched".split()

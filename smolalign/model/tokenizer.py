@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .chat_template import END_OF_TEXT, SMOLLM2_CHAT_TEMPLATE, SPECIAL_TOKENS
-from .errors import UsageError
-from .outputs import atomic_directory, check_output_dir
+from ..errors import UsageError
+from ..outputs import atomic_directory, check_output_dir
 
 
 # Far above any published vocabulary (SmolLM2 49,152; the largest common ones ~256k): a typo, not a wish.

@@ -9,7 +9,7 @@ model gives a pair's chosen answer a higher log-probability than the rejected on
 Everything is batched: generation pads on the left (the new tokens line up at the end), scoring pads on the
 right, and sequences are sorted by length so that a batch holds similar lengths and little padding. A batch is
 bounded by a number of padded tokens as well as rows, because the logits of one batch (rows x length x
-vocabulary) are the largest tensor here. `run_eval` (the `smolalign eval` command) lives in `eval_run.py`.
+vocabulary) are the largest tensor here. `run_eval` (the `smolalign eval` command) lives in `run.py`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .chat_template import IM_END
+from ..model.chat_template import stop_token_ids
 
 TOKEN_BUDGET = 8192  # padded tokens per scoring batch: 8k x 49k vocabulary x 4 bytes = 1.6 GB of logits
 Progress = Callable[[int], None] | None  # told how many rows just finished
-
-
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """Every token a reply ends on: the generation config's, the tokenizer's end of sequence, and ChatML's
-    end of turn when the vocabulary has it (a base model chatting through the template stops there too)."""
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
-    ids.append(tokenizer.eos_token_id)
-    if IM_END in tokenizer.get_vocab():
-        ids.append(tokenizer.convert_tokens_to_ids(IM_END))
-    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def _batches(lengths: list[int], batch_size: int, token_budget: int = TOKEN_BUDGET):

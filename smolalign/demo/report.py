@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .outputs import atomic_write_text
+from ..outputs import atomic_write_text
 
 
 def _plot_pretrain(out: Path, state: dict) -> str:
@@ -13,7 +13,7 @@ def _plot_pretrain(out: Path, state: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .train.report import read_metrics
+    from ..train.report import read_metrics
 
     records = [r for r in read_metrics(state["pretrain"]["model"]) if r.get("loss") is not None]
     fig, axis = plt.subplots(figsize=(6, 3.6))

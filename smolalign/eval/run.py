@@ -16,10 +16,10 @@ import json
 import time
 from pathlib import Path
 
-from .data import normalise
-from .data.formats import detect_format
-from .data.loading import load_split
-from .errors import UsageError
+from ..data import normalise
+from ..data.formats import detect_format
+from ..data.loading import load_split
+from ..errors import UsageError
 
 EVAL_FILE = "eval.json"
 KIND_METRICS = {"chat": ("loss", "exact_match"), "text": ("loss",), "preference": ("preference",)}
@@ -84,7 +84,7 @@ def _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens) -> None
 
 
 def _eval_dir(model: str, output: str | None) -> Path:
-    from .outputs import check_writable
+    from ..outputs import check_writable
 
     if output is not None:
         place = Path(output).expanduser()
@@ -99,7 +99,7 @@ def _eval_dir(model: str, output: str | None) -> Path:
 
 
 def _measure(model, tokenizer, item: dict, batch_size: int, max_new_tokens: int, bar) -> dict:
-    from . import evaluate as ev
+    from . import metrics as ev
 
     rows, kind, out = item["rows"], item["kind"], {}
     metrics = item["metrics"] or list(KIND_METRICS[kind])
@@ -130,7 +130,7 @@ def _measure(model, tokenizer, item: dict, batch_size: int, max_new_tokens: int,
 
 
 def _write(place: Path, model: str, results: dict) -> Path:
-    from .outputs import atomic_write_text
+    from ..outputs import atomic_write_text
 
     path = place / EVAL_FILE
     try:
@@ -170,14 +170,14 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .modeling import check_model_source, load_model
+    from ..model.load import check_model_source, load_model
 
     _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens)
     check_model_source(model)
     place = _eval_dir(model, output)
     prepared = None
     if tasks:
-        from .eval_harness import prepare_tasks
+        from .harness import prepare_tasks
 
         prepared = prepare_tasks(tasks)
     sets = [_load(name, split, text_column, limit, metrics) for name in data or []]
@@ -202,7 +202,7 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
             results["data"][key] = {"dataset": item["dataset"], "split": item["split"], "kind": item["kind"],
                                     "format": item["format"], "rows": len(item["rows"]), **figures}
     if tasks:
-        from .eval_harness import is_chat_model, run_tasks
+        from .harness import is_chat_model, run_tasks
 
         source = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
         chat = is_chat_model(tokenizer) if chat_template is None else chat_template

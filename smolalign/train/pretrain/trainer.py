@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .packing import VARLEN_ATTENTION, block_causal_mask, document_offsets
-from .pretrain_mfu import device_peak_flops, flops_per_token, mfu
+from ..packing import VARLEN_ATTENTION, block_causal_mask, document_offsets
+from .mfu import device_peak_flops, flops_per_token, mfu
 
 
 def document_positions(input_ids, separator_id: int):

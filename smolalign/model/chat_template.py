@@ -23,3 +23,14 @@ SMOLLM2_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Every token a reply ends on: the generation config's, the tokenizer's end of sequence, and ChatML's
+    end of turn when the vocabulary has it (a base model chatting through the template stops there too)."""
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    if IM_END in tokenizer.get_vocab():
+        ids.append(tokenizer.convert_tokens_to_ids(IM_END))
+    return list(dict.fromkeys(i for i in ids if i is not None))

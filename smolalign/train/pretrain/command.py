@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ModelSection, RecipeSchema, check_model
-from ..errors import UsageError
-from .pretrain_plan import (check_schedule, check_sources, make_plan, parse_stages, schedule_steps,
+from ...config import ModelSection, RecipeSchema, check_model
+from ...errors import UsageError
+from .stages import (check_schedule, check_sources, make_plan, parse_stages, schedule_steps,
                             world_size_hint)
-from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
+from ..run import Command, PreparedData, RunFlags, machine_defaults, run_command
 
 
 @dataclass
@@ -100,8 +100,8 @@ def plan_for(recipe, args):
 def load_pretrain_data(recipe, tokenizer, args) -> PreparedData:
     """Read every source first (so a missing column fails before anything is tokenised), then tokenise and
     index. Writes only into the block cache, never into the output directory."""
-    from ..data.blocks import IndexStage, MixtureIndex, check_text_column, tokenize_source
-    from ..data.loading import load_split
+    from ...data.blocks import IndexStage, MixtureIndex, check_text_column, tokenize_source
+    from ...data.loading import load_split
 
     plan = plan_for(recipe, args)
     sources = recipe.data.sources
@@ -143,8 +143,8 @@ def data_report(plan, files, index) -> dict:
 
 def prepare(model, tokenizer, recipe, args, placement) -> dict:
     """Ready the model: no KV cache while training (it also stops document masks being skipped)."""
-    from ..data.blocks import document_separator
-    from ..modeling import count_parameters
+    from ...data.blocks import document_separator
+    from ...model.build import count_parameters
 
     if document_separator(tokenizer) is None:
         raise UsageError("the tokenizer has neither <|endoftext|> nor an eos token to separate documents: use a "
@@ -154,7 +154,7 @@ def prepare(model, tokenizer, recipe, args, placement) -> dict:
 
 
 def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
-    from ..modeling import choose_placement
+    from ...model.load import choose_placement
 
     attention = choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation
     trainer = make_trainer(model, tokenizer, args, data.train, plan_for(recipe, args), recipe.training,
@@ -166,10 +166,10 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
 def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_document_attention: bool = True,
                  attn_implementation: str = "sdpa"):
     """The pretraining Trainer over an index and its plan (also used as is by bench/pretrain_throughput.py)."""
-    from ..data.blocks import document_separator
-    from ..modeling import count_parameters
-    from .packing import attend_documents_alone
-    from .pretrain_trainer import BlockCollator, PretrainTrainer, rope_by_stage
+    from ...data.blocks import document_separator
+    from ...model.build import count_parameters
+    from ..packing import attend_documents_alone
+    from .trainer import BlockCollator, PretrainTrainer, rope_by_stage
 
     total = plan.total_steps
     args.max_steps = args.max_steps if 0 < args.max_steps <= total else total
@@ -177,7 +177,7 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
     args.warmup_steps = warmup
     if decay is not None:
         args.lr_scheduler_kwargs = {**(args.lr_scheduler_kwargs or {}), "num_decay_steps": decay}
-    args.ignore_data_skip = True  # the sampler starts at the resumed step itself (see pretrain_trainer)
+    args.ignore_data_skip = True  # the sampler starts at the resumed step itself (see trainer.py)
     args.remove_unused_columns = False
     final_positions = rope_by_stage(plan, model.config)[-1][1]
     tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
-from .outputs import atomic_write_text, check_writable
-from .resources import shipped_dir
+from ..errors import UsageError
+from ..outputs import atomic_write_text, check_writable
+from ..resources import shipped_dir
 
 STATE_FILE = "report.json"
 
@@ -48,15 +48,15 @@ def _held_out(name: str, rows: int) -> list[dict]:
 
 
 def _load(model_dir: Path):
-    from .modeling import load_model
+    from ..model.load import load_model
 
     model, tokenizer, _ = load_model(name_or_path=str(model_dir))
     return model, tokenizer
 
 
 def exact_match_of(model_dir: Path, rows: int) -> float:
-    from .evaluate import exact_match
-    from .train.chat import prepare_chat_tokenizer
+    from ..eval.metrics import exact_match
+    from ..train.templates import prepare_chat_tokenizer
 
     model, tokenizer = _load(model_dir)
     prepare_chat_tokenizer(tokenizer)  # a base model has no chat template yet: the one SFT will give it
@@ -64,15 +64,15 @@ def exact_match_of(model_dir: Path, rows: int) -> float:
 
 
 def preference_accuracy_of(model_dir: Path, rows: int) -> float:
-    from .data.formats import to_preference
-    from .evaluate import preference_accuracy
+    from ..data.formats import to_preference
+    from ..eval.metrics import preference_accuracy
 
     model, tokenizer = _load(model_dir)
     return preference_accuracy(model, tokenizer, [to_preference(row) for row in _held_out("tasks-dpo", rows)])
 
 
 def _losses(run_dir: Path) -> list[tuple[int, float]]:
-    from .train.report import read_metrics
+    from ..train.report import read_metrics
 
     return [(r["step"], r["loss"]) for r in read_metrics(run_dir) if r.get("loss") is not None]
 
@@ -81,7 +81,7 @@ def _losses(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def stage_tokenizer(out: Path, size: Size) -> dict:
-    from .tokenizer import train_tokenizer
+    from ..model.tokenizer import train_tokenizer
 
     data = shipped_dir("recipes") / "debug" / "data"
     corpus = [str(data / "tasks-corpus.txt"), *sorted(str(p) for p in (data / "pretrain").glob("*.jsonl"))]
@@ -90,7 +90,7 @@ def stage_tokenizer(out: Path, size: Size) -> dict:
 
 
 def stage_pretrain(out: Path, size: Size) -> dict:
-    from .train.pretrain import run_pretrain
+    from ..train.pretrain.command import run_pretrain
 
     run_pretrain("debug/pretrain", [f"model.tokenizer={out / 'tokenizer'}", f"training.output_dir={out / 'pretrain'}",
                                     "training.report_to=[]", *size.pretrain], overwrite=True)
@@ -101,8 +101,8 @@ def stage_pretrain(out: Path, size: Size) -> dict:
 
 
 def stage_gen(out: Path, size: Size) -> dict:
-    from .gen import run_gen
-    from .serve import local_server
+    from ..gen import run_gen
+    from ..serve import local_server
 
     with local_server(out / "pretrain", out / "serve.log") as url:
         counts = run_gen("smol-rewrite", ["llm.max_new_tokens=24", "llm.batch_size=2"], backend="openai",
@@ -112,7 +112,7 @@ def stage_gen(out: Path, size: Size) -> dict:
 
 
 def stage_sft(out: Path, size: Size) -> dict:
-    from .train.sft import run_sft
+    from ..train.sft import run_sft
 
     before = exact_match_of(out / "pretrain", size.eval_rows)
     run_sft("debug/sft", [f"training.output_dir={out / 'sft'}", "training.report_to=[]",
@@ -122,7 +122,7 @@ def stage_sft(out: Path, size: Size) -> dict:
 
 
 def stage_dpo(out: Path, size: Size) -> dict:
-    from .train.dpo import run_dpo
+    from ..train.dpo import run_dpo
 
     before = preference_accuracy_of(out / "sft", size.eval_rows)
     run_dpo("debug/dpo", [f"training.output_dir={out / 'dpo'}", "training.report_to=[]",
@@ -178,7 +178,7 @@ def run_demo(output: str = "runs/demo", size: str = "small", console=None) -> di
         atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")  # a rerun starts after this stage
     state["seconds_this_run"] = round(time.perf_counter() - started, 1)
     atomic_write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
-    from .demo_report import write_report
+    from .report import write_report
 
     write_report(out, state)
     console.rule("[bold]demo done")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .chat_template import IM_END
-from .errors import UsageError
+from ..model.chat_template import IM_END
+from ..errors import UsageError
 
 INSTALL_HINT = "pip install 'smolalign[eval]'"
 

@@ -3,7 +3,7 @@
 Five word and number tasks phrased as chat turns. Each has one exact answer, so exact match on held-out
 prompts shows plainly whether SFT learned (and whether masks and template were right), and each has an
 obvious wrong answer, which makes the preference pairs for DPO. Regenerate the shipped files with
-`python -m smolalign.tasks recipes/debug/data`.
+`python -m smolalign.data.debug_tasks recipes/debug/data`.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def write_task_set(root: str | Path) -> None:
         _write_jsonl(root / "tasks-dpo" / f"{split}.jsonl", pairs[:PREFERENCE_TRAIN_ROWS] if split == "train" else pairs)
     # the tokenizer corpus: the conversations as the chat template renders them, so the template and the
     # default system prompt become a handful of tokens
-    from .chat_template import DEFAULT_SYSTEM_PROMPT
+    from ..model.chat_template import DEFAULT_SYSTEM_PROMPT
 
     lines = [f"system\n{DEFAULT_SYSTEM_PROMPT}\nuser\n{row['messages'][0]['content']}\nassistant\n"
              f"{row['messages'][1]['content']}" for row in chat_rows("train")[:1000]]
