@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -255,6 +256,21 @@ def model_init(preset, tokenizer_path, output, seed, overwrite):
 
     result = init_model(preset, tokenizer_path, output, overwrite=overwrite, seed=seed)
     click.echo(f"{preset}: {result['parameters']:,} parameters written to {output}")
+
+
+@model.command("import")
+@click.argument("gguf_file")
+@click.option("--output", required=True, type=click.Path(), help="Directory for the Hugging Face model.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="dtype of the dequantized weights.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+def model_import(gguf_file, output, dtype, overwrite):
+    """A GGUF file (llama.cpp, Ollama) as a standard Hugging Face directory: weights, tokenizer, chat template."""
+    from .model.gguf import import_file
+
+    result = import_file(gguf_file, output, dtype=dtype, overwrite=overwrite)
+    click.echo(f"{Path(gguf_file).name}: {result['parameters']:,} parameters ({dtype}) written to {output} "
+               f"(sha256 {result['sha256'][:16]})")
 
 
 @model.command("info")

@@ -42,7 +42,7 @@ def _write_record(out_dir: Path, recipe, backend, status: str, extra: dict | Non
 
     info = {"command": "gen", "subset": recipe.kind, "status": status, "argv": redact(sys.argv),
             "spec_path": recipe.path, "spec": recipe.to_dict(), "generator": {"backend": backend.kind,
-            "model": backend.model, "base_url": backend.base_url}, "versions": package_versions(),
+            "model": backend.model, "base_url": backend.base_url, "gguf": backend.gguf}, "versions": package_versions(),
             "python": platform.python_version(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
     atomic_write_text(out_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
     atomic_write_text(out_dir / RECIPE_FILE, recipe.to_yaml())

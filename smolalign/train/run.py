@@ -220,13 +220,23 @@ def install_callbacks(trainer, plan: OutputPlan) -> None:
         trainer.add_callback(callback)
 
 
-def load_recipe_model(recipe: Recipe, seed: int):
-    from ..model.load import check_model_source, load_model
+def starting_weights(recipe: Recipe) -> tuple[str | None, dict | None]:
+    """The model to load (a GGUF file: its imported directory), and what the run record says of a GGUF file."""
+    from ..model.gguf import resolve_model
+    from ..model.load import check_model_source
 
-    if recipe.model.name_or_path:
-        check_model_source(recipe.model.name_or_path)
+    if not recipe.model.name_or_path:
+        return None, None
+    check_model_source(recipe.model.name_or_path, recipe.model.gguf_file)
+    name, gguf = resolve_model(recipe.model.name_or_path, recipe.model.gguf_file)
+    return name, gguf.record() if gguf else None
+
+
+def load_recipe_model(recipe: Recipe, seed: int):
+    from ..model.load import load_model
+
     return load_model(
-        name_or_path=recipe.model.name_or_path, preset=recipe.model.preset, tokenizer=recipe.model.tokenizer,
+        name_or_path=starting_weights(recipe)[0], preset=recipe.model.preset, tokenizer=recipe.model.tokenizer,
         dtype=recipe.model.dtype, attn_implementation=recipe.model.attn_implementation,
         trust_remote_code=recipe.model.trust_remote_code, seed=seed,
     )
@@ -321,6 +331,8 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
 
         check_lora(model, recipe.lora_config())
         record = {"placement": vars(placement)}
+        if (gguf := starting_weights(recipe)[1]) is not None:
+            record["starting_weights"] = gguf
         if command.prepare is not None:
             record.update(command.prepare(model, tokenizer, recipe, args, placement) or {})
         # one process per node fills the datasets cache, the others read it (nodes need not share a filesystem)
