@@ -56,6 +56,7 @@ class Settings:
     compile: bool = True
     threads: int | None = None  # torch's choice
     preset: str = "tiny"
+    model: str | None = None  # a saved model directory (e.g. the real SmolLM2 from `smolalign model import`)
 
 
 TINY = Settings(rows=48, max_length=96, batch=2, steps=4, warmup_steps=2, logging_steps=2, reps=1, compile=False,
@@ -106,18 +107,18 @@ def variable_length_data(path: Path, rows: int, max_length: int, seed: int = 0) 
     return path
 
 
-def chat_tokenizer():
+def chat_tokenizer(model: str | None = None):
     from transformers import AutoTokenizer
 
     from smolalign.train.templates import prepare_chat_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(REPO / "recipes/debug/tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(model or REPO / "recipes/debug/tokenizer")
     prepare_chat_tokenizer(tokenizer)
     return tokenizer
 
 
-def token_lengths(data: Path, max_length: int) -> list[int]:
-    tokenizer = chat_tokenizer()
+def token_lengths(data: Path, max_length: int, model: str | None = None) -> list[int]:
+    tokenizer = chat_tokenizer(model)
     return [min(max_length, len(tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=True,
                                                               return_dict=True)["input_ids"]))
             for line in data.open()]
@@ -153,7 +154,7 @@ def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list)
 
     overrides = [
         f"data.dataset={data}", "data.eval_split=null", f"model.attn_implementation={s.attn}",
-        f"model.preset={s.preset}",
+        f"model.name_or_path={s.model}" if s.model else f"model.preset={s.preset}",
         f"training.output_dir={out}", f"training.max_steps={s.steps}", "training.num_train_epochs=1",
         "training.save_strategy=no",
         "training.eval_strategy=no", "training.report_to=[]", f"training.logging_steps={s.logging_steps}",
@@ -174,10 +175,11 @@ def trl_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> No
 
     from smolalign.model.build import build_model
 
-    tokenizer = chat_tokenizer()
+    tokenizer = chat_tokenizer(s.model)
     import torch
+    from transformers import AutoModelForCausalLM
 
-    model = build_model(s.preset, tokenizer, seed=42)
+    model = AutoModelForCausalLM.from_pretrained(s.model) if s.model else build_model(s.preset, tokenizer, seed=42)
     model.config._attn_implementation = s.attn
     args = SFTConfig(output_dir=str(out), max_steps=s.steps, num_train_epochs=1, save_strategy="no", report_to=[],
                      logging_steps=s.logging_steps, max_length=s.max_length, per_device_train_batch_size=side.batch,
@@ -235,7 +237,7 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
     print(f"\nmachine: {machine()}")
     print(f"data: {s.rows} chat rows, tokens per row mean {statistics.mean(lengths):.0f}, median "
           f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention {s.attn}, "
-          f"preset {s.preset}, {'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
+          f"{'model ' + s.model if s.model else 'preset ' + s.preset}, {'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
           f"median of {s.reps}")
     print(f"\n{'side':48s} {'real tok/s':>10s} {'tok/CPU-s':>10s} {'tok/step':>9s}  runs (tok/s; tok/CPU-s)")
     for name, (wall, cpu, per_step) in results.items():
@@ -293,13 +295,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--preset", help="model preset (default tiny; on a GPU e.g. smollm2-135m)")
+    parser.add_argument("--model", help="a saved model directory instead of a preset (e.g. the real SmolLM2-135M "
+                        "from `smolalign model import`)")
+    parser.add_argument("--max-length", type=int, help="max_length of every side (default 512)")
+    parser.add_argument("--batch", type=int, help="rows a step of the main sides (default 8)")
     parser.add_argument("--rows", type=int, help="chat rows (default 1500)")
     parser.add_argument("--sides", help='run only these sides: "part of a name;=whole name;..."')
     options = parser.parse_args(argv)
     s = TINY if options.tiny else Settings()
     s = replace(s, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
                 compile=s.compile and not options.no_compile, threads=options.threads or s.threads,
-                preset=options.preset or s.preset, rows=options.rows or s.rows)
+                preset=options.preset or s.preset, rows=options.rows or s.rows, model=options.model or s.model,
+                max_length=options.max_length or s.max_length, batch=options.batch or s.batch)
     if s.threads:
         import torch
 
@@ -311,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = variable_length_data(tmp / "varlen.jsonl", s.rows, s.max_length)
-        lengths = token_lengths(data, s.max_length)
+        lengths = token_lengths(data, s.max_length, s.model)
         # unpacked rows per step that carry as many real tokens as a full packed step
         equal_batch = max(s.batch, round(s.batch * s.max_length / statistics.mean(lengths)))
         rows = [side for side in sides(s, equal_batch)
