@@ -5,6 +5,8 @@ final table adds up. Few rows and short generations: the figures in the README c
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import run_cli
@@ -25,10 +27,13 @@ def check_turns(rows: list[dict]) -> None:
         assert all(m["content"].strip() for m in row["messages"]), row
 
 
-def test_magpie_ultra_writes_real_user_requests(real_model, tmp_path):
+def test_magpie_ultra_writes_real_user_requests(real_gguf, tmp_path):
+    """Given the .gguf file itself, as a llama.cpp user would (imported into the cache once)."""
     out = tmp_path / "magpie"
-    gen("magpie-ultra", out, "--backend", "transformers", "--model", real_model, "--num-rows", "4", "turns=2")
+    gen("magpie-ultra", out, "--backend", "transformers", "--model", real_gguf, "--num-rows", "4", "turns=2")
     rows, counts = check_dataset(out, "magpie-ultra", 4)
+    generator = json.loads((out / "smolalign_run.json").read_text())["generator"]
+    assert generator["gguf"]["gguf_file"] == str(real_gguf.resolve())
     assert counts["kept"] >= 2, counts  # the tiny debug model kept 0 of 8: every user turn came back empty
     check_turns(rows)
     firsts = [row["messages"][0]["content"] for row in rows]
