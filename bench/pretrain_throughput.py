@@ -236,7 +236,7 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     from smolalign.data.blocks import IndexStage, MixtureIndex
     from smolalign.model.build import count_parameters, llama_config
     from smolalign.train.pretrain.command import make_trainer
-    from smolalign.train.pretrain.mfu import device_peak_flops, flops_per_token, mfu
+    from smolalign.train.mfu import device_peak_flops, flops_per_token, mfu
     from smolalign.train.pretrain.stages import Stage, make_plan
 
     on_gpu = torch.cuda.is_available()
