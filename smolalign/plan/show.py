@@ -27,6 +27,16 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:,.1f} seconds"
 
 
+def relative(path: str) -> str:
+    """A path under the working directory as a relative one (recipes/pretrain.yaml), others as they are."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path
+
+
 def show(plan: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -39,11 +49,11 @@ def show(plan: dict, console=None) -> None:
     trainable = (f", {model['trainable']:,} of them trained (LoRA)" if model["trainable"] != model["parameters"]
                  else "")
     peak = f", {machine['peak_tflops']:,.0f} TFLOP/s bf16" if machine["peak_tflops"] else ", peak unknown"
-    say(f"smolalign plan {plan['recipe']} ({plan['kind']})")
+    say(f"smolalign plan {relative(plan['recipe'])} ({plan['kind']})")
     say(f"model  {model['source']}: {model['parameters']:,} parameters{trainable}, {model['layers']} "
                   f"layers, hidden {model['hidden']:,}, vocabulary {model['vocab']:,}")
     say(f"on     {machine['gpus']} x {machine['gpu']} ({machine['memory_gib']:.1f} GiB{peak}), "
-                  f"{machine['strategy']} ({machine['launch']})")
+                  f"{machine['strategy']} ({relative(machine['launch'])})")
     say(f"batch  micro-batch {batch['micro_batch']} x accumulation {batch['accumulation']} x "
                   f"{batch['processes']} process(es) = {batch['rows_per_step']:,} rows a step, up to "
                   f"{batch['sequence']:,} tokens each; gradient checkpointing "
@@ -57,7 +67,10 @@ def show(plan: dict, console=None) -> None:
                        f"{phase['tokens_per_step']:,.0f}", f"{phase['sequence']:,}")
     if run["steps"] is not None:
         phases.add_row("total", amount(run["tokens"]), f"{run['steps']:,}", "", "", style="bold")
-    console.print(phases)
+    if run["phases"]:
+        console.print(phases)
+    else:
+        say("run    steps and time unknown (see the notes)")
     data = []
     if run["rows"] is not None:
         data.append(f"{run['rows']:,} rows")

@@ -155,9 +155,11 @@ def apply_micro_batch(recipe, machine: Machine) -> str | None:
     from ..plan.model import model_facts
     from ..plan.shape import shape_of, training_value
 
-    arch = model_facts(recipe.model, recipe.lora_config()).arch
     per_device = training_value(recipe, "per_device_train_batch_size")
     accumulation = training_value(recipe, "gradient_accumulation_steps")
+    if not (isinstance(per_device, int) and isinstance(accumulation, int) and per_device >= 1 and accumulation >= 1):
+        return None  # the recipe's checks name the bad value; nothing is fitted around it
+    arch = model_facts(recipe.model, recipe.lora_config()).arch
 
     def fits(micro: int) -> bool:
         shape = shape_of(recipe, micro, machine.strategy, gpu=True, flash_installed=machine.flash_attn)
