@@ -44,7 +44,7 @@ def test_what_is_not_installed_is_not_chosen():
 
 
 def resolved(machine: Machine, recipe: str, overrides: list[str]):
-    from smolalign.train.run import load_command_recipe
+    from smolalign.train.speed import load_command_recipe
     from smolalign.train.sft import COMMAND as SFT
     from smolalign.train.pretrain.command import COMMAND as PRETRAIN
 

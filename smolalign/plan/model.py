@@ -61,7 +61,7 @@ def arch_of(config, lora_config=None) -> Arch:
                 trainable=trainable)
 
 
-def _offline(name: str) -> bool:
+def offline(name: str) -> bool:
     """A hub id that cannot be read here because the hub does not answer (rather than a wrong name)."""
     from ..hub import hub_reachable, looks_like_local_path
 
@@ -99,7 +99,7 @@ def model_facts(model_section, lora_config=None, vocab: int | None = None) -> Mo
             facts = model_facts(replace(model_section, name_or_path=model.name_or_path, preset=model.preset,
                                         tokenizer=model_section.tokenizer or model.tokenizer), lora_config, vocab)
             return replace(facts, notes=notes + facts.notes)
-        if name in RELEASES and _offline(name):
+        if name in RELEASES and offline(name):
             notes.append(f"{name}: config.json not readable here (the hub does not answer); sized as preset "
                          f"{RELEASES[name]}, the same architecture")
             preset = RELEASES[name]

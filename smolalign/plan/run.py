@@ -1,6 +1,6 @@
 """`smolalign plan`: what a training run will cost before it starts, from the recipe alone.
 
-The recipe is read as the training command reads it (`train.run.load_command_recipe`: its defaults, schema,
+The recipe is read as the training command reads it (`train.speed.load_command_recipe`: its defaults, schema,
 overrides, the speed settings the named GPU would get, the micro-batch that fits it) and checked by the same checks,
 so a bad recipe fails with the same one-line error. The model is sized on the meta device (plan/model.py), the run
 by its stages or its data (plan/size.py), the memory by plan/memory.py's formulas, FLOPs by the MFU convention
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from ..errors import UsageError
 from .gpus import gpu, launch_of, local_gpu
 from .memory import GiB, STRATEGIES, estimate, verdict
-from .model import _offline, model_facts
+from .model import model_facts, offline
 from .shape import shape_of, training_value
 from .size import Size, cut_at, epoch_phases, row_tokens
 
@@ -63,7 +63,7 @@ def read_tokenizer(name: str | None, notes: list[str]):
     try:
         return load_tokenizer(name)
     except UsageError:
-        if not _offline(name):
+        if not offline(name):
             raise
         notes.append(f"tokenizer {name} not readable here (the hub does not answer)")
         return None
@@ -80,7 +80,7 @@ def data_size(recipe, tokenizer, args, processes: int, rows: int | None, tokens_
         try:
             dataset = load_data(recipe.data, task="chat" if kind == "sft" else "preference").train
         except UsageError:
-            if not any(_offline(name) for name in names):
+            if not any(offline(name) for name in names):
                 raise
             size.notes.append(f"data {', '.join(names)} not readable here (the hub does not answer): give --rows "
                               f"and --tokens-per-row for steps and time")
@@ -119,8 +119,8 @@ def plan_run(command, recipe_name: str, overrides: list[str], gpus: int | None =
              accelerate_config: str | None = None, mfu: float | None = None, rows: int | None = None,
              tokens_per_row: float | None = None) -> dict:
     """The plan of a run of `command` (a train.run.Command) as one dict: what `smolalign plan --json` prints."""
-    from ..train.run import check_recipe, load_command_recipe
-    from ..train.speed import Machine, explain
+    from ..train.run import check_recipe
+    from ..train.speed import Machine, explain, load_command_recipe
 
     if mfu is not None and not 0 < mfu <= 1:
         raise UsageError(f"--mfu {mfu}: a share of the peak, above 0 and at most 1 (e.g. 0.4)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ..config import Recipe, RecipeSchema, load_recipe
+from ..config import Recipe, RecipeSchema
 from ..errors import UsageError
 from ..outputs import OutputLock, check_output_dir, empty_directory, is_ours
 from ..quiet import show_data_progress
@@ -90,38 +90,12 @@ def is_main_process() -> bool:
     return process_state().is_main_process
 
 
-@dataclass
-class Resolved:
-    recipe: Recipe
-    speed: list
-    """The speed settings this machine chose (speed.Setting), for `--print-config` and `smolalign plan`."""
-    note: str | None = None
-    """What the micro-batch choice changed, if anything."""
-
-
-def load_command_recipe(recipe_name: str, kind: str, overrides: list[str], defaults: dict,
-                        schema: RecipeSchema | None, machine) -> Resolved:
-    """The recipe as a run on `machine` (speed.Machine) gets it: defaults with the machine's and the speed settings
-    (below the YAML and the command line), the `speed` section, and the micro-batch that fits."""
-    import dataclasses
-
-    from ..config import SCHEMAS, deep_merge
-    from .speed import SpeedSection, apply_micro_batch, base_defaults, choose_speed, speed_defaults
-
-    settings = choose_speed(machine, kind)
-    defaults = deep_merge(deep_merge(defaults, {"training": base_defaults(machine)}), speed_defaults(settings))
-    schema = schema or SCHEMAS[kind]
-    schema = dataclasses.replace(schema, sections={**schema.sections, "speed": SpeedSection})
-    recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
-    return Resolved(recipe, settings, apply_micro_batch(recipe, machine))
-
-
 def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, flags: RunFlags,
             schema: RecipeSchema | None = None) -> Recipe | None:
     """Load and validate the recipe; print it, or hand the run to accelerate, when asked. None: nothing to train."""
     import os
 
-    from .speed import explain, machine_facts
+    from .speed import explain, load_command_recipe, machine_facts
 
     machine = machine_facts()
     resolved = load_command_recipe(recipe_name, kind, overrides, defaults, schema, machine)

@@ -86,9 +86,11 @@ class Setting:
     why: str
 
     def is_on(self, value) -> bool:
-        return {"optim": value == "adamw_torch_fused",
-                "attn_implementation": str(value).startswith("flash_attention")}.get(self.key.split(".")[-1],
-                                                                                      bool(value))
+        return ON.get(self.key, bool)(value)
+
+
+ON = {"training.optim": lambda value: value == "adamw_torch_fused",
+      "model.attn_implementation": lambda value: str(value).startswith("flash_attention")}
 
 
 def choose_speed(machine: Machine, kind: str) -> list[Setting]:
@@ -173,6 +175,31 @@ def apply_micro_batch(recipe, machine: Machine) -> str | None:
     return (f"micro-batch {micro} x accumulation {steps} instead of the recipe's {per_device} x {accumulation} "
             f"(same effective batch): the largest that {fitted} on {machine.name}; speed.fit_micro_batch=false "
             f"keeps the recipe's")
+
+
+@dataclass
+class Resolved:
+    recipe: object
+    speed: list
+    """The speed settings this machine chose (speed.Setting), for `--print-config` and `smolalign plan`."""
+    note: str | None = None
+    """What the micro-batch choice changed, if anything."""
+
+
+def load_command_recipe(recipe_name: str, kind: str, overrides: list[str], defaults: dict,
+                        schema, machine: Machine) -> Resolved:
+    """The recipe as a run on `machine` (speed.Machine) gets it: defaults with the machine's and the speed settings
+    (below the YAML and the command line), the `speed` section, and the micro-batch that fits."""
+    import dataclasses
+
+    from ..config import SCHEMAS, deep_merge, load_recipe
+
+    settings = choose_speed(machine, kind)
+    defaults = deep_merge(deep_merge(defaults, {"training": base_defaults(machine)}), speed_defaults(settings))
+    schema = schema or SCHEMAS[kind]
+    schema = dataclasses.replace(schema, sections={**schema.sections, "speed": SpeedSection})
+    recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
+    return Resolved(recipe, settings, apply_micro_batch(recipe, machine))
 
 
 def recipe_value(recipe, key: str):
