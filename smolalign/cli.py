@@ -126,6 +126,44 @@ def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelera
                  accelerate_config=accelerate_config, num_processes=num_processes)
 
 
+def _training_command(kind: str):
+    if kind == "sft":
+        from .train.sft import COMMAND
+    elif kind == "dpo":
+        from .train.dpo import COMMAND
+    else:
+        from .train.pretrain.command import COMMAND
+    return COMMAND
+
+
+@main.command()
+@click.argument("recipe")
+@click.argument("overrides", nargs=-1)
+@click.option("--gpus", type=int, default=None, help="GPUs the run spreads over (default: the accelerate config's "
+              "num_processes, else 1).")
+@click.option("--gpu", "gpu_name", default=None, help="GPU to plan for: H100, H200, A100, A100 40GB, L40S, L4 "
+              "(default: this machine's, else H100).")
+@click.option("--accelerate-config", type=click.Path(), default=None,
+              help="The accelerate config the run will use (zero3, fsdp or a path): its strategy and processes.")
+@click.option("--mfu", type=float, default=None, help="MFU for the time (default: the last one measured in bench/).")
+@click.option("--rows", type=int, default=None, help="SFT/DPO: training rows, where the data cannot be read here.")
+@click.option("--tokens-per-row", type=float, default=None, help="SFT/DPO: templated tokens a row (a pair for DPO).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens_per_row, as_json):
+    """What a training run will cost before it starts: tokens, steps, FLOPs, memory per device, time."""
+    from .plan.run import plan_run, recipe_kind
+
+    _quiet()
+    result = plan_run(_training_command(recipe_kind(recipe)), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
+                      accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        from .plan.show import show
+
+        show(result)
+
+
 # ------------------------------------------------------------------ data generation
 
 
