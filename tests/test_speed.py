@@ -124,3 +124,22 @@ def test_the_strategy_accelerate_announces():
     assert strategy_from_environment({"WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true"}) == "FSDP"
     zero = {"WORLD_SIZE": "8", "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}
     assert strategy_from_environment(zero) == "ZeRO-3"
+
+
+def test_cpu_turns_checkpointing_on_only_where_the_activations_would_not_fit():
+    """Off on CPU (it costs ~3x there), unless the plan's estimate says the run would not fit the memory; a recipe
+    or command line that writes the key keeps its value."""
+    from smolalign.train.sft import COMMAND
+    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE, load_command_recipe
+
+    def resolved(memory: int, *overrides: str):
+        machine = Machine(gpu=False, memory=memory)
+        return load_command_recipe("debug/sft", "sft", list(overrides), COMMAND.defaults(), COMMAND.schema, machine)
+
+    roomy = resolved(64 * GiB)
+    assert roomy.recipe.training["activation_checkpointing"] is False and roomy.note is None
+    # the tiny preset at 8 x 128 tokens needs a few MB: a machine with 4 MB free cannot hold its activations
+    tight = resolved(4 * 1024**2)
+    assert tight.recipe.training["activation_checkpointing"] is True and tight.note == CPU_CHECKPOINTING_NOTE
+    kept = resolved(4 * 1024**2, "training.activation_checkpointing=false")
+    assert kept.recipe.training["activation_checkpointing"] is False and kept.note is None

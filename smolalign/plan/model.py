@@ -84,6 +84,7 @@ def written_by_recipe(name: str):
 def model_facts(model_section, lora_config=None, vocab: int | None = None) -> ModelFacts:
     """The architecture of a recipe's `model` section, without weights."""
     from ..model.build import llama_config
+    from ..model.gguf import find_gguf, gguf_config, inspect_gguf
     from ..model.load import check_model_source
 
     name, preset, notes = model_section.name_or_path, model_section.preset, []
@@ -106,6 +107,9 @@ def model_facts(model_section, lora_config=None, vocab: int | None = None) -> Mo
     if preset:
         config = llama_config(preset, vocab_size=vocab)
         source = f"preset {preset}"
+    elif (gguf := find_gguf(name, model_section.gguf_file)) is not None:
+        config = gguf_config(inspect_gguf(gguf))  # the file's metadata: no weights read
+        source = f"GGUF metadata of {name}"
     else:
         check_model_source(name)
         from transformers import AutoConfig
