@@ -34,6 +34,16 @@ QUICK = ["training.save_strategy=no", "training.eval_strategy=no", "training.rep
          "training.warmup_steps=0", "training.bf16=false"]
 
 
+def short_run(command: str, model, data, out, steps: int, learning_rate: float, batch: int, max_length: int):
+    """A few steps of the shipped debug recipe from `model` on `data`; returns the run's logged metrics."""
+    result = run_cli(command, f"debug/{command}", "--model", model, f"data.dataset={data}", "data.eval_split=null",
+                     f"training.output_dir={out}", f"training.max_steps={steps}",
+                     f"training.learning_rate={learning_rate}", f"training.per_device_train_batch_size={batch}",
+                     f"training.max_length={max_length}", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return metrics(out)
+
+
 def metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -127,11 +137,8 @@ def test_sft_from_the_gguf_file_records_it_keeps_its_template_and_still_chats(re
 
     data = write_jsonl(tmp_path / "chat.jsonl", CHAT_ROWS)
     out = tmp_path / "sft"
-    result = run_cli("sft", "debug/sft", "--model", real_gguf, f"data.dataset={data}", "data.eval_split=null",
-                     f"training.output_dir={out}", "training.max_steps=2", "training.learning_rate=1e-5",
-                     "training.per_device_train_batch_size=2", "training.max_length=256", *QUICK)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert all(math.isfinite(m["loss"]) and m["loss"] < 5 for m in metrics(out) if "loss" in m)
+    logged = short_run("sft", real_gguf, data, out, steps=2, learning_rate=1e-5, batch=2, max_length=256)
+    assert all(math.isfinite(m["loss"]) and m["loss"] < 5 for m in logged if "loss" in m)
     record = json.loads((out / "smolalign_run.json").read_text())
     assert record["starting_weights"] == {"gguf_file": str(real_gguf.resolve()),
                                           "sha256": hashlib.sha256(real_gguf.read_bytes()).hexdigest()}
@@ -152,11 +159,8 @@ def test_dpo_log_probs_come_from_the_real_template(real_model, tmp_path):
 
     data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     out = tmp_path / "dpo"
-    result = run_cli("dpo", "debug/dpo", "--model", real_model, f"data.dataset={data}", "data.eval_split=null",
-                     f"training.output_dir={out}", "training.max_steps=1", "training.learning_rate=1e-6",
-                     "training.per_device_train_batch_size=1", "training.max_length=128", *QUICK)
-    assert result.returncode == 0, result.stderr[-3000:]
-    logged = next(m for m in metrics(out) if "logps/chosen" in m)
+    logged = next(m for m in short_run("dpo", real_model, data, out, steps=1, learning_rate=1e-6, batch=1,
+                                       max_length=128) if "logps/chosen" in m)
 
     tokenizer = AutoTokenizer.from_pretrained(real_model)
     model = AutoModelForCausalLM.from_pretrained(real_model).eval()
