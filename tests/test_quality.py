@@ -233,7 +233,8 @@ def test_labels_parse_only_valid_json():
         {"difficulty": "very hard", "intent": "x"}
     assert parse_label("input_quality", '{"explanation": "Clear.\\nMore", "input_quality": "good"}', cats) == \
         {"input_quality": "good", "quality_explanation": "Clear."}
-    assert parse_label("task_category", '{"task_category": "Data analysis"}', cats) == {"task_category": "data-analysis"}
+    assert parse_label("task_category", '{"task_category": "Data analysis"}', cats) == \
+        {"task_category": "data-analysis"}
     assert parse_label("safety", '{"reason": "fine", "verdict": "safe"}', cats)["safety"] == "safe"
     assert parse_label("guard", "unsafe\nS1,S10", cats) == {"safety": "unsafe", "safety_reason": "S1,S10"}
     for mission, text in (("difficulty", '{"difficulty": "trivial"}'), ("difficulty", "medium"),

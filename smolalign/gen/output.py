@@ -109,7 +109,8 @@ def _near_duplicates(recipe, flat, alive: list[int], values: dict, drop) -> None
     if minhash.enabled:
         texts = [flat[i][2]["messages"][-1]["content"] for i in alive]
         flags = minhash_duplicates(texts, minhash.threshold, minhash.num_perm, minhash.ngram)
-        drop([i for i, d in zip(alive, flags) if d], f"near-duplicate answer (MinHash, Jaccard >= {minhash.threshold:g})")
+        drop([i for i, d in zip(alive, flags) if d],
+             f"near-duplicate answer (MinHash, Jaccard >= {minhash.threshold:g})")
     near = recipe.sections["near_dedup"]
     vectors = values.get("embedding") or {}
     if near.model:

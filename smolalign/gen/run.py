@@ -1,8 +1,9 @@
-"""`smolalign gen SUBSET`: spec -> checks -> plan -> shards -> dataset, in that order.
+"""`smolalign gen SUBSET`: spec -> checks -> plan -> shards -> quality passes -> dataset, in that order.
 
-Everything that can be wrong with the input (spec, seeds, server, model, output directory, Ray) is found before
+Everything that can be wrong with the input (spec, seeds, server, models, output directory, Ray) is found before
 the first write. The output directory is then locked for the run, marked as smolalign's (the run record), and
-filled shard by shard; the same command run again continues where a killed run stopped.
+filled shard by shard: the rows, then each quality pass's values (labels, safety, reward, embeddings); the same
+command run again continues where a killed run stopped. `--refilter` (refilter.py) only tallies again.
 """
 
 from __future__ import annotations

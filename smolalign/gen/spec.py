@@ -1,8 +1,9 @@
 """Generation specs: what `data_gen/*.yaml` may hold, checked by the same loader as the training recipes.
 
 Each subset has its own top-level settings (so `styles=` on magpie-ultra is an unknown key with a did-you-mean, not
-a silently ignored one) and shares the sections `llm`, `output`, `decontaminate` and `ray`; the subsets that read
-seed texts also have `seeds`. Every value is checked before anything is written or any model is loaded.
+a silently ignored one) and shares the sections `llm`, `output`, `decontaminate` and `ray`, and the quality passes'
+`labels`, `safety`, `reward`, `near_dedup`, `minhash` and `filters` (quality/spec.py); the subsets that read seed
+texts also have `seeds`. Every value is checked before anything is written or any model is loaded.
 """
 
 from __future__ import annotations
@@ -298,16 +299,6 @@ NOT_FINGERPRINTED = ("base_url", "api_key_env", "batch_size", "max_retries", "ti
 
 def llm_fingerprint(llm: LLMSection) -> dict:
     return {k: v for k, v in dataclasses.asdict(llm).items() if k not in NOT_FINGERPRINTED}
-
-
-def judge_llm(recipe) -> LLMSection:
-    """The labels' judge: the generator's settings with `labels.llm` on top."""
-    return LLMSection(**{**dataclasses.asdict(recipe.sections["llm"]), **recipe.sections["labels"].llm})
-
-
-def guard_llm(recipe) -> LLMSection:
-    """The guard model (safety.method=guard): the judge's settings with `safety.llm` on top."""
-    return LLMSection(**{**dataclasses.asdict(judge_llm(recipe)), **recipe.sections["safety"].llm})
 
 
 def fingerprint_fields(recipe) -> dict:

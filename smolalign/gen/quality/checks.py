@@ -55,8 +55,7 @@ def check_quality_inputs(recipe, generator_backend, chat_checked: bool) -> dict:
     """Raises UsageError on the first problem; returns the backends of the judge and the guard (by name).
     `chat_checked`: the generator's check already covered the chat route the judge needs."""
     from ..backends import check_backend
-    from ..spec import guard_llm, judge_llm
-    from .passes import passes_of
+    from .passes import guard_llm, judge_llm, passes_of
 
     passes = passes_of(recipe)
     steps = {p.step for p in passes}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..shards import WORK, ShardStore, pending, settled
@@ -44,9 +44,23 @@ def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def judge_llm(recipe):
+    """The labels' judge: the generator's `llm` settings with `labels.llm` on top."""
+    from ..spec import LLMSection
+
+    return LLMSection(**{**asdict(recipe.sections["llm"]), **recipe.sections["labels"].llm})
+
+
+def guard_llm(recipe):
+    """The guard model (safety.method=guard): the judge's settings with `safety.llm` on top."""
+    from ..spec import LLMSection
+
+    return LLMSection(**{**asdict(judge_llm(recipe)), **recipe.sections["safety"].llm})
+
+
 def passes_of(recipe) -> list[Pass]:
     """The spec's passes, in a fixed order."""
-    from ..spec import guard_llm, judge_llm, llm_fingerprint
+    from ..spec import llm_fingerprint
 
     labels, safety = recipe.sections["labels"], recipe.sections["safety"]
     reward, near = recipe.sections["reward"], recipe.sections["near_dedup"]
@@ -104,16 +118,12 @@ def build_steps(recipe, source, todo: list[Pass], backends: dict, replicas: int)
     common = dict(resources=StepResources(replicas=replicas))
     chain = []
     if "judge" in kinds:
-        from ..spec import judge_llm
-
         judge = judge_llm(recipe)
         chain.append(steps.JudgeRows(name="judge", llm=make_llm(judge, backends["judge"], magpie=False),
                                      missions=[p.name for p in todo if p.step == "judge"],
                                      categories=list(recipe.sections["labels"].categories),
                                      input_batch_size=judge.batch_size, **common))
     if "guard" in kinds:
-        from ..spec import guard_llm
-
         guard = guard_llm(recipe)
         chain.append(steps.JudgeRows(name="guard", llm=make_llm(guard, backends["guard"], magpie=False),
                                      missions=["guard"], input_batch_size=guard.batch_size, **common))
