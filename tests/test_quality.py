@@ -274,3 +274,18 @@ def test_bad_quality_input_is_one_line_and_writes_nothing(case, models, tmp_path
     assert_user_error(result)
     assert expected in result.stderr, result.stderr
     assert not out.exists()
+
+
+def test_constraints_reading_is_a_spec_key():
+    """label.reading picks the verdict: IFEval's substring keyword match, or the strict whole-word reading."""
+    from smolalign.gen.spec import load_spec
+    from smolalign.gen.subsets import interpret
+
+    row = {"gen_id": 0, "instruction": "Describe a category, and mention a cat.", "response": "A category of things.",
+           "labels": '{"instructions": [{"id": "keywords:existence", "kwargs": {"keywords": ["cat"]}}]}'}
+    verdicts = {}
+    for reading in ("ifeval", "strict"):
+        recipe = load_spec("smol-constraints", [f"label.reading={reading}"], {"num_rows": 1})
+        outcome = interpret(recipe, row, None)
+        verdicts[reading] = (outcome.status, outcome.reason)
+    assert verdicts == {"ifeval": ("ok", None), "strict": ("filtered", "response fails the strict IFEval check")}

@@ -29,7 +29,7 @@ def quality_section(recipe, counts: dict, has_rejected: bool) -> str:
     parts = []
     if labels:
         parts.append("## Labels\n\nOver the rows that came in, before any filter (`unlabelled`: the answer did not "
-                     f"parse or validate, never guessed). As a figure: `{FIGURE}`.\n")
+                     f"parse or validate, never guessed). As a figure: `{FIGURE}`.\n\n")
         for name, values in labels.items():
             if name == "reward":
                 mean = "n/a" if values["mean"] is None else f"{values['mean']:.4g}"
