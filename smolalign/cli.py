@@ -180,7 +180,10 @@ def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens
 @click.option("--ray", is_flag=True, help="Run the distilabel pipeline on Ray (local, or RAY_ADDRESS).")
 @click.option("--print-config", is_flag=True, help="Print the resolved spec and exit.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
-def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows, output, ray, print_config, overwrite):
+@click.option("--refilter", is_flag=True, help="Tally the run in --output again with the overrides' thresholds "
+              "(filters.*, dedup); asks no model anything.")
+def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows, output, ray, print_config, overwrite,
+        refilter):
     """Generate a SmolTalk subset with distilabel (magpie-ultra, smol-constraints, smol-rewrite, smol-summarization)."""
     from .gen import list_subsets as subset_lines, run_gen
 
@@ -192,7 +195,7 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
     if subset is None:
         raise UsageError("name a subset (`smolalign gen --list` lists them), e.g. `smolalign gen smol-rewrite`")
     run_gen(subset, list(overrides), backend=backend, model=model_name, base_url=base_url, num_rows=num_rows,
-            output=output, ray=ray, print_config=print_config, overwrite=overwrite)
+            output=output, ray=ray, print_config=print_config, overwrite=overwrite, refilter=refilter)
 
 
 @main.command("eval")
