@@ -30,7 +30,10 @@ def check_turns(rows: list[dict]) -> None:
 def test_magpie_ultra_writes_real_user_requests(real_gguf, tmp_path):
     """Given the .gguf file itself, as a llama.cpp user would (imported into the cache once)."""
     out = tmp_path / "magpie"
-    gen("magpie-ultra", out, "--backend", "transformers", "--model", real_gguf, "--num-rows", "4", "turns=2")
+    # the quality passes off: a 135M judge labels nothing, so the shipped filters would drop every row (the passes
+    # with this model are tests/test_quality.py's); here the generation itself is under test
+    gen("magpie-ultra", out, "--backend", "transformers", "--model", real_gguf, "--num-rows", "4", "turns=2",
+        "labels=null", "safety=null", "filters=null")
     rows, counts = check_dataset(out, "magpie-ultra", 4)
     generator = json.loads((out / "smolalign_run.json").read_text())["generator"]
     assert generator["gguf"]["gguf_file"] == str(real_gguf.resolve())
