@@ -47,7 +47,7 @@ def third_party_imports() -> dict[tuple[str, str], set[str]]:
                 continue
             for module, name in pairs:
                 top = module.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in ("smolalign", "__future__"):
+                if top not in sys.stdlib_module_names and top != "smolalign":
                     found.setdefault((module, name), set()).add(str(path.relative_to(root.parent)))
     return found
 
@@ -100,7 +100,7 @@ def main() -> int:
         paths = command_paths()
     except Exception:  # the CLI itself does not import: `smolalign --help` below says why
         paths = [()]
-    checks += [(f"smolalign {' '.join(words)} --help".replace("  ", " "), lambda w=words: check_help(w))
+    checks += [(" ".join(("smolalign", *words, "--help")), lambda w=words: check_help(w))
                for words in paths]
     failed = 0
     for label, check in checks:
