@@ -9,9 +9,10 @@
    late in a run (same work after it). (b) Positioning the data at step 10 and at step 1,000,000 through the
    Trainer's own data loader, against the replay transformers does by default (`skip_first_batches`). Target:
    flat.
-3. `--gpu`: the 360M preset at 2,048 tokens in bf16 on synthetic blocks: tokens/s and MFU (6N + 12·L·H·Q·T FLOPs
-   a token against the device's dense bf16 peak) for the pretraining Trainer and the bare loop. One command,
-   under 3 minutes on one H100.
+3. `--gpu [--preset P] [--best]`: a preset (360M by default) at 2,048 tokens in bf16 on synthetic blocks: tokens/s,
+   MFU (6N + 12·L·H·Q·T FLOPs a token against the device's dense bf16 peak) and peak GPU memory for the pretraining
+   Trainer and a bare loop with the same weights and kernels; `--best` gives both the speed settings that
+   train/speed.py chooses for the machine. Under 3 minutes a preset on one H100.
 
 Run by hand: `python bench/pretrain_throughput.py [--steps N]`, `--tiny` (a test runs it), `--gpu [--compile]`.
 """
@@ -229,19 +230,30 @@ def synthetic_files(root: Path, vocab: int, block: int, blocks: int) -> dict:
     return files
 
 
-def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_: bool) -> None:
+def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_: bool, best: bool = False) -> None:
+    """Tokens/s, MFU and peak memory of the pretraining Trainer and of a bare loop with the same weights (in the
+    dtype `smolalign pretrain` loads them: bf16 on a GPU) and the same kernels. `best`: the speed settings
+    train/speed.py chooses for this machine (Liger when installed, fused AdamW, torch.compile, flash-attn when
+    installed), on both sides."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
     from smolalign.data.blocks import IndexStage, MixtureIndex
     from smolalign.model.build import count_parameters, llama_config
+    from smolalign.model.load import choose_placement
+    from smolalign.train.mfu import device_peak_flops, flops_per_token, mfu
     from smolalign.train.pretrain.command import make_trainer
-    from smolalign.train.pretrain.mfu import device_peak_flops, flops_per_token, mfu
     from smolalign.train.pretrain.stages import Stage, make_plan
+    from smolalign.train.speed import choose_speed, machine_facts
 
     on_gpu = torch.cuda.is_available()
+    speed = {s.key: s.value for s in choose_speed(machine_facts(), "pretrain")} if best else {}
+    liger = bool(speed.get("training.use_liger_kernel"))
+    compile_ = compile_ or bool(speed.get("training.torch_compile"))
+    attention = speed.get("model.attn_implementation") or "sdpa"
+    dtype = choose_placement().torch_dtype
     config = llama_config(preset, vocab_size=49_152)
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = attention
     config.use_cache = False
     n = count_parameters(config)
     per_token = flops_per_token(n, config, block)
@@ -254,22 +266,35 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
 
     def new_model():
         torch.manual_seed(0)
-        return AutoModelForCausalLM.from_config(config, dtype=torch.float32).to("cuda" if on_gpu else "cpu")
+        return AutoModelForCausalLM.from_config(config, dtype=dtype).to("cuda" if on_gpu else "cpu")
 
+    def peak_memory() -> float | None:
+        return torch.cuda.max_memory_allocated() if on_gpu else None
+
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     args = TrainingArguments(output_dir=str(tmp / "gpu"), per_device_train_batch_size=batch, bf16=on_gpu,
                              learning_rate=3e-3, adam_beta2=0.95, weight_decay=0.01, max_grad_norm=1.0,
                              lr_scheduler_type="warmup_stable_decay", logging_steps=5, save_strategy="no",
                              report_to=[], include_num_input_tokens_seen="all", torch_compile=compile_,
+                             optim="adamw_torch_fused", use_liger_kernel=liger,
                              dataloader_num_workers=2, use_cpu=not on_gpu, disable_tqdm=True)
     trainer = make_trainer(new_model(), tokenizer, args, index, plan,
-                           {"warmup_steps": 2, "lr_scheduler_kwargs": {"num_decay_steps": 0.1}})
+                           {"warmup_steps": 2, "lr_scheduler_kwargs": {"num_decay_steps": 0.1}},
+                           attn_implementation=attention)
     trainer.train()
     logs = [r for r in trainer.state.log_history if "tokens_per_second" in r][1:]  # the first interval warms up
-    ours = statistics.median(r["tokens_per_second"] for r in logs)
+    ours, ours_memory = statistics.median(r["tokens_per_second"] for r in logs), peak_memory()
     del trainer
-    torch.cuda.empty_cache() if on_gpu else None
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
     model = new_model()
+    if liger:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+        _apply_liger_kernel_to_instance(model=model)
     model = torch.compile(model) if compile_ else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
     loader = torch.utils.data.DataLoader(index, batch_size=batch, num_workers=2, pin_memory=on_gpu)
@@ -290,13 +315,15 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
             marks.append(time.perf_counter())
     rates = [5 * batch * block / (b - a) for a, b in zip(marks, marks[1:])]
     rates = rates[1:] if len(rates) > 1 else rates  # the first interval warms up
-    bare = statistics.median(rates)
-    print(f"{preset} ({n:,} parameters) at {block} tokens, batch {batch}, bf16={on_gpu}, compile={compile_}, "
-          f"{device}, peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s, {per_token / 1e9:.2f} GFLOP a token")
-    for name, rate in (("smolalign pretrain", ours), ("bare PyTorch loop", bare)):
+    bare, bare_memory = statistics.median(rates), peak_memory()
+    print(f"{preset} ({n:,} parameters) at {block} tokens, batch {batch}, weights {str(dtype).split('.')[-1]}, "
+          f"bf16={on_gpu}, {attention}, compile={compile_}, Liger={liger}, fused AdamW, {device}, peak "
+          f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s, {per_token / 1e9:.2f} GFLOP a token")
+    for name, rate, memory in (("smolalign pretrain", ours, ours_memory), ("bare PyTorch loop", bare, bare_memory)):
         value = mfu(rate, per_token, peak, 1)
-        print(f"  {name:20s} {rate:12,.0f} tokens/s   MFU {f'{value:.1%}' if value is not None else 'n/a'}")
-    print(f"ratio smolalign pretrain / bare PyTorch loop (GPU): {ours / bare:.3f}x")
+        peak_text = f"   peak memory {memory / 2**30:.1f} GiB" if memory is not None else ""
+        print(f"  {name:20s} {rate:12,.0f} tokens/s   MFU {f'{value:.1%}' if value is not None else 'n/a'}{peak_text}")
+    print(f"ratio smolalign pretrain / bare PyTorch loop (GPU, {preset}): {ours / bare:.3f}x (target >= 0.98x)")
 
 
 # ---------------------------------------------------------------- main
@@ -312,13 +339,14 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="MFU of the 360M preset at 2048 in bf16.")
     parser.add_argument("--preset", default="smollm2-360m")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--best", action="store_true", help="With --gpu: the speed settings train/speed.py chooses.")
     options = parser.parse_args()
     print(machine(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if options.gpu:
             gpu_mfu(tmp, options.preset, 2048 if options.block == 256 else options.block, options.batch,
-                    options.steps, options.compile)
+                    options.steps, options.compile, options.best)
             return
         steps, repeats = (4, 1) if options.tiny else (options.steps, options.repeats)
         block = 64 if options.tiny else options.block

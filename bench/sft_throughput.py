@@ -52,10 +52,11 @@ class Settings:
     warmup_steps: int = 5  # excluded from the steady state
     logging_steps: int = 5
     reps: int = 3
-    attn: str = "sdpa"
+    attn: str | None = None  # None: each side's own choice (smolalign: its speed settings; TRL: sdpa)
     compile: bool = True
     threads: int | None = None  # torch's choice
     preset: str = "tiny"
+    model: str | None = None  # a saved model directory (e.g. the real SmolLM2 from `smolalign model import`)
 
 
 TINY = Settings(rows=48, max_length=96, batch=2, steps=4, warmup_steps=2, logging_steps=2, reps=1, compile=False,
@@ -72,6 +73,13 @@ class Side:
     grouped: bool = False  # TRL: train_sampling_strategy=group_by_length (less padding)
     block_mask: bool = False  # smolalign packed rows with the 4-D block-causal mask (its GPU path) on CPU too
     by_document: bool = False  # smolalign packed rows with per-document attention (its CPU path) on GPU too
+    best: bool = False  # TRL's best GPU setting: padding-free, flash-attn where installed, Liger, fused AdamW
+
+
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def machine() -> str:
@@ -106,18 +114,18 @@ def variable_length_data(path: Path, rows: int, max_length: int, seed: int = 0) 
     return path
 
 
-def chat_tokenizer():
+def chat_tokenizer(model: str | None = None):
     from transformers import AutoTokenizer
 
     from smolalign.train.templates import prepare_chat_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(REPO / "recipes/debug/tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(model or REPO / "recipes/debug/tokenizer")
     prepare_chat_tokenizer(tokenizer)
     return tokenizer
 
 
-def token_lengths(data: Path, max_length: int) -> list[int]:
-    tokenizer = chat_tokenizer()
+def token_lengths(data: Path, max_length: int, model: str | None = None) -> list[int]:
+    tokenizer = chat_tokenizer(model)
     return [min(max_length, len(tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=True,
                                                               return_dict=True)["input_ids"]))
             for line in data.open()]
@@ -152,14 +160,15 @@ def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list)
         return used
 
     overrides = [
-        f"data.dataset={data}", "data.eval_split=null", f"model.attn_implementation={s.attn}",
-        f"model.preset={s.preset}",
+        f"data.dataset={data}", "data.eval_split=null",
+        f"model.name_or_path={s.model}" if s.model else f"model.preset={s.preset}",
+        "speed.fit_micro_batch=false",  # equal tokens a step on every side; the other speed settings stay on
         f"training.output_dir={out}", f"training.max_steps={s.steps}", "training.num_train_epochs=1",
         "training.save_strategy=no",
         "training.eval_strategy=no", "training.report_to=[]", f"training.logging_steps={s.logging_steps}",
         f"training.max_length={s.max_length}", f"training.per_device_train_batch_size={side.batch}",
         f"training.packing={str(side.packing).lower()}", f"training.torch_compile={str(side.compile).lower()}",
-    ]
+    ] + ([f"model.attn_implementation={s.attn}"] if s.attn else [])
     sft.use_packed_rows = packed_rows
     try:
         sft.run_sft("debug/sft", overrides, overwrite=True)
@@ -174,31 +183,43 @@ def trl_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> No
 
     from smolalign.model.build import build_model
 
-    tokenizer = chat_tokenizer()
+    tokenizer = chat_tokenizer(s.model)
     import torch
+    from transformers import AutoModelForCausalLM
 
-    model = build_model(s.preset, tokenizer, seed=42)
-    model.config._attn_implementation = s.attn
+    model = AutoModelForCausalLM.from_pretrained(s.model) if s.model else build_model(s.preset, tokenizer, seed=42)
+    attn = s.attn or "sdpa"
+    if side.best and not s.attn and installed("flash_attn"):
+        attn = "flash_attention_2"
+    model.config._attn_implementation = attn
+    best = {"use_liger_kernel": installed("liger_kernel"), "optim": "adamw_torch_fused"} if side.best else {}
     args = SFTConfig(output_dir=str(out), max_steps=s.steps, num_train_epochs=1, save_strategy="no", report_to=[],
                      logging_steps=s.logging_steps, max_length=s.max_length, per_device_train_batch_size=side.batch,
                      packing=side.packing, bf16=torch.cuda.is_available(), activation_checkpointing=False, assistant_only_loss=True,
                      learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=0.1, seed=42,
                      include_num_input_tokens_seen="non_padding", torch_compile=side.compile,
-                     train_sampling_strategy="group_by_length" if side.grouped else "random")
+                     train_sampling_strategy="group_by_length" if side.grouped else "random", **best)
     train = datasets.load_dataset("json", data_files=str(data), split="train")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                          callbacks=[clock(records)])
     trainer.train()
 
 
-def measure(side: Side, data: Path, out: Path, s: Settings) -> tuple[float, float, float]:
-    """(real tokens per wall second, per CPU second, per step) from the first log after the warm-up to the last."""
+def measure(side: Side, data: Path, out: Path, s: Settings) -> tuple[float, float, float, float]:
+    """(real tokens per wall second, per CPU second, per step) from the first log after the warm-up to the last,
+    and the peak GPU memory in GiB (0 on CPU)."""
+    import torch
+
     records = []
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     (smolalign_run if side.tool == "smolalign" else trl_run)(side, data, out, s, records)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
     start = next(r for r in records if r[0] >= s.warmup_steps)
     end = records[-1]
     tokens = end[1] - start[1]
-    return tokens / (end[2] - start[2]), tokens / (end[3] - start[3]), tokens / (end[0] - start[0])
+    return tokens / (end[2] - start[2]), tokens / (end[3] - start[3]), tokens / (end[0] - start[0]), peak
 
 
 def on_gpu() -> bool:
@@ -222,6 +243,9 @@ def sides(s: Settings, equal_batch: int) -> list[Side]:
         Side(f"smolalign unpacked, batch {equal_batch}", "smolalign", False, equal_batch),
         Side(f"TRL unpacked, group_by_length, batch {equal_batch}", "trl", False, equal_batch, grouped=True),
     ]
+    if on_gpu():
+        rows.append(Side("TRL best GPU setting (padding-free, flash-attn if installed, Liger, fused AdamW)", "trl",
+                         True, b, best=True))
     if s.compile:  # compile on both sides: a TRL user could set torch_compile too
         rows.insert(1, Side("smolalign packed, torch_compile", "smolalign", True, b, compile=True))
         rows.insert(7, Side("TRL unpacked, group_by_length, torch_compile", "trl", False, b, compile=True,
@@ -231,16 +255,24 @@ def sides(s: Settings, equal_batch: int) -> list[Side]:
 
 def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: int) -> None:
     """The table, then every ratio whose two sides ran (`--sides` may leave some out)."""
-    results = {name: [statistics.median(r[i] for r in done) for i in range(3)] for name, done in runs.items()}
+    results = {name: [statistics.median(r[i] for r in done) for i in range(4)] for name, done in runs.items()}
     print(f"\nmachine: {machine()}")
     print(f"data: {s.rows} chat rows, tokens per row mean {statistics.mean(lengths):.0f}, median "
-          f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention {s.attn}, "
-          f"preset {s.preset}, {'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
+          f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention "
+          f"{s.attn or 'each side its own (smolalign: its speed settings; TRL: sdpa, or flash for its best)'}; "
+          f"flash-attn {'installed' if installed('flash_attn') else 'not installed'}, liger-kernel "
+          f"{'installed' if installed('liger_kernel') else 'not installed'}, "
+          f"{'model ' + s.model if s.model else 'preset ' + s.preset}, "
+          f"{'one epoch' if s.steps < 0 else f'{s.steps} steps'} (first {s.warmup_steps} left out), "
           f"median of {s.reps}")
-    print(f"\n{'side':48s} {'real tok/s':>10s} {'tok/CPU-s':>10s} {'tok/step':>9s}  runs (tok/s; tok/CPU-s)")
-    for name, (wall, cpu, per_step) in results.items():
+    gpu = on_gpu()
+    print(f"\n{'side':48s} {'real tok/s':>10s} {'tok/CPU-s':>10s} {'tok/step':>9s}" + (" peak GiB" if gpu else "")
+          + "  runs (tok/s; tok/CPU-s)")
+    for name, (wall, cpu, per_step, peak) in results.items():
         runs_text = " ".join(f"{r[0]:,.0f}" for r in runs[name]) + "; " + " ".join(f"{r[1]:,.0f}" for r in runs[name])
-        print(f"{name:48s} {wall:10,.0f} {cpu:10,.0f} {per_step:9,.0f}  {runs_text}")
+        memory = f" {peak:8.1f}" if gpu else ""
+        print(f"{name:48s} {wall:10,.0f} {cpu:10,.0f} {per_step:9,.0f}{memory}  {runs_text}")
+
     def best(prefix: str) -> list[str]:
         names = [n for n in results if n.startswith(prefix)]
         return [max(names, key=lambda n: results[n][i]) for i in (0, 1)] if names else ["?", "?"]
@@ -272,6 +304,9 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
              "smolalign packed")
     else:
         line("per-document attention / 4-D mask, smolalign packed", "smolalign packed", "smolalign packed, 4-D mask")
+    best_gpu = "TRL best GPU setting (padding-free, flash-attn if installed, Liger, fused AdamW)"
+    line("smolalign (its GPU speed settings) / TRL best GPU setting, equal tokens a step", "smolalign packed",
+         best_gpu, " (target >= 1.0x)")
     line("smolalign packed / TRL packed (padding-free)", "smolalign packed", "TRL packed (padding-free)",
          " (reference)")
     line("smolalign unpacked / TRL unpacked (same)", "smolalign unpacked", "TRL unpacked (padded)",
@@ -293,13 +328,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--preset", help="model preset (default tiny; on a GPU e.g. smollm2-135m)")
+    parser.add_argument("--model", help="a saved model directory instead of a preset (e.g. the real SmolLM2-135M "
+                        "from `smolalign model import`)")
+    parser.add_argument("--max-length", type=int, help="max_length of every side (default 512)")
+    parser.add_argument("--batch", type=int, help="rows a step of the main sides (default 8)")
     parser.add_argument("--rows", type=int, help="chat rows (default 1500)")
     parser.add_argument("--sides", help='run only these sides: "part of a name;=whole name;..."')
     options = parser.parse_args(argv)
     s = TINY if options.tiny else Settings()
     s = replace(s, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
                 compile=s.compile and not options.no_compile, threads=options.threads or s.threads,
-                preset=options.preset or s.preset, rows=options.rows or s.rows)
+                preset=options.preset or s.preset, rows=options.rows or s.rows, model=options.model or s.model,
+                max_length=options.max_length or s.max_length, batch=options.batch or s.batch)
     if s.threads:
         import torch
 
@@ -311,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = variable_length_data(tmp / "varlen.jsonl", s.rows, s.max_length)
-        lengths = token_lengths(data, s.max_length)
+        lengths = token_lengths(data, s.max_length, s.model)
         # unpacked rows per step that carry as many real tokens as a full packed step
         equal_batch = max(s.batch, round(s.batch * s.max_length / statistics.mean(lengths)))
         rows = [side for side in sides(s, equal_batch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -125,6 +126,44 @@ def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelera
                  accelerate_config=accelerate_config, num_processes=num_processes)
 
 
+def _training_command(kind: str):
+    if kind == "sft":
+        from .train.sft import COMMAND
+    elif kind == "dpo":
+        from .train.dpo import COMMAND
+    else:
+        from .train.pretrain.command import COMMAND
+    return COMMAND
+
+
+@main.command()
+@click.argument("recipe")
+@click.argument("overrides", nargs=-1)
+@click.option("--gpus", type=int, default=None, help="GPUs the run spreads over (default: the accelerate config's "
+              "num_processes, else 1).")
+@click.option("--gpu", "gpu_name", default=None, help="GPU to plan for: H100, H200, A100, A100 40GB, L40S, L4 "
+              "(default: this machine's, else H100).")
+@click.option("--accelerate-config", type=click.Path(), default=None,
+              help="The accelerate config the run will use (zero3, fsdp or a path): its strategy and processes.")
+@click.option("--mfu", type=float, default=None, help="MFU for the time (default: the last one measured in bench/).")
+@click.option("--rows", type=int, default=None, help="SFT/DPO: training rows, where the data cannot be read here.")
+@click.option("--tokens-per-row", type=float, default=None, help="SFT/DPO: templated tokens a row (a pair for DPO).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens_per_row, as_json):
+    """What a training run will cost before it starts: tokens, steps, FLOPs, memory per device, time."""
+    from .plan.run import plan_run, recipe_kind
+
+    _quiet()
+    result = plan_run(_training_command(recipe_kind(recipe)), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
+                      accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        from .plan.show import show
+
+        show(result)
+
+
 # ------------------------------------------------------------------ data generation
 
 
@@ -141,7 +180,10 @@ def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelera
 @click.option("--ray", is_flag=True, help="Run the distilabel pipeline on Ray (local, or RAY_ADDRESS).")
 @click.option("--print-config", is_flag=True, help="Print the resolved spec and exit.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
-def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows, output, ray, print_config, overwrite):
+@click.option("--refilter", is_flag=True, help="Tally the run in --output again with the overrides' thresholds "
+              "(filters.*, dedup); asks no model anything.")
+def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows, output, ray, print_config, overwrite,
+        refilter):
     """Generate a SmolTalk subset with distilabel (magpie-ultra, smol-constraints, smol-rewrite, smol-summarization)."""
     from .gen import list_subsets as subset_lines, run_gen
 
@@ -153,7 +195,7 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
     if subset is None:
         raise UsageError("name a subset (`smolalign gen --list` lists them), e.g. `smolalign gen smol-rewrite`")
     run_gen(subset, list(overrides), backend=backend, model=model_name, base_url=base_url, num_rows=num_rows,
-            output=output, ray=ray, print_config=print_config, overwrite=overwrite)
+            output=output, ray=ray, print_config=print_config, overwrite=overwrite, refilter=refilter)
 
 
 @main.command("eval")
@@ -255,6 +297,21 @@ def model_init(preset, tokenizer_path, output, seed, overwrite):
 
     result = init_model(preset, tokenizer_path, output, overwrite=overwrite, seed=seed)
     click.echo(f"{preset}: {result['parameters']:,} parameters written to {output}")
+
+
+@model.command("import")
+@click.argument("gguf_file")
+@click.option("--output", required=True, type=click.Path(), help="Directory for the Hugging Face model.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+              help="dtype of the dequantized weights.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+def model_import(gguf_file, output, dtype, overwrite):
+    """A GGUF file (llama.cpp, Ollama) as a standard Hugging Face directory: weights, tokenizer, chat template."""
+    from .model.gguf import import_file
+
+    result = import_file(gguf_file, output, dtype=dtype, overwrite=overwrite)
+    click.echo(f"{Path(gguf_file).name}: {result['parameters']:,} parameters ({dtype}) written to {output} "
+               f"(sha256 {result['sha256'][:16]})")
 
 
 @model.command("info")

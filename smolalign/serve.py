@@ -30,6 +30,9 @@ def local_server(model_dir: str | Path, log_path: str | Path, start_timeout: flo
     executable = Path(sys.executable).parent / "transformers"
     if not executable.exists():
         raise UsageError("`transformers serve` is not installed: pip install 'transformers[serving]'")
+    from .model.gguf import resolve_model
+
+    model_dir = resolve_model(str(model_dir))[0]  # `transformers serve` reads directories: a GGUF file is imported
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:

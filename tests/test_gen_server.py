@@ -167,7 +167,9 @@ def test_chat_and_magpie_over_a_real_server(server, proxy, tmp_path):
     result = run_cli(*gen_args("smol-rewrite", server, logged.url, chat, "--num-rows", "3"), env=GEN_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert final_ids(chat) == Counter(range(3))
-    sent = [e["body"] for e in logged.log if e["path"] == "/v1/chat/completions" and e["body"]]
+    # the rewrite's own requests (a system prompt first), not the magpie run's judge labelling its rows
+    sent = [e["body"] for e in logged.log if e["path"] == "/v1/chat/completions" and e["body"]
+            and e["body"]["messages"][0]["role"] == "system"]
     # three rows (one more request each for an answer that came back empty and was asked again)
     assert len(sent) >= 3 and all(b["temperature"] == 1.0 and b["top_p"] == 0.95 for b in sent)
 

@@ -260,7 +260,7 @@ def test_a_consolidated_state_dict_missing_the_tied_embedding_still_saves_it(deb
 
 def test_mfu_follows_the_palm_convention():
     from smolalign.model.build import count_parameters, llama_config
-    from smolalign.train.pretrain.mfu import flops_per_token, mfu
+    from smolalign.train.mfu import flops_per_token, mfu
 
     config = llama_config("smollm2-360m")
     n = count_parameters(config)

@@ -1,6 +1,6 @@
 """The check CI runs where only the runtime dependencies are installed (tests/runtime_check.py) fails when one is
 missing. Here the missing dependency is hidden from an interpreter of this environment (a sitecustomize on
-PYTHONPATH makes its import fail, for the check and every process it starts), so no second venv is built."""
+PYTHONPATH hides it, for the check and every process it starts), so no second venv is built."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import sys
 from .conftest import REPO
 from .runtime_check import check_help, command_paths
 
-HIDE = """import sys
+# The path finder, which finds everything installed, no longer sees the hidden modules: importing one fails and
+# importlib.util.find_spec says None, as where it is not installed (libraries probe optional modules that way).
+HIDE = """from importlib.machinery import PathFinder
 
-class _Hidden:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {names!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-
-sys.meta_path.insert(0, _Hidden())
+_find_spec = PathFinder.find_spec
+HIDDEN = {names!r}
+PathFinder.find_spec = classmethod(
+    lambda cls, name, path=None, target=None: None if name.split(".")[0] in HIDDEN else _find_spec(name, path, target))
 """
 
 
@@ -29,14 +29,19 @@ def run_check(tmp_path, hidden: set[str]) -> subprocess.CompletedProcess:
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": path}, timeout=900)
 
 
-def test_a_dependency_imported_only_inside_a_function_fails_the_check_and_an_optional_extra_does_not(tmp_path):
+def test_a_missing_runtime_dependency_fails_the_check_and_an_optional_extra_does_not(tmp_path):
     # langdetect is imported only when a language constraint is checked, so importing every module would miss it;
-    # lm-eval and ray belong to extras, which a runtime install lacks.
-    result = run_check(tmp_path, {"langdetect", "lm_eval", "ray"})
+    # datasketch only by distilabel's MinHashDedup; lm-eval, ray and faiss belong to extras, which a runtime
+    # install lacks.
+    result = run_check(tmp_path, {"langdetect", "datasketch", "lm_eval", "ray", "faiss"})
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     failures = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
-    assert failures and all("from langdetect" in line and "gen/constraints/text.py" in line
-                            and "No module named 'langdetect'" in line for line in failures), failures
+    langdetect = [line for line in failures if line.startswith("FAILED from langdetect")]
+    assert langdetect and all("gen/constraints/text.py" in line and "No module named 'langdetect'" in line
+                              for line in langdetect), failures
+    assert [line for line in failures if line not in langdetect] == [
+        line for line in failures if line.startswith("FAILED import datasketch  (used by distilabel's MinHashDedup")
+        and "No module named 'datasketch'" in line] != [], failures
     passed, failed = result.stdout.splitlines()[-1].replace(",", "").split()[::2]
     assert int(failed) == len(failures) and int(passed) > 100, result.stdout[-2000:]
 

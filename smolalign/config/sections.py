@@ -12,9 +12,11 @@ FormatName = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completio
 @dataclass
 class ModelSection:
     name_or_path: str | None = None
-    """Hub id or local directory of a saved model (its tokenizer is used too)."""
+    """Hub id, local directory of a saved model (its tokenizer is used too), or a GGUF file (llama.cpp, Ollama)."""
     preset: str | None = None
     """Build fresh weights from a preset instead (smollm2-135m, smollm2-360m, smollm2-1.7b, tiny)."""
+    gguf_file: str | None = None
+    """The GGUF file to load when name_or_path is a folder holding several (a .gguf path works alone)."""
     tokenizer: str | None = None
     """Tokenizer directory or hub id; required with `preset`, optional otherwise."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

@@ -34,6 +34,8 @@ class Backend:
     model: str
     tokenizer: str | None
     base_url: str | None = None
+    gguf: dict | None = None
+    """The GGUF file the local model was imported from, and its sha256 (for the run record)."""
 
 
 def _request(url: str, key: str | None, body: dict | None = None) -> tuple[int, str]:
@@ -98,7 +100,10 @@ def check_server(llm, routes: tuple[str, ...]) -> Backend:
                    "`transformers serve`, or use --backend transformers" if route == "completions"
                    else "use a server with the OpenAI chat API")
             raise UsageError(f"the server at {base_url} has no /{route} route (HTTP {status}): {fix}")
-    return Backend(kind="openai", model=model, tokenizer=llm.tokenizer or llm.model, base_url=base_url)
+    from ..model.gguf import resolve_model
+
+    tokenizer = resolve_model(llm.tokenizer or llm.model)[0]  # a GGUF file's tokenizer, imported, for Magpie
+    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url)
 
 
 def check_tokenizer(llm, name: str | None, magpie: bool) -> None:
@@ -135,11 +140,14 @@ def check_backend(llm, magpie: bool, chat: bool) -> Backend:
         if magpie:
             check_tokenizer(llm, backend.tokenizer, magpie=True)
         return backend
+    from ..model.gguf import resolve_model
     from ..model.load import check_model_source
 
     check_model_source(llm.model)
-    check_tokenizer(llm, llm.tokenizer or llm.model, magpie)
-    return Backend(kind=llm.backend, model=llm.model, tokenizer=llm.tokenizer or llm.model)
+    model, gguf = resolve_model(llm.model)  # distilabel loads directories: a GGUF file is imported first
+    check_tokenizer(llm, llm.tokenizer or model, magpie)
+    return Backend(kind=llm.backend, model=model, tokenizer=llm.tokenizer or model,
+                   gguf=gguf.record() if gguf else None)
 
 
 def generation_kwargs(llm, backend: str, temperature: float | None = None, max_new_tokens: int | None = None) -> dict:
@@ -165,7 +173,7 @@ def make_llm(llm, backend: Backend, magpie: bool, temperature: float | None = No
         if magpie:
             return llms.ServerMagpieLLM(tokenizer=backend.tokenizer, magpie_pre_query_template=pre_query(llm), **common)
         return llms.ServerChatLLM(**common)
-    local = dict(model=llm.model, tokenizer=llm.tokenizer, trust_remote_code=llm.trust_remote_code,
+    local = dict(model=backend.model, tokenizer=llm.tokenizer, trust_remote_code=llm.trust_remote_code,
                  generation_kwargs=kwargs, magpie_pre_query_template=pre_query(llm))
     if llm.backend == "vllm":
         return llms.LocalvLLM(**local)

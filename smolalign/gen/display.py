@@ -1,4 +1,5 @@
-"""What the user sees: a rich progress bar (rows settled / requested, rows/s, time left) and the final table."""
+"""What the user sees: a rich progress bar (rows settled / requested, rows/s, time left) and the final table: the
+counts by reason (the card's own lines) and each label's distribution."""
 
 from __future__ import annotations
 
@@ -58,15 +59,14 @@ def print_summary(subset: str, counts: dict, out_dir: str, seconds: float, conso
     table = Table(title=f"smolalign gen {subset}", show_header=True)
     table.add_column("")
     table.add_column("rows", justify="right")
-    table.add_row("requested", str(counts["requested"]))
-    table.add_row("generated", str(counts["generated"]))
-    table.add_row("failed", str(counts["failed"]))
-    for reason, n in sorted(counts["filtered"].items()):
-        table.add_row(f"filtered: {reason}", str(n))
-    if not counts["filtered"]:
-        table.add_row("filtered", "0")
-    table.add_row("duplicates", str(counts["duplicates"]))
-    table.add_row("kept", str(counts["kept"]), end_section=True)
+    from .quality.card import count_lines
+
+    lines = count_lines(counts)
+    for i, (what, n) in enumerate(lines):
+        table.add_row(what, str(n), end_section=i == len(lines) - 1)
+    for name, values in (counts.get("labels") or {}).items():
+        if name != "reward":
+            table.add_row(f"label {name}", ", ".join(f"{k} {n}" for k, n in values.items()))
     table.add_row("wall time", f"{seconds:.1f} s")
     console.print(table)
     console.print(f"dataset written to {out_dir} (smolalign sft sft data.dataset={out_dir})")

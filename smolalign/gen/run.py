@@ -1,52 +1,23 @@
-"""`smolalign gen SUBSET`: spec -> checks -> plan -> shards -> dataset, in that order.
+"""`smolalign gen SUBSET`: spec -> checks -> plan -> shards -> quality passes -> dataset, in that order.
 
-Everything that can be wrong with the input (spec, seeds, server, model, output directory, Ray) is found before
+Everything that can be wrong with the input (spec, seeds, server, models, output directory, Ray) is found before
 the first write. The output directory is then locked for the run, marked as smolalign's (the run record), and
-filled shard by shard; the same command run again continues where a killed run stopped.
+filled shard by shard: the rows, then each quality pass's values (labels, safety, reward, embeddings); the same
+command run again continues where a killed run stopped. `--refilter` (refilter.py) only tallies again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 from ..errors import UsageError
 from ..outputs import atomic_write_text, check_output_dir
-from .spec import fingerprint_fields, load_spec
-
-PLAN_FILE = "plan.json"
-
-
-def _fingerprint(recipe, rows: list[dict]) -> str:
-    text = json.dumps({"spec": fingerprint_fields(recipe), "rows": rows}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _previous_plan(out_dir: Path) -> dict | None:
-    path = out_dir / "work" / PLAN_FILE
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _write_record(out_dir: Path, recipe, backend, status: str, extra: dict | None = None) -> None:
-    from ..redact import redact
-    from ..runinfo import RECIPE_FILE, RUN_FILE, package_versions
-
-    info = {"command": "gen", "subset": recipe.kind, "status": status, "argv": redact(sys.argv),
-            "spec_path": recipe.path, "spec": recipe.to_dict(), "generator": {"backend": backend.kind,
-            "model": backend.model, "base_url": backend.base_url}, "versions": package_versions(),
-            "python": platform.python_version(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
-    atomic_write_text(out_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
-    atomic_write_text(out_dir / RECIPE_FILE, recipe.to_yaml())
-
+from .finish import PLAN_FILE, finish, generator_record, plan_fingerprint, previous_plan, write_record
+from .spec import load_spec
 
 LIBRARY_QUIET = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
                  "TRANSFORMERS_VERBOSITY": "error"}
@@ -85,11 +56,18 @@ def _check_ray(recipe) -> None:
 
 
 def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_url=None, num_rows=None, output=None,
-            ray: bool = False, print_config: bool = False, overwrite: bool = False) -> dict:
-    """Generate a subset; returns the counts. Raises UsageError (before writing anything) on bad input."""
+            ray: bool = False, print_config: bool = False, overwrite: bool = False, refilter: bool = False) -> dict:
+    """Generate a subset, or (`refilter`) tally an existing output again with other thresholds; returns the counts.
+    Raises UsageError (before writing anything) on bad input."""
     _quiet_libraries()
     shortcuts = {"llm.backend": backend, "llm.model": model, "llm.base_url": base_url, "num_rows": num_rows,
                  "output.dir": output, "ray.enabled": True if ray else None}
+    if refilter:
+        from .refilter import run_refilter
+
+        if overwrite or ray:
+            raise UsageError("--refilter keeps every committed row and runs no pipeline: drop --overwrite and --ray")
+        return run_refilter(subset, overrides, shortcuts, print_config=print_config)
     recipe = load_spec(subset, overrides, shortcuts)
     if print_config:
         print(recipe.to_yaml(), end="")
@@ -100,8 +78,8 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
     out_dir = Path(recipe.sections["output"].dir).expanduser()
     seeds = read_seeds(recipe)
     rows = plan_rows(recipe, seeds)
-    fingerprint = _fingerprint(recipe, rows)
-    previous = _previous_plan(out_dir)
+    fingerprint = plan_fingerprint(recipe, rows)
+    previous = previous_plan(out_dir)
     resuming = bool(previous) and previous.get("fingerprint") == fingerprint and not overwrite
     if previous and not resuming and not overwrite:
         raise UsageError(f"'{out_dir}' holds a gen run with another spec, seeds or row count: pass --overwrite to "
@@ -114,15 +92,17 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
         against = load_against(recipe.sections["decontaminate"].against)
     _check_ray(recipe)
     magpie, chat = needs_routes(recipe.kind)
-    found = check_backend(recipe.sections["llm"], magpie, chat)  # last: it may ask a server, which takes longest
-    return _generate(recipe, rows, found, out_dir, fingerprint, overwrite and not resuming, against)
+    found = check_backend(recipe.sections["llm"], magpie, chat)  # late: it may ask a server, which takes longest
+    from .quality.checks import check_quality_inputs
+
+    judges = check_quality_inputs(recipe, found, chat_checked=chat)
+    return _generate(recipe, rows, found, judges, out_dir, fingerprint, overwrite and not resuming, against)
 
 
-def _generate(recipe, rows, backend, out_dir: Path, fingerprint: str, start_over: bool, against) -> dict:
+def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: str, start_over: bool, against) -> dict:
     from ..outputs import empty_directory, output_lock
-    from ..redact import redact_text
-    from .display import GenDisplay, print_summary
-    from .output import dataset_card, tally, write_dataset
+    from .display import GenDisplay
+    from .quality.passes import run_quality
     from .shards import WORK, generate
 
     started = time.monotonic()
@@ -130,7 +110,7 @@ def _generate(recipe, rows, backend, out_dir: Path, fingerprint: str, start_over
         if start_over and any(out_dir.iterdir()):
             empty_directory(out_dir)
         work = out_dir / WORK
-        _write_record(out_dir, recipe, backend, "running")
+        write_record(out_dir, recipe, generator_record(backend), "running")
         atomic_write_text(work / PLAN_FILE, json.dumps({"fingerprint": fingerprint, "rows": len(rows),
                                                         "shard_size": recipe.sections["output"].shard_size}) + "\n")
         # distilabel's files go inside DIR, never ~/.cache: its cache (also passed as cache_dir)...
@@ -143,17 +123,13 @@ def _generate(recipe, rows, backend, out_dir: Path, fingerprint: str, start_over
             from distilabel.models.mixins import cuda_device_placement
 
             cuda_device_placement._CUDA_DEVICE_PLACEMENT_MIXIN_FILE = (work / "cuda_device_placement.json").resolve()
-        display = GenDisplay(recipe.kind)
+        display, labelling = GenDisplay(recipe.kind), GenDisplay(f"{recipe.kind} quality")
         try:
             with _scoped_environ(scoped):
                 history = generate(recipe, rows, backend, out_dir, display)
+                display.stop()
+                run_quality(recipe, rows, history, judges, out_dir, labelling)
         finally:
             display.stop()
-        kept, counts, failures = tally(recipe, rows, history, against)
-        command = redact_text(" ".join(["smolalign", *sys.argv[1:]]) if sys.argv[0].endswith(("smolalign", "cli.py"))
-                              else f"smolalign gen {recipe.kind}")
-        write_dataset(out_dir, kept, failures, lambda *sizes: dataset_card(recipe, backend, counts, command, *sizes))
-        seconds = time.monotonic() - started
-        _write_record(out_dir, recipe, backend, "complete", {"counts": counts, "seconds": round(seconds, 1)})
-    print_summary(recipe.kind, counts, str(out_dir), seconds)
-    return counts
+            labelling.stop()
+        return finish(recipe, rows, history, against, out_dir, generator_record(backend), started)

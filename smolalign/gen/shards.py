@@ -28,10 +28,12 @@ _PART = re.compile(r"shard-(\d+)\.pass-(\d+)\.jsonl$")
 
 
 class ShardStore:
-    """The committed records under DIR/work/shards, one JSON line per row and attempt."""
+    """The committed records under DIR/work/shards (or another folder: a quality pass's), one JSON line per row
+    and attempt, keyed by `key`."""
 
-    def __init__(self, out_dir: Path):
-        self.root = Path(out_dir) / WORK / "shards"
+    def __init__(self, out_dir: Path, folder: str = "shards", key: str = "gen_id"):
+        self.root = Path(out_dir) / WORK / folder
+        self.key = key
 
     def parts(self) -> list[tuple[int, int, Path]]:
         if not self.root.is_dir():
@@ -39,14 +41,17 @@ class ShardStore:
         found = [(int(m.group(1)), int(m.group(2)), p) for p in self.root.iterdir() if (m := _PART.match(p.name))]
         return sorted(found)
 
-    def records(self) -> dict[int, list[dict]]:
-        """gen_id -> its records in commit order."""
-        out: dict[int, list[dict]] = defaultdict(list)
+    def records(self) -> dict:
+        """key -> its records in commit order."""
+        out: dict = defaultdict(list)
         for _, _, path in self.parts():
             for line in path.read_text(encoding="utf-8").splitlines():
                 record = json.loads(line)
-                out[record["gen_id"]].append(record)
+                out[record[self.key]].append(record)
         return out
+
+    def next_pass(self, shard: int) -> int:
+        return 1 + max((p for s, p, _ in self.parts() if s == shard), default=0)
 
     def commit(self, shard: int, pass_no: int, records: list[dict]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -58,9 +63,8 @@ def settled(history: list[dict]) -> dict | None:
     return next((r for r in history if r["status"] in ("ok", "filtered")), None)
 
 
-def pending(rows: list[dict], history: dict[int, list[dict]], max_passes: int) -> list[dict]:
-    return [r for r in rows if settled(history.get(r["gen_id"], [])) is None
-            and len(history.get(r["gen_id"], [])) < max_passes]
+def pending(rows: list[dict], history: dict, max_passes: int, key: str = "gen_id") -> list[dict]:
+    return [r for r in rows if settled(history.get(r[key], [])) is None and len(history.get(r[key], [])) < max_passes]
 
 
 class PipelineLog(logging.Handler):
@@ -89,20 +93,20 @@ class PipelineLog(logging.Handler):
             self.on_batch()
 
 
-def run_pipeline(recipe, rows: list[dict], backend, work: Path, name: str, on_batch=None):
-    """One distilabel pipeline over `rows` -> (its output rows, the last batch error it logged, and how it ended:
-    complete, interrupted (Ctrl-C) or stopped (a step crashed))."""
+def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, on_batch=None):
+    """One distilabel pipeline over `rows`, whose steps `build(source, replicas)` attaches (returning the last one)
+    -> (its output rows, the last batch error it logged, and how it ended: complete, interrupted (Ctrl-C) or stopped
+    (a step crashed))."""
     from distilabel.pipeline import Pipeline
 
     from .steps import PlannedRows
-    from .subsets import add_steps
 
     llm, ray = recipe.sections["llm"], recipe.sections["ray"]
     cache = work / "distilabel"
     shutil.rmtree(cache / name, ignore_errors=True)  # what a killed run of this pass left behind
     with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
         source = PlannedRows(name="rows", data=rows, batch_size=llm.batch_size)
-        last = add_steps(recipe, source, backend, replicas=ray.replicas if ray.enabled else 1)
+        last = build(source, ray.replicas if ray.enabled else 1)
     if ray.enabled:
         address = ray.address or os.environ.get("RAY_ADDRESS")
         # the actors' own prints would scroll our display away; distilabel's log still reaches us via its queue
@@ -165,9 +169,9 @@ def _keep_log(pipeline_cache: Path, target: Path) -> None:
 
 def _record(row: dict, outcome, pass_no: int) -> dict:
     record = {"gen_id": row["gen_id"], "pass": pass_no, "status": outcome.status}
-    if outcome.status == "ok":
+    if outcome.rows is not None:  # ok rows, and a filtered row's own text (it goes to DIR/rejected/)
         record["rows"] = outcome.rows
-    else:
+    if outcome.status != "ok":
         record["reason"] = outcome.reason
         if outcome.detail:
             record["detail"] = outcome.detail
@@ -176,7 +180,7 @@ def _record(row: dict, outcome, pass_no: int) -> dict:
 
 def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[int, list[dict]]:
     """Run every shard to completion (or to its last pass); returns each row's committed history."""
-    from .subsets import interpret
+    from .subsets import add_steps, interpret
 
     out = recipe.sections["output"]
     store = ShardStore(out_dir)
@@ -186,10 +190,11 @@ def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[
     display.start(len(rows), sum(1 for r in rows if not pending([r], history, out.max_passes)))
     for k, shard in enumerate(shards):
         while todo := pending(shard, history, out.max_passes):
-            pass_no = 1 + max((p for s, p, _ in store.parts() if s == k), default=0)
+            pass_no = store.next_pass(k)
             display.begin_pass(k, len(shards), pass_no, len(todo), recipe.sections["llm"].batch_size)
             name = f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}"
-            outputs, error, status = run_pipeline(recipe, todo, backend, work, name, on_batch=display.batch_done)
+            build = lambda source, replicas: add_steps(recipe, source, backend, replicas=replicas)  # noqa: E731
+            outputs, error, status = run_pipeline(recipe, todo, build, work, name, on_batch=display.batch_done)
             by_id = {o.get("gen_id"): o for o in outputs}
             records = []
             for row in todo:
@@ -200,16 +205,20 @@ def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[
                     records.append(_record(row, _lost(error), pass_no))
             if records:  # what came back is kept, even from a run stopped early; rows it never reached are not tries
                 store.commit(k, pass_no, records)
-            if status == "interrupted":
-                raise KeyboardInterrupt
-            if status == "stopped":
-                raise GenerationStopped(f"distilabel stopped the pipeline ({error or 'a step failed'}; log: "
-                                        f"{work / 'logs' / (name + '.log')}): fix it and run the same command again, "
-                                        f"it continues from the committed rows")
+            raise_if_stopped(status, error, work, name)
             for record in records:
                 history[record["gen_id"]].append(record)
             display.end_pass(sum(1 for r in rows if not pending([r], history, out.max_passes)))
     return history
+
+
+def raise_if_stopped(status: str, error: str | None, work: Path, name: str) -> None:
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if status == "stopped":
+        raise GenerationStopped(f"distilabel stopped the pipeline ({error or 'a step failed'}; log: "
+                                f"{work / 'logs' / (name + '.log')}): fix it and run the same command again, it "
+                                f"continues from the committed rows")
 
 
 class GenerationStopped(UsageError):

@@ -1,8 +1,9 @@
 """Generation specs: what `data_gen/*.yaml` may hold, checked by the same loader as the training recipes.
 
 Each subset has its own top-level settings (so `styles=` on magpie-ultra is an unknown key with a did-you-mean, not
-a silently ignored one) and shares the sections `llm`, `output`, `decontaminate` and `ray`; the subsets that read
-seed texts also have `seeds`. Every value is checked before anything is written or any model is loaded.
+a silently ignored one) and shares the sections `llm`, `output`, `decontaminate` and `ray`, and the quality passes'
+`labels`, `safety`, `reward`, `near_dedup`, `minhash` and `filters` (quality/spec.py); the subsets that read seed
+texts also have `seeds`. Every value is checked before anything is written or any model is loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 from ..config import RecipeSchema, load_recipe, read_yaml
 from ..errors import UsageError
 from ..resources import resolve_recipe, shipped_dir
+from .quality.spec import QUALITY_SECTIONS, check_quality
 
 
 @dataclass
@@ -59,6 +61,8 @@ class LabelSection:
     temperature: float = 0.0
     """Sampling temperature of the labelling call (0: greedy, the labels should be deterministic)."""
     max_new_tokens: int = 512
+    reading: Literal["ifeval", "strict"] = "ifeval"
+    """How responses are verified: IFEval's own verdicts, or the stricter readings (gen/constraints/text.py)."""
 
 
 @dataclass
@@ -146,7 +150,8 @@ class SummarizationSettings(Common):
     """Target summary length of an article, as a share of its words."""
 
 
-BASE_SECTIONS = {"llm": LLMSection, "output": OutputSection, "decontaminate": DecontaminateSection, "ray": RaySection}
+BASE_SECTIONS = {"llm": LLMSection, "output": OutputSection, "decontaminate": DecontaminateSection, "ray": RaySection,
+                 **QUALITY_SECTIONS}
 SUBSET_SECTIONS = {
     "magpie-ultra": (MagpieUltraSettings, {}),
     "smol-constraints": (ConstraintsSettings, {"label": LabelSection}),
@@ -154,6 +159,30 @@ SUBSET_SECTIONS = {
     "smol-summarization": (SummarizationSettings, {"seeds": SeedsSection}),
 }
 SUMMARY_KEYS = ("one_sentence", "up_to_three_sentences", "article")
+
+
+def check_llm(llm: dict, prefix: str) -> list[str]:
+    """The checks of one LLM's settings: the generator's `llm`, or a judge's merged with it (`labels.llm`)."""
+    problems = []
+    if llm.get("temperature", 0.0) < 0:
+        problems.append(f"{prefix}.temperature={llm['temperature']} must be at least 0")
+    if not 0 < llm.get("top_p", 1.0) <= 1:
+        problems.append(f"{prefix}.top_p={llm['top_p']} must be in (0, 1]")
+    if llm.get("repetition_penalty", 1.0) <= 0:
+        problems.append(f"{prefix}.repetition_penalty={llm['repetition_penalty']} must be above 0")
+    for key in ("max_new_tokens", "batch_size", "timeout"):
+        if key in llm and llm[key] < 1:
+            problems.append(f"{prefix}.{key}={llm[key]} must be at least 1")
+    if llm.get("max_retries", 0) < 0 or llm.get("top_k", 0) < 0:
+        problems.append(f"{prefix}.max_retries and {prefix}.top_k must be 0 or more")
+    if llm.get("backend", "openai") == "openai":
+        for key, neutral in (("top_k", 0), ("repetition_penalty", 1.0)):
+            if llm.get(key, neutral) != neutral:
+                problems.append(f"{prefix}.{key} is not part of the OpenAI API: remove it, or use --backend "
+                                f"transformers or vllm")
+    elif not llm.get("model"):
+        problems.append(f"{prefix}.model is required with backend {llm['backend']}: pass --model PATH_OR_HUB_ID")
+    return problems
 
 
 def _check(subset: str, checked: dict) -> list[str]:
@@ -170,24 +199,7 @@ def _check(subset: str, checked: dict) -> list[str]:
         problems.append(f"turns={s['turns']} must be at least 1")
     if subset == "smol-constraints" and s.get("turns", 1) != 1:
         problems.append("smol-constraints checks one response against one query: set turns=1")
-    if llm.get("temperature", 0.0) < 0:
-        problems.append(f"llm.temperature={llm['temperature']} must be at least 0")
-    if not 0 < llm.get("top_p", 1.0) <= 1:
-        problems.append(f"llm.top_p={llm['top_p']} must be in (0, 1]")
-    if llm.get("repetition_penalty", 1.0) <= 0:
-        problems.append(f"llm.repetition_penalty={llm['repetition_penalty']} must be above 0")
-    for key in ("max_new_tokens", "batch_size", "timeout"):
-        if key in llm and llm[key] < 1:
-            problems.append(f"llm.{key}={llm[key]} must be at least 1")
-    if llm.get("max_retries", 0) < 0 or llm.get("top_k", 0) < 0:
-        problems.append("llm.max_retries and llm.top_k must be 0 or more")
-    if llm.get("backend", "openai") == "openai":
-        for key, neutral in (("top_k", 0), ("repetition_penalty", 1.0)):
-            if llm.get(key, neutral) != neutral:
-                problems.append(f"llm.{key} is not part of the OpenAI API: remove it, or use --backend "
-                                f"transformers or vllm")
-    elif not llm.get("model"):
-        problems.append(f"llm.model is required with backend {llm['backend']}: pass --model PATH_OR_HUB_ID")
+    problems += check_llm(llm, "llm")
     for key in ("shard_size", "max_passes"):
         if key in out and out[key] < 1:
             problems.append(f"output.{key}={out[key]} must be at least 1")
@@ -199,6 +211,9 @@ def _check(subset: str, checked: dict) -> list[str]:
     if seeds.get("limit") is not None and seeds["limit"] < 1:
         problems.append(f"seeds.limit={seeds['limit']} must be at least 1 (or null for all)")
     problems += _check_subset(subset, s)
+    from ..config.typecheck import field_types
+
+    problems += check_quality(subset, checked, field_types(LLMSection), check_llm)
     return problems
 
 
@@ -237,7 +252,8 @@ def _check_subset(subset: str, s: dict) -> list[str]:
 
 def schema_for(subset: str) -> RecipeSchema:
     settings, extra = SUBSET_SECTIONS[subset]
-    paths = ("llm.model", "llm.tokenizer", "seeds.dataset", "decontaminate.against")
+    paths = ("llm.model", "llm.tokenizer", "seeds.dataset", "decontaminate.against", "labels.llm.model",
+             "safety.llm.model", "safety.model", "reward.model", "near_dedup.model")
     return RecipeSchema(kind="gen", sections={**BASE_SECTIONS, **extra}, settings=settings,
                         check=lambda checked: _check(subset, checked), paths=paths, folder="data_gen",
                         marker="subset")
@@ -277,11 +293,18 @@ def _yaml_scalar(value) -> str:
     return str(value)
 
 
+# how an LLM is reached, not what it writes: a rerun may change them (the server's address may move)
+NOT_FINGERPRINTED = ("base_url", "api_key_env", "batch_size", "max_retries", "timeout", "device", "dtype")
+
+
+def llm_fingerprint(llm: LLMSection) -> dict:
+    return {k: v for k, v in dataclasses.asdict(llm).items() if k not in NOT_FINGERPRINTED}
+
+
 def fingerprint_fields(recipe) -> dict:
-    """What decides the rows: a rerun into the same directory must match it (the server's address may change)."""
-    llm = dataclasses.asdict(recipe.sections["llm"])
-    for key in ("base_url", "api_key_env", "batch_size", "max_retries", "timeout", "device", "dtype"):
-        llm.pop(key)
+    """What decides the rows: a rerun into the same directory must match it. The quality passes have their own
+    fingerprints (quality/passes.py), so changing a label or a threshold never asks for the rows again."""
+    llm = llm_fingerprint(recipe.sections["llm"])
     return {"subset": recipe.kind, "settings": dataclasses.asdict(recipe.settings), "llm": llm,
             "label": dataclasses.asdict(recipe.sections["label"]) if "label" in recipe.sections else None,
             "shard_size": recipe.sections["output"].shard_size}

@@ -199,16 +199,19 @@ def _constraints(recipe, row, error) -> Outcome:
     labels = row.get("labels")
     if labels is None:
         _need(None, "constraint labels", error)
+    messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+    as_row = [_row(recipe, messages, gen_id=row["gen_id"])]  # a filtered row is kept, with its reason, in rejected/
     try:
         ids, kwargs = parse_constraint_labels(labels)
     except ValueError as problem:
-        return Outcome("filtered", reason="constraint labels not parseable", detail=str(problem)[:300])
+        return Outcome("filtered", rows=as_row, reason="constraint labels not parseable", detail=str(problem)[:300])
     problem = validate_instructions(ids, kwargs)
     if problem:
-        return Outcome("filtered", reason="invalid or conflicting constraint labels", detail=problem[:300])
-    if not passes_strict(response, ids, kwargs, prompt=instruction):
-        return Outcome("filtered", reason="response fails the strict IFEval check", detail=", ".join(ids))
-    messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+        return Outcome("filtered", rows=as_row, reason="invalid or conflicting constraint labels",
+                       detail=problem[:300])
+    reading = recipe.sections["label"].reading
+    if not passes_strict(response, ids, kwargs, prompt=instruction, reading=reading):
+        return Outcome("filtered", rows=as_row, reason="response fails the strict IFEval check", detail=", ".join(ids))
     return Outcome("ok", rows=[_row(recipe, messages, instruction_id_list=ids, kwargs=json.dumps(kwargs),
                                     gen_id=row["gen_id"])])
 

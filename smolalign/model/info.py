@@ -1,4 +1,5 @@
-"""`smolalign model info`: a model's architecture and exact parameter count, read without loading weights."""
+"""`smolalign model info`: a model's architecture and exact parameter count, read without loading weights (a GGUF
+file's from its metadata)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from ..hub import load_error
 from .build import count_parameters, llama_config
+from .gguf import find_gguf, gguf_config, inspect_gguf
 from .load import check_model_source
 from .presets import PRESETS
 
@@ -29,12 +31,19 @@ def describe(config) -> dict:
 
 
 def model_info(preset_or_path: str, trust_remote_code: bool = False) -> dict:
-    """Architecture and exact parameter count of a preset, local directory or hub id, without loading weights."""
+    """Architecture and exact parameter count of a preset, local directory, GGUF file or hub id, without loading
+    weights."""
     from transformers import AutoConfig
 
     if preset_or_path in PRESETS:
         config = llama_config(preset_or_path)
         config.architectures = ["LlamaForCausalLM"]
+    elif (gguf := find_gguf(preset_or_path)) is not None:
+        source = inspect_gguf(gguf)
+        config = gguf_config(source)
+        config.architectures = config.architectures or ["LlamaForCausalLM"]
+        return {"name": preset_or_path, **describe(config), "parameters": count_parameters(config),
+                "gguf_architecture": source.architecture, "sha256": source.sha256}
     else:
         check_model_source(preset_or_path)
         source = Path(preset_or_path).expanduser()

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..hub import check_hub_name, load_error
 from .build import build_model
+from .gguf import find_gguf, inspect_gguf, resolve_model
 from .presets import PRESETS
 
 
@@ -44,9 +45,13 @@ def choose_placement(dtype: str = "auto", attn_implementation: str = "auto") -> 
     return Placement(device=device, dtype=dtype, attn_implementation=attn_implementation)
 
 
-def check_model_source(name: str) -> None:
+def check_model_source(name: str, gguf_file: str | None = None) -> None:
     """Fail early, before anything heavy, when a model name is plainly wrong: seconds, never minutes."""
     if name in PRESETS:
+        return
+    gguf = find_gguf(name, gguf_file)
+    if gguf is not None:
+        inspect_gguf(gguf)
         return
     path = Path(name).expanduser()
     if path.exists():
@@ -62,6 +67,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    name = resolve_model(name)[0]  # a GGUF file's tokenizer is the one its imported directory holds
     local = Path(name).expanduser()
     if local.is_file():
         raise UsageError(f"tokenizer '{name}' is a file: give the directory that holds it")
@@ -85,8 +91,10 @@ def load_model(
     attn_implementation: str = "auto",
     trust_remote_code: bool = False,
     seed: int = 0,
+    gguf_file: str | None = None,
 ):
-    """Return (model, tokenizer, placement) for a preset (fresh weights), a local directory or a hub id."""
+    """Return (model, tokenizer, placement) for a preset (fresh weights), a local directory, a GGUF file (see
+    gguf.py) or a hub id."""
     from transformers import AutoModelForCausalLM
 
     placement = choose_placement(dtype, attn_implementation)
@@ -99,8 +107,9 @@ def load_model(
         model.config._attn_implementation = placement.attn_implementation
         return model, tok, placement
 
-    check_model_source(name_or_path)
-    source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path
+    check_model_source(name_or_path, gguf_file)
+    loadable = resolve_model(name_or_path, gguf_file)[0]
+    source = str(Path(loadable).expanduser()) if Path(loadable).expanduser().exists() else loadable
     tok = load_tokenizer(tokenizer or source, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(

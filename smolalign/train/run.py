@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from ..config import Recipe, RecipeSchema, load_recipe
+from ..config import Recipe, RecipeSchema
 from ..errors import UsageError
 from ..outputs import OutputLock, check_output_dir, empty_directory, is_ours
 from ..quiet import show_data_progress
@@ -66,17 +66,16 @@ class Command:
     tokenized dataset); may add to data.report."""
     notes: Callable = lambda data, args: []
     """(data, args) -> lines for the model card."""
+    size: Callable | None = None
+    """(recipe, args, processes) -> [plan.size.Phase]: the run's phases as `smolalign plan` counts them, without data;
+    None: counted from the data (sft, dpo)."""
 
 
 def machine_defaults() -> dict:
-    """Training defaults that depend on the machine, shared by every command."""
-    import torch
+    """Training defaults that depend on the machine, shared by every command (speed.py's `base_defaults`)."""
+    from .speed import base_defaults, machine_facts
 
-    on_gpu = torch.cuda.is_available()
-    # TRL defaults to bf16 and gradient checkpointing even on CPU, where both only cost time (~3x).
-    # Pinned memory only speeds host-to-GPU copies; on CPU it only warns.
-    return {"bf16": on_gpu and torch.cuda.is_bf16_supported(), "activation_checkpointing": on_gpu,
-            "dataloader_pin_memory": on_gpu}
+    return base_defaults(machine_facts())
 
 
 def process_state():
@@ -94,30 +93,47 @@ def is_main_process() -> bool:
 def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, flags: RunFlags,
             schema: RecipeSchema | None = None) -> Recipe | None:
     """Load and validate the recipe; print it, or hand the run to accelerate, when asked. None: nothing to train."""
-    recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
+    import os
+
+    from .speed import explain, load_command_recipe, machine_facts
+
+    machine = machine_facts()
+    resolved = load_command_recipe(recipe_name, kind, overrides, defaults, schema, machine)
+    recipe = resolved.recipe
     if flags.print_config:
         click.echo(recipe.to_yaml(), nl=False)
+        lines = explain(resolved.speed, recipe, machine) + ([f"  {resolved.note}"] if resolved.note else [])
+        click.echo("\n".join(f"# {line}" for line in lines))
         return None
+    if resolved.note and os.environ.get("RANK", "0") == "0":
+        click.echo(f"speed: {resolved.note}", err=True)
     move_token_to_environment(recipe)
+    check_recipe(recipe, kind, flags.merge)
+    if flags.accelerate_config and not inside_launch():
+        check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume)
+        sys.exit(relaunch(flags.accelerate_config, flags.num_processes))
+    return recipe
+
+
+def check_recipe(recipe: Recipe, kind: str, merge: bool = False, args=None) -> None:
+    """Every check that needs no model and no data; `args` stands in for the recipe's own training arguments
+    where they cannot be built on this machine (`smolalign plan` for a GPU, from a CPU)."""
     if not recipe.training.get("output_dir"):
         raise UsageError("training.output_dir is empty: give a directory, e.g. training.output_dir=runs/my-run")
-    args = recipe.training_args()  # the library's own consistency checks, before any model or data is loaded
+    if args is None:
+        args = recipe.training_args()  # the library's own consistency checks, before any model or data is loaded
     from .guards import check_eval_data, check_lora, check_training
 
     check_training(kind, args)
     check_eval_data(args, has_eval=bool(getattr(recipe.data, "eval_split", None)
                                         or getattr(recipe.data, "eval_fraction", 0)))
     check_lora(None, recipe.lora_config())  # the adapter's own values, before any model loads
-    if flags.merge and recipe.lora is None:
+    if merge and recipe.lora is None:
         raise UsageError("--merge needs a lora section: full fine-tuning already writes full weights")
-    if flags.merge:
+    if merge:
         from .merge import check_mergeable
 
         check_mergeable(recipe.model.name_or_path, recipe.model.preset)
-    if flags.accelerate_config and not inside_launch():
-        check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume)
-        sys.exit(relaunch(flags.accelerate_config, flags.num_processes))
-    return recipe
 
 
 def move_token_to_environment(recipe: Recipe) -> None:
@@ -220,13 +236,23 @@ def install_callbacks(trainer, plan: OutputPlan) -> None:
         trainer.add_callback(callback)
 
 
-def load_recipe_model(recipe: Recipe, seed: int):
-    from ..model.load import check_model_source, load_model
+def starting_weights(recipe: Recipe) -> tuple[str | None, dict | None]:
+    """The model to load (a GGUF file: its imported directory), and what the run record says of a GGUF file."""
+    from ..model.gguf import resolve_model
+    from ..model.load import check_model_source
 
-    if recipe.model.name_or_path:
-        check_model_source(recipe.model.name_or_path)
+    if not recipe.model.name_or_path:
+        return None, None
+    check_model_source(recipe.model.name_or_path, recipe.model.gguf_file)
+    name, gguf = resolve_model(recipe.model.name_or_path, recipe.model.gguf_file)
+    return name, gguf.record() if gguf else None
+
+
+def load_recipe_model(recipe: Recipe, seed: int):
+    from ..model.load import load_model
+
     return load_model(
-        name_or_path=recipe.model.name_or_path, preset=recipe.model.preset, tokenizer=recipe.model.tokenizer,
+        name_or_path=starting_weights(recipe)[0], preset=recipe.model.preset, tokenizer=recipe.model.tokenizer,
         dtype=recipe.model.dtype, attn_implementation=recipe.model.attn_implementation,
         trust_remote_code=recipe.model.trust_remote_code, seed=seed,
     )
@@ -321,6 +347,8 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
 
         check_lora(model, recipe.lora_config())
         record = {"placement": vars(placement)}
+        if (gguf := starting_weights(recipe)[1]) is not None:
+            record["starting_weights"] = gguf
         if command.prepare is not None:
             record.update(command.prepare(model, tokenizer, recipe, args, placement) or {})
         # one process per node fills the datasets cache, the others read it (nodes need not share a filesystem)

@@ -1,26 +1,26 @@
-"""The combination:* checkers, (response, kwargs, prompt) -> bool: two answers, or the request repeated first."""
+"""The combination:* checkers, (response, kwargs, strict) -> bool: two answers, or the request repeated first."""
 
 from __future__ import annotations
 
-import re
-
 
 def _two_responses(response: str) -> bool:
-    """Exactly two non-empty, different answers separated by six asterisks."""
-    parts = [p.strip() for p in re.split(r"(?<!\*)\*{6}(?!\*)", response)]
-    return len(parts) == 2 and all(parts) and parts[0] != parts[1]
+    """Split on "******": exactly two non-empty parts, different once stripped; an empty part is allowed only at
+    either end (so "A\\n*******\\nB" is two answers, the second starting with "*")."""
+    parts = response.split("******")
+    if any(not p.strip() for p in parts[1:-1]):
+        return False
+    answers = [p.strip() for p in parts if p.strip()]
+    return len(answers) == 2 and answers[0] != answers[1]
 
 
-def _repeat_prompt(response: str, kw: dict, prompt: str | None) -> bool:
-    """The response starts with the request word for word (case aside) and then answers it."""
-    request = (kw.get("prompt_to_repeat") or prompt or "").strip().lower()
-    if not request:
-        raise ValueError("combination:repeat_prompt needs prompt_to_repeat or the prompt")
-    text = response.strip().lower()
-    return text.startswith(request) and bool(text[len(request):].strip())
+def _repeat_prompt(response: str, kw: dict, strict: bool) -> bool:
+    """The response starts with prompt_to_repeat (case and surrounding space aside). The strict reading also
+    wants an answer after the repeat; IFEval takes the bare repeat as followed."""
+    text, request = response.strip().lower(), kw["prompt_to_repeat"].strip().lower()
+    return text.startswith(request) and (not strict or bool(text[len(request):].strip()))
 
 
 CHECKS = {
-    "combination:two_responses": lambda r, kw, p: _two_responses(r),
+    "combination:two_responses": lambda r, kw, s: _two_responses(r),
     "combination:repeat_prompt": _repeat_prompt,
 }

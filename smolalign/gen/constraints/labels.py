@@ -12,8 +12,7 @@ from .validation import _KIND_HELP
 def _catalogue() -> str:
     lines = []
     for iid, spec in _SPECS.items():
-        args = ", ".join(f"{n}: {_KIND_HELP[k]}" + (" (optional)" if n in spec.optional else "")
-                         for n, k in spec.kwargs.items())
+        args = ", ".join(f"{n}: {_KIND_HELP[k]}" for n, k in spec.kwargs.items())
         lines.append(f"- {iid}: {spec.meaning}." + (f" kwargs: {args}." if args else " kwargs: {}."))
     return "\n".join(lines)
 

@@ -1,9 +1,9 @@
-"""The language:* checker, (response, kwargs, prompt) -> bool: the response is in the asked language."""
+"""The language:* checker, (response, kwargs, strict) -> bool: the response is in the asked language."""
 
 from __future__ import annotations
 
-from .text import detect_language
+from .text import is_language
 
 CHECKS = {
-    "language:response_language": lambda r, kw, p: detect_language(r) == kw["language"].lower().split("-")[0],
+    "language:response_language": lambda r, kw, s: is_language(r, kw["language"], s),
 }

@@ -1,7 +1,19 @@
 """Whether a row's labels can be checked: each id known, its kwargs of the right kinds, and no two instructions
 in conflict.
 
-Conflicts (`validate_instructions` rejects a row carrying both sides):
+The kwargs are accepted as IFEval's `build_description` accepts them where it keeps them as given: counts of 0,
+any one character as a `letter` ("#" too), an id repeated in a row. They are rejected where IFEval raises (a
+language outside its 30 codes, repeat_prompt without prompt_to_repeat, a relation it does not know, a keyword
+that is not a valid regular expression, an unknown kwarg) and also where IFEval would not check what the label
+says, which is where it draws a random value instead: a kwarg left out, a negative count, a `letter` of two
+characters, nth_paragraph outside 1..num_paragraphs. Deliberately stricter than IFEval, since a label like
+that is a labelling mistake: a count that is a bool or a float, a keyword list given as one string, an empty
+string (IFEval's check would then always pass), and a negative capital_frequency (which IFEval would keep).
+(IFEval's evaluation also drops every falsy kwarg before `build_description`, so a count of 0 is random
+there; here it means what it says: "less than 0" never holds, "at least 0" always does.)
+
+Conflicts are ours, not IFEval's (its evaluation checks none): rows that could not be answered well are no
+use as training data. `validate_instructions` rejects a row carrying both sides of one:
 - english_capital <-> english_lowercase; either <-> constrained_response (its fixed phrase is mixed case).
 - json_format <-> every id that imposes text structure outside JSON: two_responses, repeat_prompt, title,
   postscript, number_bullet_lists, number_highlighted_sections, multiple_sections, number_paragraphs,
@@ -12,34 +24,33 @@ Conflicts (`validate_instructions` rejects a row carrying both sides):
   capital_word_frequency "at least"; english_capital <-> capital_word_frequency "less than"; a keyword both
   required (existence, frequency "at least") and forbidden; the same keyword or letter counted twice with
   "less than a" and "at least b" where b >= a.
-- A repeated id, except the keywords:* ids (several keywords may each carry their own count).
 """
 
 from __future__ import annotations
 
-from .registry import _SPECS, INSTRUCTION_IDS
+import re
+
+from .registry import _SPECS
 from .text import LANGUAGES, RELATIONS
 
-_KIND_HELP = {"count": "a positive integer", "relation": "'less than' or 'at least'", "text": "a non-empty string",
-              "word": "one word", "words": "a non-empty list of non-empty strings", "letter": "one letter",
-              "language": "an ISO 639-1 code such as 'en' or 'fr'"}
+_KIND_HELP = {"count": "a whole number, 0 or more", "relation": "'less than' or 'at least'",
+              "text": "a non-empty string", "word": "one word", "words": "a non-empty list of non-empty strings",
+              "letter": "one character", "language": "one of the codes " + ", ".join(LANGUAGES)}
 
 
 def _kind_ok(kind: str, value) -> bool:
     if kind == "count":
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if kind == "relation":
         return value in RELATIONS
-    if kind == "text":
+    if kind in ("text", "word"):  # "word" says what to write; IFEval takes any string (several words never match)
         return isinstance(value, str) and bool(value.strip())
-    if kind == "word":
-        return isinstance(value, str) and len(value.split()) == 1
     if kind == "words":
         return isinstance(value, list) and bool(value) and all(isinstance(w, str) and w.strip() for w in value)
     if kind == "letter":
-        return isinstance(value, str) and len(value) == 1 and value.isalpha()
+        return isinstance(value, str) and len(value) == 1 and not value.isspace()
     if kind == "language":
-        return isinstance(value, str) and value.lower() in LANGUAGES
+        return value in LANGUAGES
     raise AssertionError(kind)
 
 
@@ -69,7 +80,6 @@ CONFLICTS = _pairs(
     (_QUOTE, (_END,)),
     ("length_constraints:number_paragraphs", ("length_constraints:nth_paragraph_first_word",)),
 )
-_REPEATABLE = {i for i in INSTRUCTION_IDS if i.startswith("keywords:")}
 
 
 def _kwargs_problem(iid: str, kwargs) -> str | None:
@@ -81,20 +91,23 @@ def _kwargs_problem(iid: str, kwargs) -> str | None:
         return f"{iid}: unexpected kwarg '{unexpected[0]}' (takes {', '.join(spec.kwargs) or 'none'})"
     for name, kind in spec.kwargs.items():
         if name not in given:
-            if name not in spec.optional:
-                return f"{iid}: missing kwarg '{name}' ({_KIND_HELP[kind]})"
-        elif not _kind_ok(kind, given[name]):
+            return f"{iid}: missing kwarg '{name}' ({_KIND_HELP[kind]})"
+        if not _kind_ok(kind, given[name]):
             return f"{iid}: kwarg '{name}' must be {_KIND_HELP[kind]}, got {given[name]!r}"
-    if iid == "length_constraints:nth_paragraph_first_word" and given["nth_paragraph"] > given["num_paragraphs"]:
-        return f"{iid}: nth_paragraph {given['nth_paragraph']} is past num_paragraphs {given['num_paragraphs']}"
+    if iid == "length_constraints:nth_paragraph_first_word" and not 1 <= given["nth_paragraph"] <= given[
+            "num_paragraphs"]:
+        return f"{iid}: nth_paragraph {given['nth_paragraph']} is not within 1..{given['num_paragraphs']}"
+    for pattern in spec.patterns(given):
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            return f"{iid}: {pattern!r} is not a valid regular expression ({error})"
     return None
 
 
 def _conflict(ids: list[str], kwargs: list[dict]) -> str | None:
     for i, a in enumerate(ids):
         for b in ids[i + 1:]:
-            if a == b and a not in _REPEATABLE:
-                return f"instruction {a} given twice"
             if frozenset((a, b)) in CONFLICTS:
                 return f"conflicting instructions: {a} and {b}"
     by_id: dict[str, list[dict]] = {}

@@ -86,15 +86,24 @@ def pretrain_defaults() -> dict:
     }}
 
 
-def plan_for(recipe, args):
-    """Stages and steps for this recipe on this many processes."""
+def plan_for(recipe, args, processes: int | None = None):
+    """Stages and steps for this recipe on this many processes (the training arguments' own by default)."""
     problems: list[str] = []
     stages = parse_stages(recipe.sections["stages"], recipe.data.sources, recipe.data.block_size, problems)
     plan = make_plan(stages, args.per_device_train_batch_size, args.gradient_accumulation_steps,
-                     args.world_size, problems)
+                     processes or args.world_size, problems)
     if problems:
         raise UsageError("; ".join(problems))
     return plan
+
+
+def run_size(recipe, args, processes: int) -> list:
+    """The stages as `smolalign plan` counts them: the very plan the run follows, on `processes` devices."""
+    from ...plan.size import Phase
+
+    plan = plan_for(recipe, args, processes)
+    return [Phase(stage.name, stage.steps * plan.tokens_per_step(n), stage.steps, stage.block_size,
+                  plan.tokens_per_step(n)) for n, stage in enumerate(plan.stages)]
 
 
 def load_pretrain_data(recipe, tokenizer, args) -> PreparedData:
@@ -212,7 +221,7 @@ def panels(recipe) -> list[tuple[str, list[str]]]:
 
 COMMAND = Command(kind="pretrain", schema=SCHEMA, defaults=pretrain_defaults, load_data=load_pretrain_data,
                   build_trainer=build_trainer, prepare=prepare, panels=panels,
-                  metric_keys=["loss", "tokens_per_second", "mfu"], notes=notes)
+                  metric_keys=["loss", "tokens_per_second", "mfu"], notes=notes, size=run_size)
 
 
 def run_pretrain(recipe_name: str, overrides: list[str], **flag_values) -> dict | None:

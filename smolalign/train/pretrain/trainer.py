@@ -22,7 +22,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ..packing import VARLEN_ATTENTION, block_causal_mask, document_offsets
-from .mfu import device_peak_flops, flops_per_token, mfu
+from ..mfu import device_peak_flops, flops_per_token, mfu
 
 
 def document_positions(input_ids, separator_id: int):

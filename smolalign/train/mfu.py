@@ -4,6 +4,7 @@ FLOPs per trained token = 6N + 12·L·H·Q·T: 6N for the forward and backward m
 embeddings counted once: the output projection is the one that costs), plus attention's scores and values over
 a sequence of T tokens (L layers, H heads of Q dims). MFU = achieved FLOP/s over the devices' dense bf16 peak.
 Attention recomputation, padding and the optimizer are not counted: MFU is model work, not hardware work.
+Used by pretraining's logs, by `smolalign plan` (time at a stated MFU) and by the benchmarks.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def flops_per_token(parameters: int, config, sequence_length: int) -> float:
     return 6.0 * parameters + 12.0 * layers * heads * head_dim * sequence_length
 
 
+def peak_flops(device_name: str) -> float | None:
+    """Dense bf16 peak FLOP/s of a device named like torch names it ("NVIDIA H100 80GB HBM3") or plainly ("H100")."""
+    for key, peak in PEAK_BF16:
+        if key.lower() in device_name.lower():
+            return peak
+    return None
+
+
 def device_peak_flops() -> tuple[float | None, str]:
     """(peak FLOP/s of one device, its name); None on CPU or an unknown GPU. `SMOLALIGN_PEAK_TFLOPS` overrides."""
     import torch
@@ -40,10 +49,7 @@ def device_peak_flops() -> tuple[float | None, str]:
     name = torch.cuda.get_device_name()
     if override:
         return float(override) * 1e12, name
-    for key, peak in PEAK_BF16:
-        if key in name:
-            return peak, name
-    return None, name
+    return peak_flops(name), name
 
 
 def mfu(tokens_per_second: float, flops_token: float, peak: float | None, processes: int) -> float | None:

@@ -1,0 +1,67 @@
+"""The end of every gen run, shared by generation and --refilter: the plan's fingerprint, the run record, and
+committed records -> dataset, card, label figure and the final table. Reads only what is committed; asks no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from ..outputs import atomic_write_text
+from .spec import fingerprint_fields
+
+PLAN_FILE = "plan.json"
+
+
+def plan_fingerprint(recipe, rows: list[dict]) -> str:
+    text = json.dumps({"spec": fingerprint_fields(recipe), "rows": rows}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def previous_plan(out_dir: Path) -> dict | None:
+    path = out_dir / "work" / PLAN_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def generator_record(backend) -> dict:
+    return {"backend": backend.kind, "model": backend.model, "base_url": backend.base_url, "gguf": backend.gguf}
+
+
+def write_record(out_dir: Path, recipe, generator: dict, status: str, extra: dict | None = None) -> None:
+    from ..redact import redact
+    from ..runinfo import RECIPE_FILE, RUN_FILE, package_versions
+
+    info = {"command": "gen", "subset": recipe.kind, "status": status, "argv": redact(sys.argv),
+            "spec_path": recipe.path, "spec": recipe.to_dict(), "generator": generator, "versions": package_versions(),
+            "python": platform.python_version(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+    atomic_write_text(out_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write_text(out_dir / RECIPE_FILE, recipe.to_yaml())
+
+
+def finish(recipe, rows, history, against, out_dir: Path, generator: dict, started: float, extra=None) -> dict:
+    """Committed records -> dataset, card, figure, run record and the final table (generation and refilter alike)."""
+    from ..redact import redact_text
+    from .display import print_summary
+    from .output import dataset_card, tally, write_dataset
+    from .quality.card import plot_labels
+    from .quality.passes import read_passes
+
+    passes, values, _ = read_passes(recipe, rows, history, out_dir)
+    kept, counts, failures, rejected = tally(recipe, rows, history, against, (passes, values))
+    command = redact_text(" ".join(["smolalign", *sys.argv[1:]]) if sys.argv[0].endswith(("smolalign", "cli.py"))
+                          else f"smolalign gen {recipe.kind}")
+    write_dataset(out_dir, kept, failures, lambda sizes: dataset_card(recipe, generator, counts, command, sizes),
+                  rejected=rejected if recipe.sections["filters"].keep_rejected else None,
+                  figure=lambda folder: plot_labels(counts, folder))
+    seconds = time.monotonic() - started
+    write_record(out_dir, recipe, generator, "complete", {"counts": counts, "seconds": round(seconds, 1),
+                                                           **(extra or {})})
+    print_summary(recipe.kind, counts, str(out_dir), seconds)
+    return counts

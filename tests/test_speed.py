@@ -1,0 +1,145 @@
+"""The speed settings: chosen by one plain function of the machine's facts (so the GPU case is tested here, on CPU),
+on for a GPU, off on CPU, each turned off by a recipe key, and shown by --print-config."""
+
+from __future__ import annotations
+
+import pytest
+
+from smolalign.train.speed import Machine, choose_speed, fit_micro_batch, speed_defaults, strategy_from_environment
+
+from .conftest import run_cli
+
+GiB = 1024**3
+H100 = Machine(gpu=True, bf16=True, name="H100", memory=80 * GiB, liger=True, flash_attn=True)
+CPU = Machine(gpu=False)
+OFF = ["training.use_liger_kernel=false", "training.optim=adamw_torch", "training.torch_compile=false",
+       "model.attn_implementation=sdpa", "speed.fit_micro_batch=false"]
+
+
+def chosen(machine: Machine, kind: str) -> dict:
+    return {setting.key: setting.value for setting in choose_speed(machine, kind)}
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo", "pretrain"])
+def test_a_gpu_gets_every_speed_setting_and_a_cpu_none(kind):
+    gpu = chosen(H100, kind)
+    assert gpu["training.use_liger_kernel"] is True
+    assert gpu["training.optim"] == "adamw_torch_fused"
+    assert gpu["model.attn_implementation"] == "flash_attention_2"
+    assert gpu["speed.fit_micro_batch"] is True
+    assert gpu["training.torch_compile"] is (kind == "pretrain")  # one shape a batch only in pretraining
+    cpu = chosen(CPU, kind)
+    assert cpu == {"training.use_liger_kernel": False, "training.optim": None, "training.torch_compile": False,
+                   "model.attn_implementation": None, "speed.fit_micro_batch": False}
+    assert speed_defaults(choose_speed(CPU, kind)) == {
+        "training": {"use_liger_kernel": False, "torch_compile": False}, "speed": {"fit_micro_batch": False}}
+
+
+def test_what_is_not_installed_is_not_chosen():
+    bare = chosen(Machine(gpu=True, bf16=True, name="H100", memory=80 * GiB), "pretrain")
+    assert bare["training.use_liger_kernel"] is False
+    assert bare["model.attn_implementation"] is None  # `auto`: sdpa without flash-attn
+    why = {s.key: s.why for s in choose_speed(Machine(gpu=True), "sft")}
+    assert "pip install 'smolalign[gpu]'" in why["training.use_liger_kernel"]
+
+
+def resolved(machine: Machine, recipe: str, overrides: list[str]):
+    from smolalign.train.speed import load_command_recipe
+    from smolalign.train.sft import COMMAND as SFT
+    from smolalign.train.pretrain.command import COMMAND as PRETRAIN
+
+    command = PRETRAIN if "pretrain" in recipe else SFT
+    return load_command_recipe(recipe, command.kind, overrides, command.defaults(), command.schema, machine)
+
+
+def values(result) -> dict:
+    from smolalign.train.speed import recipe_value
+
+    return {s.key: recipe_value(result.recipe, s.key) for s in result.speed}
+
+
+def test_a_recipe_turns_each_setting_off():
+    from smolalign.train.speed import explain
+
+    on = resolved(H100, "debug/pretrain", [])
+    assert values(on) == {"training.use_liger_kernel": True, "training.optim": "adamw_torch_fused",
+                          "training.torch_compile": True, "model.attn_implementation": "flash_attention_2",
+                          "speed.fit_micro_batch": True}
+    off = resolved(H100, "debug/pretrain", OFF)
+    assert values(off) == {"training.use_liger_kernel": False, "training.optim": "adamw_torch",
+                           "training.torch_compile": False, "model.attn_implementation": "sdpa",
+                           "speed.fit_micro_batch": False}
+    lines = explain(off.speed, off.recipe, H100)[1:]
+    assert len(lines) == 5 and all(" off  " in line and "set by the recipe" in line for line in lines), lines
+    assert all(" on   " in line for line in explain(on.speed, on.recipe, H100)[1:])
+
+
+def test_on_cpu_the_recipe_runs_as_written():
+    result = resolved(CPU, "debug/sft", [])
+    training = result.recipe.training
+    assert (training["per_device_train_batch_size"], training["gradient_accumulation_steps"]) == (8, 1)
+    assert not training["bf16"] and not training["activation_checkpointing"] and not training["use_liger_kernel"]
+    assert result.recipe.model.attn_implementation == "auto" and result.note is None
+
+
+def test_the_micro_batch_that_fits_keeps_the_effective_batch():
+    assert fit_micro_batch(4, 32, lambda m: m <= 16) == (16, 8)
+    assert fit_micro_batch(4, 32, lambda m: True) == (128, 1)
+    assert fit_micro_batch(6, 1, lambda m: m <= 4) == (3, 2)  # divisors only: the product stays 6
+    assert fit_micro_batch(4, 2, lambda m: False) == (1, 8)
+
+
+def test_a_small_gpu_gets_a_smaller_micro_batch_and_the_recipe_can_refuse_it():
+    from smolalign.plan.memory import HEADROOM, estimate
+    from smolalign.plan.model import model_facts
+    from smolalign.plan.shape import shape_of
+
+    base = resolved(CPU, "debug/pretrain", ["data.block_size=2048", "stages=[{name: s, tokens: 1.0e6, "
+                                            "mixture: {prose: 0.5, arith: 0.5}}]"]).recipe
+    arch = model_facts(base.model).arch
+    need = {m: estimate(arch, shape_of(base, m, "single"), "single", 1).total for m in (2, 4, 8)}
+    small = Machine(gpu=True, bf16=True, name="small", memory=int((need[4] + need[8]) / 2 / HEADROOM))
+    overrides = ["data.block_size=2048", "stages=[{name: s, tokens: 1.0e6, mixture: {prose: 0.5, arith: 0.5}}]"]
+    fitted = resolved(small, "debug/pretrain", overrides)
+    assert (fitted.recipe.training["per_device_train_batch_size"],
+            fitted.recipe.training["gradient_accumulation_steps"]) == (4, 2)
+    assert "micro-batch 4 x accumulation 2 instead of the recipe's 8 x 1" in fitted.note
+    kept = resolved(small, "debug/pretrain", overrides + ["speed.fit_micro_batch=false"])
+    assert kept.recipe.training["per_device_train_batch_size"] == 8 and kept.note is None
+
+
+def test_print_config_shows_each_setting_and_why(tmp_path):
+    result = run_cli("pretrain", "debug/pretrain", "--print-config", "training.optim=adamw_torch", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    comments = [line for line in result.stdout.splitlines() if line.startswith("#   ")]
+    assert [line.split()[1] for line in comments] == ["Liger", "fused", "torch.compile", "flash-attn", "micro-batch"]
+    assert "training.optim=adamw_torch: set by the recipe" in result.stdout
+    assert "speed:\n  fit_micro_batch: false" in result.stdout  # the section, as the run record keeps it
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_strategy_accelerate_announces():
+    assert strategy_from_environment({}) == "single"
+    assert strategy_from_environment({"WORLD_SIZE": "8"}) == "DDP"
+    assert strategy_from_environment({"WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true"}) == "FSDP"
+    zero = {"WORLD_SIZE": "8", "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}
+    assert strategy_from_environment(zero) == "ZeRO-3"
+
+
+def test_cpu_turns_checkpointing_on_only_where_the_activations_would_not_fit():
+    """Off on CPU (it costs ~3x there), unless the plan's estimate says the run would not fit the memory; a recipe
+    or command line that writes the key keeps its value."""
+    from smolalign.train.sft import COMMAND
+    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE, load_command_recipe
+
+    def resolved(memory: int, *overrides: str):
+        machine = Machine(gpu=False, memory=memory)
+        return load_command_recipe("debug/sft", "sft", list(overrides), COMMAND.defaults(), COMMAND.schema, machine)
+
+    roomy = resolved(64 * GiB)
+    assert roomy.recipe.training["activation_checkpointing"] is False and roomy.note is None
+    # the tiny preset at 8 x 128 tokens needs a few MB: a machine with 4 MB free cannot hold its activations
+    tight = resolved(4 * 1024**2)
+    assert tight.recipe.training["activation_checkpointing"] is True and tight.note == CPU_CHECKPOINTING_NOTE
+    kept = resolved(4 * 1024**2, "training.activation_checkpointing=false")
+    assert kept.recipe.training["activation_checkpointing"] is False and kept.note is None
