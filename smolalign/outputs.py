@@ -1,8 +1,13 @@
 """Output directories: refuse to clobber, delete only what smolalign wrote, one run at a time, atomic writes.
 
-A run's directory is "ours" when it holds the run record (`smolalign_run.json`). `--overwrite` empties only such
-a directory (or an empty one), never the working directory or anything above it. A directory that holds nothing
-but a failed run's record is not in use: the corrected command may reuse it without `--overwrite`.
+A run's directory is "ours" when it holds the run record (`smolalign_run.json`) or the marker that the one-shot
+writers (model init/import, tokenizer train) leave (`.smolalign`). A directory that holds nothing but a failed
+run's record is not in use: the corrected command may reuse it without `--overwrite`.
+
+`--overwrite` never deletes first. The new output is built in a sibling directory (`.NAME.overwrite`) and swapped in
+by `Replacement.commit()` once it holds a first complete result (a checkpoint, a committed shard, the finished
+files); until then the old output stays whole, and a failed or interrupted run removes only the sibling. The swap
+is one `renameat2(RENAME_EXCHANGE)` where the kernel has it, so no moment exists without an output at the path.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from .errors import UsageError
 
 RUN_FILE = "smolalign_run.json"
+MARKER_FILE = ".smolalign"  # left by the one-shot writers, which keep no run record
 RECORD_FILES = {RUN_FILE, "recipe.yaml"}
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 
@@ -53,7 +59,7 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 
 
 def is_ours(path: Path) -> bool:
-    return (path / RUN_FILE).is_file()
+    return (path / RUN_FILE).is_file() or (path / MARKER_FILE).is_file()
 
 
 def only_a_record(path: Path) -> bool:
@@ -61,8 +67,9 @@ def only_a_record(path: Path) -> bool:
     return path.is_dir() and {p.name for p in path.iterdir()} <= RECORD_FILES
 
 
-def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = False) -> Path:
-    """Check, before anything is written, that the run may use `path`."""
+def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = False,
+                     can_resume: bool = False) -> Path:
+    """Check, before anything is written, that the run may use `path` (`can_resume`: the command has --resume)."""
     path = check_writable(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"output '{path}' exists and is a file: choose another output directory")
@@ -81,10 +88,11 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = 
                              f"choose a run directory of its own")
         if not is_ours(path):
             raise UsageError(f"--overwrite: '{path}' was not written by smolalign ({RUN_FILE} is missing), so it "
-                             f"is not deleted: choose another output directory, or empty it yourself")
+                             f"is not replaced: choose another output directory, or empty it yourself")
         return path
-    raise UsageError(f"output directory '{path}' is not empty: pass --overwrite to replace it, --resume to continue "
-                     f"it, or choose another")
+    resume = ", --resume to continue it" if can_resume else ""
+    raise UsageError(f"output directory '{path}' is not empty: pass --overwrite to replace it{resume}, or choose "
+                     f"another")
 
 
 def empty_directory(path: Path) -> None:
@@ -140,19 +148,133 @@ def output_lock(path: str | os.PathLike) -> Iterator[OutputLock]:
         lock.release()
 
 
+def staging_path(target: Path) -> Path:
+    """Where `--overwrite` builds the new output: a hidden sibling, on the same filesystem so the swap is a rename."""
+    return target.with_name(f".{target.name}.overwrite")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system lacks it."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    return done
+
+
+class Replacement:
+    """Where a command writes its output, and the swap that makes it the output.
+
+    Without an existing output to replace, `path` is the output itself. With one (`--overwrite` of a non-empty
+    directory that `check_output_dir` accepted), `path` is the hidden sibling; `commit()` swaps it in and removes
+    the old output, `discard()` removes the sibling and leaves the old output as it was. `open()` takes the output's
+    lock first (so no other run uses the old output meanwhile) and then the sibling's, which becomes the output's
+    lock after the swap (a flock follows the directory, not its name).
+    """
+
+    def __init__(self, target: str | os.PathLike, overwrite: bool):
+        self.target = Path(target)
+        self.replacing = bool(overwrite) and self.target.is_dir() and any(self.target.iterdir())
+        self.path = staging_path(self.target) if self.replacing else self.target
+        self.committed = not self.replacing
+        self.made_target = not self.target.exists()
+        self._locks: list[OutputLock] = []
+
+    def lock(self) -> None:
+        """Lock the existing output (writes nothing): before the checks that load models and data."""
+        if not self._locks:
+            held = OutputLock(self.target)
+            if held.acquire():
+                self._locks.append(held)
+
+    def open(self) -> Path:
+        """The first write: make the directory the run writes to (a stale sibling of a killed run is removed)."""
+        self.lock()
+        if self.replacing:
+            if self.path.exists():
+                shutil.rmtree(self.path)  # left by a run killed before its swap: we hold the output's lock
+            self.path.mkdir(parents=True)
+            self.path.chmod(0o777 & ~_umask())
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+        if all(lock.path != self.path for lock in self._locks):
+            held = OutputLock(self.path)
+            held.acquire()
+            self._locks.append(held)
+        return self.path
+
+    def commit(self) -> Path:
+        """Make what was written the output (idempotent); the old output is then removed."""
+        if self.committed:
+            return self.target
+        if _exchange(self.path, self.target):
+            shutil.rmtree(self.path, ignore_errors=True)  # the old output now lies at the sibling's name
+        else:
+            old = self.target.with_name(f".{self.target.name}.replaced")
+            shutil.rmtree(old, ignore_errors=True)
+            self.target.rename(old)
+            self.path.rename(self.target)
+            shutil.rmtree(old, ignore_errors=True)
+        self.path, self.committed = self.target, True
+        for held in [lock for lock in self._locks if lock.path == self.target]:
+            held.release()  # that lock was on the old output's directory, now deleted
+            self._locks.remove(held)
+        return self.target
+
+    def discard(self) -> None:
+        """After a failure or an interrupt: remove only this run's own partial work."""
+        if not self.committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = self.target
+        elif self.made_target and self.target.is_dir() and not any(self.target.iterdir()):
+            self.target.rmdir()
+
+    def release(self) -> None:
+        for held in self._locks:
+            held.release()
+        self._locks.clear()
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `path` in one rename, on failure it is removed."""
+def staged_output(target: str | os.PathLike, overwrite: bool) -> Iterator[Replacement]:
+    """For a command that writes its whole output in one go: the block writes into `out.open()`; on success the
+    result is swapped in, on any failure or interrupt only the block's own work is removed."""
+    out = Replacement(target, overwrite)
+    try:
+        yield out
+    except BaseException:
+        out.discard()
+        out.release()
+        raise
+    out.commit()
+    out.release()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, mark: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `path` in one swap, on failure it is removed.
+    `mark`: a writer with no run record leaves the marker that makes the result smolalign's (--overwrite may
+    replace it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any other directory
     try:
         yield staging
+        if mark:
+            (staging / MARKER_FILE).write_text("written by smolalign\n")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if path.exists():
+    if path.exists() and _exchange(staging, path):
+        shutil.rmtree(staging, ignore_errors=True)
+    elif path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         path.rename(old)
         staging.rename(path)

@@ -150,7 +150,7 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
     model.to(getattr(torch, dtype))
     set_stop_tokens(model, tokenizer)
     tokenizer.model_max_length = config.max_position_embeddings  # GGUF leaves it unset (1e30)
-    with atomic_directory(output) as staging:
+    with atomic_directory(output, mark=True) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         respect_umask(staging)

@@ -71,6 +71,6 @@ def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: 
         model_max_length=2048,
     )
     tokenizer.chat_template = SMOLLM2_CHAT_TEMPLATE
-    with atomic_directory(output) as staging:
+    with atomic_directory(output, mark=True) as staging:
         tokenizer.save_pretrained(staging)
     return tokenizer

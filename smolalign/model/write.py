@@ -21,7 +21,7 @@ def init_model(preset: str, tokenizer: str, output: str, overwrite: bool = False
     model.generation_config.bos_token_id = tok.bos_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    with atomic_directory(output) as staging:
+    with atomic_directory(output, mark=True) as staging:
         model.save_pretrained(staging)
         tok.save_pretrained(staging)
     return {"output": str(output), "parameters": sum(p.numel() for p in model.parameters())}
