@@ -50,6 +50,8 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
         if str(resolved) == root or str(resolved).startswith(root + "/"):
             raise UsageError(f"{what} '{path}' is inside {root}, a system tree: choose a directory of your own")
     existing = _nearest_existing(resolved)
+    if existing == resolved and not existing.is_dir():
+        raise UsageError(f"{what} '{path}' is a file, not a directory: give a directory, e.g. runs/my-run")
     if existing != resolved and not existing.is_dir():
         raise UsageError(f"{what} '{path}' lies under '{existing}', which is a file: choose another directory")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -71,8 +73,10 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = 
                      can_resume: bool = False) -> Path:
     """Check, before anything is written, that the run may use `path` (`can_resume`: the command has --resume)."""
     path = check_writable(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"output '{path}' exists and is a file: choose another output directory")
+    if resuming and (not path.is_dir() or not any(path.iterdir())):
+        why = "it is empty" if path.is_dir() else "no such directory"
+        raise UsageError(f"--resume: there is no run in '{path}' ({why}): check the path, or leave out --resume to "
+                         f"start a new run")
     if not path.is_dir() or not any(path.iterdir()) or only_a_record(path):
         return path
     if resuming:
