@@ -62,14 +62,14 @@ def smolalign_side(data: Path, out: Path, preset: str, steps: int, batch: int, m
                    extra: list[str]) -> None:
     import smolalign.train.dpo as dpo
 
-    build = dpo.build_trainer
+    build = dpo.dpo_trainer
 
     def timed(*args, **kwargs):
         trainer = build(*args, **kwargs)
         trainer.add_callback(clock(records))
         return trainer
 
-    dpo.build_trainer = timed
+    dpo.dpo_trainer = timed
     cpu = [] if gpu() else ["training.bf16=false"]
     try:
         dpo.run_dpo("dpo", ["model.name_or_path=null", f"model.preset={preset}", f"model.tokenizer={TOKENIZER}",
@@ -80,7 +80,7 @@ def smolalign_side(data: Path, out: Path, preset: str, steps: int, batch: int, m
                             f"batch.global_rows={batch}", f"training.per_device_train_batch_size={batch}",
                             "speed.fit_micro_batch=false", *cpu, *extra], overwrite=True)
     finally:
-        dpo.build_trainer = build
+        dpo.dpo_trainer = build
 
 
 def trl_side(data: Path, out: Path, preset: str, steps: int, batch: int, max_length: int, records: list) -> None:

@@ -3,7 +3,7 @@
 On a GPU: for each case (preset, micro-batch of 2,048-token rows, gradient checkpointing, Liger when installed, the
 4-D block-causal mask of packed SFT rows), three steps of forward, backward and fused AdamW on one device with the
 weights in the dtype smolalign loads them in (bf16), then `torch.cuda.max_memory_allocated` against the plan's
-single-device total (plan/memory.py). On CPU (`--tiny`, which a test runs): the tiny preset in fp32, the bytes of
+single-device total (model/memory.py). On CPU (`--tiny`, which a test runs): the tiny preset in fp32, the bytes of
 its weights, gradients and AdamW states and of the tensors autograd saves for backward, against the same formulas.
 
 Run by hand: `python bench/plan_memory.py [--presets smollm2-135m,smollm2-360m] [--tiny]`.
@@ -62,8 +62,8 @@ def gpu_case(preset: str, rows: int, checkpointing: bool, liger: bool, block_mas
     default on a GPU), else bf16 weights."""
     import torch
 
-    from smolalign.plan.memory import Shape, estimate
-    from smolalign.plan.model import arch_of
+    from smolalign.model.memory import Shape, estimate
+    from smolalign.model.memory import arch_of
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -90,8 +90,8 @@ def cpu_case() -> list[tuple[str, float, float]]:
     """(what, measured bytes, planned bytes) for the tiny preset in fp32 on CPU."""
     import torch
 
-    from smolalign.plan.memory import Shape, activations, model_states
-    from smolalign.plan.model import arch_of
+    from smolalign.model.memory import Shape, activations, model_states
+    from smolalign.model.memory import arch_of
 
     model, config = build("tiny", 512, torch.float32, "cpu", liger=False)
     inputs = batch(config, 4, 128, "cpu", block_mask=False)

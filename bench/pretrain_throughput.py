@@ -95,12 +95,12 @@ def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "ti
 
     from smolalign.config import load_recipe
     from smolalign.model.build import build_model
-    from smolalign.train.pretrain.command import SCHEMA, load_pretrain_data, pretrain_defaults
+    from smolalign.train.pretrain import command
 
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), steps, block, batch, cache),
-                         pretrain_defaults(), schema=SCHEMA)
+                         command.defaults(), schema=command.SCHEMA)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
-    index = load_pretrain_data(recipe, tokenizer, recipe.training_args()).train
+    index, _ = command.block_index(recipe, command.plan_for(recipe, recipe.training_args()), tokenizer)
     model = build_model(preset, tokenizer, seed=42)
     model.config.use_cache = False
     model.train()
@@ -182,14 +182,15 @@ def positioning(tmp: Path, block: int, batch: int, steps_at: tuple[int, int]) ->
     from smolalign.config import load_recipe
     from smolalign.data.blocks import IndexStage, MixtureIndex
     from smolalign.model.build import build_model
-    from smolalign.train.pretrain.command import SCHEMA, load_pretrain_data, make_trainer, pretrain_defaults
+    from smolalign.train.pretrain import command
+    from smolalign.train.pretrain.command import make_trainer
     from smolalign.train.pretrain.stages import Stage, make_plan
 
     cache = tmp / "blocks"
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), 10, block, batch, cache),
-                         pretrain_defaults(), schema=SCHEMA)
+                         command.defaults(), schema=command.SCHEMA)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
-    files = load_pretrain_data(recipe, tokenizer, recipe.training_args()).train.files
+    _, files = command.block_index(recipe, command.plan_for(recipe, recipe.training_args()), tokenizer)
     mixture = {"prose": 0.5, "arith": 0.5}
     plan = make_plan([Stage("big", 1e12, mixture, block)], batch, 1, 1)  # ~4e9 blocks, indexed lazily
     index = MixtureIndex([IndexStage("big", plan.total_steps * batch, block, mixture)], files, seed=42)

@@ -56,18 +56,17 @@ def _quiet() -> None:
     quiet_output()
 
 
-RECIPE_HELP = "Recipe YAML path, or a shipped name (sft, sft-smol, dpo, debug/sft, debug/dpo)."
-OVERRIDES_HELP = "Overrides as key=value after the recipe, e.g. training.learning_rate=1e-4 data.dataset=my.jsonl."
-
-
 def _training_options(func):
     options = [
+        click.argument("recipe", required=False),
+        click.argument("overrides", nargs=-1),
         click.option("--print-config", is_flag=True, help="Print the resolved recipe and exit."),
-        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory."),
+        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (the old one stays "
+                     "whole until the new run's first checkpoint)."),
         click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint in the output directory."),
         click.option("--merge", is_flag=True, help="With LoRA: also write merged full weights to OUTPUT/merged."),
         click.option("--accelerate-config", type=click.Path(), default=None,
-                     help="Relaunch under `accelerate launch` with this config (e.g. recipes/accelerate/zero3.yaml)."),
+                     help="Relaunch under `accelerate launch` with this config (zero3, fsdp, cpu-ddp or a file)."),
         click.option("--num-processes", type=int, default=None, help="Processes for `accelerate launch`."),
     ]
     for option in reversed(options):
@@ -75,66 +74,75 @@ def _training_options(func):
     return func
 
 
+def _recipe_and_overrides(recipe: str | None, overrides: tuple, default: str | None) -> tuple[str, list[str], bool]:
+    """(recipe, overrides, whether a recipe was named): a first argument with `=` is an override, not a recipe."""
+    overrides = list(overrides)
+    if recipe is not None and "=" in recipe:
+        overrides.insert(0, recipe)
+        recipe = None
+    if recipe is None and default is None:
+        raise UsageError("name a recipe, e.g. `smolalign sft debug/sft` (shipped: sft, sft-smol, debug/sft), or a "
+                         "YAML file of your own")
+    return recipe or default, overrides, recipe is not None
+
+
 @main.command()
-@click.argument("recipe")
-@click.argument("overrides", nargs=-1)
-@click.option("--model", "model_path", default=None, help="Start from this model (a directory or hub id); sets model.name_or_path.")
 @_training_options
-def sft(recipe, overrides, model_path, print_config, overwrite, resume, merge, accelerate_config, num_processes):
-    """Supervised fine-tuning with TRL's SFTTrainer (2 epochs, assistant-only loss, packing)."""
+@click.option("--model", "model_path", default=None, help="Start from this model (a directory, hub id or GGUF file); "
+              "sets model.name_or_path.")
+def sft(recipe, overrides, model_path, **flags):
+    """Supervised fine-tuning with TRL's SFTTrainer (2 epochs, assistant-only loss, packing). RECIPE: a YAML file or
+    a shipped name (sft, sft-smol, debug/sft); key=value overrides follow it."""
     from .train.sft import run_sft
 
     _quiet()
-    run_sft(recipe, list(overrides), model_path=model_path, print_config=print_config, overwrite=overwrite,
-            resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes)
+    recipe, overrides, given = _recipe_and_overrides(recipe, overrides, None)
+    run_sft(recipe, overrides, model_path=model_path, recipe_given=given, **flags)
 
 
 @main.command()
-@click.argument("recipe", required=False)
-@click.argument("overrides", nargs=-1)
-@click.option("--model", "model_path", default=None, help="Start from this model (e.g. runs/sft); sets model.name_or_path.")
 @_training_options
-def dpo(recipe, overrides, model_path, print_config, overwrite, resume, merge, accelerate_config, num_processes):
-    """DPO with TRL's DPOTrainer on UltraFeedback-style pairs, starting from an SFT model."""
+@click.option("--model", "model_path", default=None, help="Start from this model (e.g. runs/sft); sets "
+              "model.name_or_path.")
+def dpo(recipe, overrides, model_path, **flags):
+    """DPO with TRL's DPOTrainer on UltraFeedback-style pairs, starting from an SFT model. RECIPE (default dpo, the
+    paper's): a YAML file or a shipped name (dpo, debug/dpo); key=value overrides follow it."""
     from .train.dpo import run_dpo
 
     _quiet()
-    overrides = list(overrides)
-    if recipe is not None and "=" in recipe:  # no recipe given, only overrides
-        overrides.insert(0, recipe)
-        recipe = None
-    run_dpo(recipe or "dpo", overrides, model_path=model_path, print_config=print_config, overwrite=overwrite,
-            resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes,
-            recipe_given=recipe is not None)
+    recipe, overrides, given = _recipe_and_overrides(recipe, overrides, "dpo")
+    run_dpo(recipe, overrides, model_path=model_path, recipe_given=given, **flags)
 
 
 @main.command()
-@click.argument("recipe", required=False)
-@click.argument("overrides", nargs=-1)
 @_training_options
-def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelerate_config, num_processes):
-    """Multi-stage base pretraining (data mixture per stage, WSD schedule, context extension)."""
+def pretrain(recipe, overrides, merge, **flags):
+    """Multi-stage base pretraining (data mixture per stage, WSD schedule, context extension). RECIPE (default
+    pretrain, the paper's 1.7B): a YAML file or a shipped name (pretrain-135m, pretrain-360m, debug/pretrain)."""
     from .train.pretrain.command import run_pretrain
 
     _quiet()
-    overrides = list(overrides)
-    if recipe is not None and "=" in recipe:  # no recipe given, only overrides
-        overrides.insert(0, recipe)
-        recipe = None
     if merge:
         raise UsageError("--merge is for LoRA fine-tuning; pretraining writes full weights")
-    run_pretrain(recipe or "pretrain", overrides, print_config=print_config, overwrite=overwrite, resume=resume,
-                 accelerate_config=accelerate_config, num_processes=num_processes, recipe_given=recipe is not None)
+    recipe, overrides, given = _recipe_and_overrides(recipe, overrides, "pretrain")
+    run_pretrain(recipe, overrides, recipe_given=given, **flags)
 
 
 def _training_command(kind: str):
+    """The module of a training command: its defaults, checks and facts (train/run.py's `TrainingCommand`)."""
     if kind == "sft":
-        from .train.sft import COMMAND
+        from .train import sft as command
     elif kind == "dpo":
-        from .train.dpo import COMMAND
+        from .train import dpo as command
     else:
-        from .train.pretrain.command import COMMAND
-    return COMMAND
+        from .train.pretrain import command
+    return command
+
+
+def _gpu_names() -> str:
+    from .plan.gpus import GPUS
+
+    return ", ".join(GPUS)
 
 
 @main.command()
@@ -142,8 +150,8 @@ def _training_command(kind: str):
 @click.argument("overrides", nargs=-1)
 @click.option("--gpus", type=int, default=None, help="GPUs the run spreads over (default: the accelerate config's "
               "num_processes, else 1).")
-@click.option("--gpu", "gpu_name", default=None, help="GPU to plan for: H100, H200, A100, A100 40GB, L40S, L4 "
-              "(default: this machine's, else H100).")
+@click.option("--gpu", "gpu_name", default=None, help=f"GPU to plan for: {_gpu_names()} (default: this machine's, "
+              "else H100).")
 @click.option("--accelerate-config", type=click.Path(), default=None,
               help="The accelerate config the run will use (zero3, fsdp or a path): its strategy and processes.")
 @click.option("--mfu", type=float, default=None, help="MFU for the time (default: the last one measured in bench/).")
@@ -286,8 +294,14 @@ def model():
     """Create and inspect models built from the one SmolLM2 definition."""
 
 
+def _preset_names() -> str:
+    from .model.presets import PRESETS
+
+    return ", ".join(PRESETS)
+
+
 @model.command("init")
-@click.option("--preset", required=True, help="smollm2-135m, smollm2-360m, smollm2-1.7b or tiny.")
+@click.option("--preset", required=True, help=f"One of {_preset_names()}.")
 @click.option("--tokenizer", "tokenizer_path", required=True, help="Tokenizer directory or hub id.")
 @click.option("--output", required=True, type=click.Path(), help="Directory for the model and tokenizer.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -71,24 +71,13 @@ def hub_reachable() -> bool:
 
 def _recipe_writing(name: str) -> str | None:
     """The shipped recipe whose output_dir is `name`, as the command that writes it."""
-    import yaml
+    from .resources import recipe_writing, shipped_dir
 
-    from .resources import shipped_dir, shipped_recipes
-
-    try:
-        root = shipped_dir("recipes")
-        recipes = shipped_recipes()
-    except FileNotFoundError:
+    found = recipe_writing(name)
+    if found is None:
         return None
-    for path in recipes:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        output = ((data.get("training") or {}) if isinstance(data, dict) else {}).get("output_dir")
-        if isinstance(output, str) and Path(output) == Path(name) and data.get("recipe"):
-            return f"smolalign {data['recipe']} {path.relative_to(root).with_suffix('')}"
-    return None
+    path, data = found
+    return f"smolalign {data['recipe']} {path.relative_to(shipped_dir('recipes')).with_suffix('')}"
 
 
 def _meant_as_local(name: str) -> bool:
@@ -124,6 +113,11 @@ def _valid_hub_id(name: str) -> bool:
     except HFValidationError:
         return False
     return True
+
+
+def offline(name: str) -> bool:
+    """A hub id that cannot be read here because the hub does not answer (rather than a wrong name)."""
+    return not looks_like_local_path(name) and not Path(name).expanduser().exists() and not hub_reachable()
 
 
 def offline_error(kind: str, name: str) -> UsageError:

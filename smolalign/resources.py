@@ -37,3 +37,23 @@ def resolve_recipe(name_or_path: str, folder: str = "recipes") -> Path:
     names = ", ".join(str(p.relative_to(root).with_suffix("")) for p in shipped_recipes(folder))
     what = "recipe" if folder == "recipes" else "spec"
     raise UsageError(f"{what} '{name_or_path}' not found: give a path to a YAML file or a shipped name ({names})")
+
+
+def recipe_writing(output_dir: str) -> tuple[Path, dict] | None:
+    """The shipped training recipe whose `training.output_dir` is `output_dir` (a run that a later one starts from,
+    such as DPO's `runs/smollm2-1.7b-sft`), with its YAML as written; None when no shipped recipe writes it."""
+    import yaml
+
+    try:
+        recipes = shipped_recipes()
+    except FileNotFoundError:
+        return None
+    for path in recipes:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        output = ((data.get("training") or {}) if isinstance(data, dict) else {}).get("output_dir")
+        if isinstance(output, str) and Path(output) == Path(output_dir) and data.get("recipe"):
+            return path, data
+    return None

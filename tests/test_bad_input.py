@@ -13,6 +13,8 @@ import time
 import pytest
 
 from smolalign.errors import UsageError
+from smolalign.train import dpo as DPO
+from smolalign.train import sft as SFT
 
 from .conftest import REPO, assert_user_error, run_cli, write_jsonl
 
@@ -215,9 +217,11 @@ def test_check_training_passes_sane_settings():
 
     from smolalign.train.guards import check_training
 
-    check_training("sft", _sft_config(max_length=128, packing=True, report_to=["tensorboard"], save_steps=100))
-    check_training("dpo", _dpo_config(beta=0.5, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]))
-    check_training("pretrain", TrainingArguments(output_dir="unused", max_steps=10, num_train_epochs=0))
+    from smolalign.train.pretrain import command as pretrain
+
+    check_training(_sft_config(max_length=128, packing=True, report_to=["tensorboard"], save_steps=100), SFT)
+    check_training(_dpo_config(beta=0.5, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]), DPO)
+    check_training(TrainingArguments(output_dir="unused", max_steps=10, num_train_epochs=0), pretrain)
 
 
 def test_check_training_names_every_problem_at_once():
@@ -226,7 +230,7 @@ def test_check_training_names_every_problem_at_once():
     args = _sft_config(learning_rate=-1, per_device_train_batch_size=0, per_device_eval_batch_size=0, max_length=0,
                        gradient_accumulation_steps=0, num_train_epochs=-2, save_steps=0, report_to=["nope"])
     with pytest.raises(UsageError) as info:
-        check_training("sft", args)
+        check_training(args, SFT)
     message = str(info.value)
     assert message.startswith("8 problems in the training settings")
     for key in ("learning_rate=-1", "per_device_train_batch_size=0", "per_device_eval_batch_size=0",
@@ -244,32 +248,33 @@ def test_report_to_an_integration_that_is_not_installed():
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
     with pytest.raises(UsageError, match=r"'wandb', which is not installed: `pip install wandb`, or remove it"):
-        check_training("sft", _sft_config(report_to=["wandb"]))
+        check_training(_sft_config(report_to=["wandb"]), SFT)
 
 
 def test_dpo_guard_reads_loss_names_from_trl():
     from trl import DPOTrainer
 
-    from smolalign.train.guards import check_training, dpo_loss_types
+    from smolalign.train.dpo import loss_types
+    from smolalign.train.guards import check_training
 
     # the names parsed from DPOConfig's help are exactly the ones DPOTrainer's loss code accepts
     source = inspect.getsource(DPOTrainer)
     accepted = re.findall(r'loss_type == "(\w+)"', source)
-    assert dpo_loss_types() and set(dpo_loss_types()) == set(accepted)
+    assert loss_types() and set(loss_types()) == set(accepted)
     with pytest.raises(UsageError) as info:
-        check_training("dpo", _dpo_config(beta=-1, loss_type=["sigmoid", "bogus"]))
+        check_training(_dpo_config(beta=-1, loss_type=["sigmoid", "bogus"]), DPO)
     assert "training.beta=-1" in str(info.value) and "'bogus', unknown to TRL's DPOTrainer" in str(info.value)
     with pytest.raises(UsageError, match="exo_pair needs training.label_smoothing"):
-        check_training("dpo", _dpo_config(loss_type=["exo_pair"]))
+        check_training(_dpo_config(loss_type=["exo_pair"]), DPO)
     with pytest.raises(UsageError, match="does not work with loss nca_pair"):
-        check_training("dpo", _dpo_config(loss_type=["nca_pair"], f_divergence_type="js_divergence"))
+        check_training(_dpo_config(loss_type=["nca_pair"], f_divergence_type="js_divergence"), DPO)
 
 
 def test_sft_guard_loss_type_and_packing_length():
     from smolalign.train.guards import check_training
 
     with pytest.raises(UsageError) as info:
-        check_training("sft", _sft_config(loss_type="mse", packing=True, max_length=None))
+        check_training(_sft_config(loss_type="mse", packing=True, max_length=None), SFT)
     assert "loss_type='mse'" in str(info.value) and "packing=true needs training.max_length" in str(info.value)
 
 

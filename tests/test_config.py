@@ -5,7 +5,7 @@ import pytest
 from smolalign.config import load_recipe, parse_overrides
 from smolalign.errors import UsageError
 from smolalign.resources import resolve_recipe, shipped_recipes
-from smolalign.train.sft import sft_defaults
+from smolalign.train.sft import defaults as sft_defaults
 
 from .conftest import run_cli
 
@@ -106,10 +106,10 @@ def test_every_shipped_recipe_validates(path):
 
     kind = read_yaml(path)["recipe"]
     module = {"pretrain": "smolalign.train.pretrain.command"}.get(kind, f"smolalign.train.{kind}")
-    command = importlib.import_module(module).COMMAND  # each command module exposes one
+    command = importlib.import_module(module)  # each command module declares its defaults and schema
     # the GPU recipes ask for bf16, which TRL refuses on a CPU-only machine: check everything else here
     cpu = [] if torch.cuda.is_available() else ["training.bf16=false"]
-    recipe = load_recipe(str(path), kind, cpu, command.defaults(), schema=command.schema)
+    recipe = load_recipe(str(path), kind, cpu, command.defaults(), schema=command.SCHEMA)
     assert recipe.training_args().output_dir == recipe.training["output_dir"]
     assert path.read_text().startswith("#"), "each recipe starts with a comment naming its source and command"
 

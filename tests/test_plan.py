@@ -11,8 +11,8 @@ import pytest
 from smolalign.errors import UsageError
 import torch
 
-from smolalign.plan.memory import Shape, activations, model_states
-from smolalign.plan.model import arch_of
+from smolalign.model.memory import Shape, activations, model_states
+from smolalign.model.memory import arch_of
 
 from .conftest import REPO, run_cli
 
@@ -43,7 +43,7 @@ def test_weights_gradients_and_adamw_states_are_the_real_models_bytes(dtype):
     arch = arch_of(model.config)
     shape = Shape(rows=1, sequence=1, weight_bytes=torch.finfo(dtype).bits // 8)
     assert model_states(arch, shape, "single", 1) == (weights, gradients, states)
-    # spread over 4 devices: each strategy keeps its share of the same bytes (plan/memory.py's table)
+    # spread over 4 devices: each strategy keeps its share of the same bytes (model/memory.py's table)
     ddp = model_states(arch, shape, "DDP", 4)
     assert ddp == (weights, 2 * gradients, states)  # DDP's buckets: a second copy of the gradients
     w, g, o = model_states(arch, shape, "FSDP", 4)
@@ -106,11 +106,9 @@ def test_activations_are_the_tensors_a_real_model_saves(dtype, checkpointing):
 
 def plan(recipe: str, overrides=(), **options) -> dict:
     from smolalign.plan.run import plan_run, recipe_kind
-    from smolalign.train.dpo import COMMAND as DPO
-    from smolalign.train.pretrain.command import COMMAND as PRETRAIN
-    from smolalign.train.sft import COMMAND as SFT
+    from smolalign.cli import _training_command
 
-    command = {"sft": SFT, "dpo": DPO, "pretrain": PRETRAIN}[recipe_kind(recipe)]
+    command = _training_command(recipe_kind(recipe))
     return plan_run(command, recipe, list(overrides), **options)
 
 

@@ -39,20 +39,32 @@ def debug_pretrain_run(tmp_path_factory):
     return out
 
 
+def debug_recipe(*overrides):
+    from smolalign.config import load_recipe
+    from smolalign.train.pretrain import command
+
+    return load_recipe("debug/pretrain", "pretrain", list(overrides), command.defaults(), schema=command.SCHEMA)
+
+
+def pretrain_trainer(recipe):
+    """The trainer `run_pretrain` builds for `recipe`, in this process, with the same steps (nothing trained)."""
+    from smolalign.model.load import load_model
+    from smolalign.train.pretrain import command
+
+    args = recipe.training_args()
+    model, tokenizer, placement = load_model(preset=recipe.model.preset, tokenizer=recipe.model.tokenizer,
+                                             seed=args.seed)
+    plan = command.plan_for(recipe, args)
+    index, _ = command.block_index(recipe, plan, tokenizer)
+    return command.make_trainer(model, tokenizer, args, index, plan, recipe.training,
+                                recipe.data.cross_document_attention, placement.attn_implementation)
+
+
 @pytest.fixture(scope="module")
 def debug_trainer(tmp_path_factory):
     """The trainer `smolalign pretrain debug/pretrain` builds, in this process (nothing trained)."""
-    from smolalign.config import load_recipe
-    from smolalign.train.pretrain.command import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
-    from smolalign.train.run import load_recipe_model
-
     out = tmp_path_factory.mktemp("trainer") / "out"
-    recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={out}", "training.report_to=[]"],
-                         pretrain_defaults(), schema=SCHEMA)
-    args = recipe.training_args()
-    model, tokenizer, _ = load_recipe_model(recipe, args.seed)
-    data = load_pretrain_data(recipe, tokenizer, args)
-    return build_trainer(model, tokenizer, args, data, recipe)
+    return pretrain_trainer(debug_recipe(f"training.output_dir={out}", "training.report_to=[]"))
 
 
 def source_of(block, tokenizer) -> str:
@@ -222,17 +234,11 @@ def test_documents_apart_through_the_pretrain_trainer_on_cpu(tmp_path):
 
     import torch
 
-    from smolalign.config import load_recipe
-    from smolalign.train.pretrain.command import SCHEMA, build_trainer, load_pretrain_data, pretrain_defaults
-    from smolalign.train.run import load_recipe_model
-
-    recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={tmp_path / 'out'}",
-                                                        "training.report_to=[]", "data.cross_document_attention=false"],
-                         pretrain_defaults(), schema=SCHEMA)
-    args = recipe.training_args()
-    model, tokenizer, _ = load_recipe_model(recipe, args.seed)
+    recipe = debug_recipe(f"training.output_dir={tmp_path / 'out'}", "training.report_to=[]",
+                          "data.cross_document_attention=false")
+    trainer = pretrain_trainer(recipe)
+    model = trainer.model
     plain = copy.deepcopy(model)
-    trainer = build_trainer(model, tokenizer, args, load_pretrain_data(recipe, tokenizer, args), recipe)
     assert trainer.model.config._attn_implementation == "sdpa_by_document"
     batch = next(iter(trainer.get_train_dataloader()))
     assert "cu_seq_lens_q" in batch and "attention_mask" not in batch
@@ -391,11 +397,9 @@ def test_benchmark_runs_in_tiny_mode():
 
 
 def test_report_curves_name_the_recipes_own_sources(tmp_path):
-    from smolalign.config import load_recipe
-    from smolalign.train.pretrain.command import COMMAND, SCHEMA, pretrain_defaults
+    from smolalign.train.pretrain.command import panels as curves
 
-    recipe = load_recipe("debug/pretrain", "pretrain", [f"training.output_dir={tmp_path}"], pretrain_defaults(),
-                         schema=SCHEMA)
-    panels = dict(COMMAND.panels(recipe))
+    recipe = debug_recipe(f"training.output_dir={tmp_path}")
+    panels = dict(curves(recipe))
     assert panels["tokens per source"] == [f"tokens/{name}" for name in recipe.data.sources] == ["tokens/prose",
                                                                                                 "tokens/arith"]

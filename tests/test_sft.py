@@ -12,7 +12,7 @@ import pytest
 
 from smolalign.config import DataSection, load_recipe
 from smolalign.data import load_data
-from smolalign.train.sft import sft_defaults
+from smolalign.train.sft import defaults as sft_defaults
 
 from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 

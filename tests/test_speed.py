@@ -17,8 +17,14 @@ OFF = ["training.use_liger_kernel=false", "training.optim=adamw_torch", "trainin
        "model.attn_implementation=sdpa", "speed.fit_micro_batch=false", "model.dtype=bfloat16"]
 
 
+def command(kind: str):
+    from smolalign.cli import _training_command
+
+    return _training_command(kind)
+
+
 def chosen(machine: Machine, kind: str) -> dict:
-    return {setting.key: setting.value for setting in choose_speed(machine, kind)}
+    return {setting.key: setting.value for setting in choose_speed(machine, command(kind))}
 
 
 @pytest.mark.parametrize("kind", ["sft", "dpo", "pretrain"])
@@ -34,7 +40,7 @@ def test_a_gpu_gets_every_speed_setting_and_a_cpu_none(kind):
     assert cpu == {"model.dtype": None, "training.use_liger_kernel": False, "training.optim": None,
                    "training.torch_compile": False, "model.attn_implementation": None,
                    "speed.fit_micro_batch": False}
-    assert speed_defaults(choose_speed(CPU, kind)) == {
+    assert speed_defaults(choose_speed(CPU, command(kind))) == {
         "training": {"use_liger_kernel": False, "torch_compile": False}, "speed": {"fit_micro_batch": False}}
 
 
@@ -54,23 +60,24 @@ def test_liger_and_torch_compile_are_never_chosen_together(kind, liger):
 def test_pretraining_keeps_fp32_master_weights_on_a_gpu_and_alignment_bf16(kind, weights):
     from smolalign.train.speed import choose_weights
 
-    assert choose_weights(H100, kind).value == weights
-    assert choose_weights(CPU, kind).value is None  # `auto`: fp32 on CPU, no autocast
+    assert choose_weights(H100, command(kind)).value == weights
+    assert choose_weights(CPU, command(kind)).value is None  # `auto`: fp32 on CPU, no autocast
     no_bf16 = Machine(gpu=True, bf16=False, name="V100", memory=32 * GiB)
-    assert choose_weights(no_bf16, kind).value == "float32"
+    assert choose_weights(no_bf16, command(kind)).value == "float32"
 
 
 def test_plan_memory_follows_the_weights_choice():
     """fp32 master weights cost 4 bytes a parameter where pure bf16 costs 2: plan's estimate follows the choice."""
-    from smolalign.plan.memory import estimate
+    from smolalign.model.memory import estimate
     from smolalign.plan.model import model_facts
-    from smolalign.plan.shape import shape_of
 
     master = resolved(H100, "debug/pretrain", []).recipe
     pure = resolved(H100, "debug/pretrain", ["model.dtype=bfloat16"]).recipe
     assert master.model.dtype == "float32" and pure.model.dtype == "bfloat16"
     arch = model_facts(master.model).arch
-    fp32, bf16 = (estimate(arch, shape_of(r, 8, "single"), "single", 1) for r in (master, pure))
+    shape = command("pretrain").memory_shape
+    fp32, bf16 = (estimate(arch, shape(r, 8, "single", gpu=True, flash_installed=False), "single", 1)
+                  for r in (master, pure))
     assert fp32.weights == 2 * bf16.weights and fp32.total > bf16.total
 
 
@@ -78,17 +85,14 @@ def test_what_is_not_installed_is_not_chosen():
     bare = chosen(Machine(gpu=True, bf16=True, name="H100", memory=80 * GiB), "pretrain")
     assert bare["training.use_liger_kernel"] is False
     assert bare["model.attn_implementation"] is None  # `auto`: sdpa without flash-attn
-    why = {s.key: s.why for s in choose_speed(Machine(gpu=True), "sft")}
+    why = {s.key: s.why for s in choose_speed(Machine(gpu=True), command("sft"))}
     assert "pip install 'smolalign[gpu]'" in why["training.use_liger_kernel"]
 
 
 def resolved(machine: Machine, recipe: str, overrides: list[str]):
-    from smolalign.train.speed import load_command_recipe
-    from smolalign.train.sft import COMMAND as SFT
-    from smolalign.train.pretrain.command import COMMAND as PRETRAIN
+    from smolalign.train.speed import load_run_recipe
 
-    command = PRETRAIN if "pretrain" in recipe else SFT
-    return load_command_recipe(recipe, command.kind, overrides, command.defaults(), command.schema, machine)
+    return load_run_recipe(recipe, command("pretrain" if "pretrain" in recipe else "sft"), overrides, machine)
 
 
 def values(result) -> dict:
@@ -122,7 +126,7 @@ def test_on_cpu_the_recipe_runs_as_written():
     training = result.recipe.training
     assert (training["per_device_train_batch_size"], training["gradient_accumulation_steps"]) == (8, 1)
     assert not training["bf16"] and not training["activation_checkpointing"] and not training["use_liger_kernel"]
-    assert result.recipe.model.attn_implementation == "auto" and result.note is None
+    assert result.recipe.model.attn_implementation == "auto" and not result.notes
 
 
 def test_the_micro_batch_that_fits_keeps_the_effective_batch():
@@ -133,22 +137,23 @@ def test_the_micro_batch_that_fits_keeps_the_effective_batch():
 
 
 def test_a_small_gpu_gets_a_smaller_micro_batch_and_the_recipe_can_refuse_it():
-    from smolalign.plan.memory import HEADROOM, estimate
+    from smolalign.model.memory import HEADROOM, estimate
     from smolalign.plan.model import model_facts
-    from smolalign.plan.shape import shape_of
 
     base = resolved(CPU, "debug/pretrain", ["data.block_size=2048", "stages=[{name: s, tokens: 1.0e6, "
                                             "mixture: {prose: 0.5, arith: 0.5}}]"]).recipe
     arch = model_facts(base.model).arch
-    need = {m: estimate(arch, shape_of(base, m, "single"), "single", 1).total for m in (2, 4, 8)}
+    shape = command("pretrain").memory_shape
+    need = {m: estimate(arch, shape(base, m, "single", gpu=True, flash_installed=False), "single", 1).total
+            for m in (2, 4, 8)}
     small = Machine(gpu=True, bf16=True, name="small", memory=int((need[4] + need[8]) / 2 / HEADROOM))
     overrides = ["data.block_size=2048", "stages=[{name: s, tokens: 1.0e6, mixture: {prose: 0.5, arith: 0.5}}]"]
     fitted = resolved(small, "debug/pretrain", overrides)
     assert (fitted.recipe.training["per_device_train_batch_size"],
             fitted.recipe.training["gradient_accumulation_steps"]) == (4, 2)
-    assert "micro-batch 4 x accumulation 2 instead of the recipe's 8 x 1" in fitted.note
+    assert any("micro-batch 4 x accumulation 2 instead of the recipe's 8 x 1" in n for n in fitted.notes)
     kept = resolved(small, "debug/pretrain", overrides + ["speed.fit_micro_batch=false"])
-    assert kept.recipe.training["per_device_train_batch_size"] == 8 and kept.note is None
+    assert kept.recipe.training["per_device_train_batch_size"] == 8 and not kept.notes
 
 
 def test_print_config_shows_each_setting_and_why(tmp_path):
@@ -173,17 +178,15 @@ def test_the_strategy_accelerate_announces():
 def test_cpu_turns_checkpointing_on_only_where_the_activations_would_not_fit():
     """Off on CPU (it costs ~3x there), unless the plan's estimate says the run would not fit the memory; a recipe
     or command line that writes the key keeps its value."""
-    from smolalign.train.sft import COMMAND
-    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE, load_command_recipe
+    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE, load_run_recipe
 
     def resolved(memory: int, *overrides: str):
-        machine = Machine(gpu=False, memory=memory)
-        return load_command_recipe("debug/sft", "sft", list(overrides), COMMAND.defaults(), COMMAND.schema, machine)
+        return load_run_recipe("debug/sft", command("sft"), list(overrides), Machine(gpu=False, memory=memory))
 
     roomy = resolved(64 * GiB)
-    assert roomy.recipe.training["activation_checkpointing"] is False and roomy.note is None
+    assert roomy.recipe.training["activation_checkpointing"] is False and not roomy.notes
     # the tiny preset at 8 x 128 tokens needs a few MB: a machine with 4 MB free cannot hold its activations
     tight = resolved(4 * 1024**2)
-    assert tight.recipe.training["activation_checkpointing"] is True and tight.note == CPU_CHECKPOINTING_NOTE
+    assert tight.recipe.training["activation_checkpointing"] is True and tight.notes == [CPU_CHECKPOINTING_NOTE]
     kept = resolved(4 * 1024**2, "training.activation_checkpointing=false")
-    assert kept.recipe.training["activation_checkpointing"] is False and kept.note is None
+    assert kept.recipe.training["activation_checkpointing"] is False and not kept.notes

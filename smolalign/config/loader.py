@@ -64,6 +64,7 @@ def load_recipe(name_or_path: str, kind: str, overrides: list[str] | None = None
     parsed = parse_overrides(overrides or [])
     from_files = prefer_command_line_model(deep_merge(defaults or {}, from_yaml), parsed)
     raw = deep_merge(from_files, parsed)
+    written = deep_merge(prefer_command_line_model(from_yaml, parsed), parsed)
     checked, problems = validate(raw, schema)
     if problems:
         from ..redact import redact_text
@@ -87,4 +88,5 @@ def load_recipe(name_or_path: str, kind: str, overrides: list[str] | None = None
         sections=sections,
         settings=schema.settings(**checked["_settings"]) if schema.settings else None,
         schema=schema,
+        written=written,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import yaml
 
@@ -56,12 +57,33 @@ class Recipe:
     settings: object = None
     """The top-level settings dataclass, for schemas that have one."""
     schema: RecipeSchema | None = None
+    written: dict = field(default_factory=dict)
+    """What the YAML and the command line wrote, without the command's defaults: a default decided later (e.g.
+    activation checkpointing on a CPU short of memory) never overrides a value someone wrote."""
+
+    @property
+    def training_spec(self) -> tuple[str, str]:
+        """(module, class) of the library config that `training` maps onto."""
+        return self.schema.training if self.schema and self.schema.training else TRAINING_CLASSES[self.kind]
+
+    def value(self, name: str):
+        """A training setting as the run gets it: the recipe's value, else the library class's own default."""
+        return self.training.get(name, training_defaults(*self.training_spec).get(name))
+
+    def writes(self, key: str) -> bool:
+        """Whether the YAML or the command line set `key` ("training.bf16", "model.dtype")."""
+        node = self.written
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
 
     def training_args(self, output_dir: str | None = None):
         """The library's config object (SFTConfig / DPOConfig / TrainingArguments) built from `training`;
         `output_dir`: where the run writes for now (an `--overwrite` builds beside the old output)."""
         training = self.training if output_dir is None else {**self.training, "output_dir": output_dir}
-        return build_training_args(self.schema.training if self.schema else TRAINING_CLASSES[self.kind], training)
+        return build_training_args(self.training_spec, training)
 
     def lora_config(self):
         if self.lora is None:
@@ -87,6 +109,14 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+@lru_cache(maxsize=None)
+def training_defaults(module: str, name: str) -> dict:
+    """The library config class's own field defaults (TRL's SFTConfig / DPOConfig, transformers'
+    TrainingArguments)."""
+    cls = getattr(importlib.import_module(module), name)
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 def training_class(spec: str | tuple[str, str]):

@@ -59,4 +59,34 @@ class DataSection:
     """Fail the run when more than this share of rows is cut by `training.max_length`."""
 
 
-SECTIONS = {"model": ModelSection, "data": DataSection}
+@dataclass
+class SpeedSection:
+    """How a run uses its machine beyond the library's own settings (train/speed.py chooses the defaults)."""
+
+    fit_micro_batch: bool = False
+    """On a GPU (the default there): the largest per-device batch that fits, by `smolalign plan`'s memory estimate,
+    with gradient_accumulation_steps changed so that per-device batch x accumulation stays as written."""
+    packed_attention: Literal["auto", "mask", "by_document", "varlen"] = "auto"
+    """How packed documents are kept apart under sdpa (train/packing.py): auto (per-document sdpa on CPU, the 4-D
+    block-causal mask on a GPU), mask, by_document, or varlen (torch's FlashAttention varlen kernel, CUDA only)."""
+
+
+@dataclass
+class RowsBatch:
+    """sft and dpo: the batch an optimizer step takes over every process, stated once (train/batch.py)."""
+
+    global_rows: int | None = None
+    """Rows (pairs for DPO) a step over every process (SmolLM2: 128). gradient_accumulation_steps becomes
+    global_rows / (processes x per_device_train_batch_size), which must divide exactly."""
+
+
+@dataclass
+class TokensBatch:
+    """pretrain: the batch an optimizer step takes over every process, stated once (train/batch.py)."""
+
+    global_tokens: int | None = None
+    """Tokens a step over every process at data.block_size (SmolLM2-1.7B: 2097152). gradient_accumulation_steps
+    becomes global_tokens / (processes x per_device_train_batch_size x block_size), which must divide exactly."""
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "speed": SpeedSection, "batch": RowsBatch}

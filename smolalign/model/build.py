@@ -32,12 +32,9 @@ def llama_config(preset: str, vocab_size: int | None = None, tokenizer=None):
 
 def count_parameters(config) -> int:
     """Exact parameter count (tied weights once) from a config, on the meta device: no weights are allocated."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from .memory import arch_of
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    return arch_of(config).parameters
 
 
 def build_model(preset: str, tokenizer=None, seed: int = 0, dtype=None):

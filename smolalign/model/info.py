@@ -30,28 +30,36 @@ def describe(config) -> dict:
     }
 
 
+def model_config(name: str | None = None, preset: str | None = None, gguf_file: str | None = None,
+                 trust_remote_code: bool = False, vocab: int | None = None) -> tuple[object, str, dict]:
+    """The one way from a model source to its transformers config, without weights: a preset (smolalign's own
+    definition), a GGUF file (its metadata), a local directory or a hub id (config.json). Returns (config, what it
+    was read from, further facts of the source). `model info`, `smolalign plan` and the speed choices use it."""
+    from transformers import AutoConfig
+
+    preset = preset or (name if name in PRESETS else None)
+    if preset:
+        config = llama_config(preset, vocab_size=vocab)
+        config.architectures = ["LlamaForCausalLM"]
+        return config, f"preset {preset}", {}
+    if (gguf := find_gguf(name, gguf_file)) is not None:
+        source = inspect_gguf(gguf)
+        config = gguf_config(source)  # the file's metadata: no weights read
+        config.architectures = config.architectures or ["LlamaForCausalLM"]
+        return config, f"GGUF metadata of {name}", {"gguf_architecture": source.architecture,
+                                                    "sha256": source.sha256}
+    check_model_source(name)
+    local = Path(name).expanduser()
+    try:
+        config = AutoConfig.from_pretrained(str(local) if local.exists() else name,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise load_error("model", name, error) from error
+    return config, f"config.json of {name}", {}
+
+
 def model_info(preset_or_path: str, trust_remote_code: bool = False) -> dict:
     """Architecture and exact parameter count of a preset, local directory, GGUF file or hub id, without loading
     weights."""
-    from transformers import AutoConfig
-
-    if preset_or_path in PRESETS:
-        config = llama_config(preset_or_path)
-        config.architectures = ["LlamaForCausalLM"]
-    elif (gguf := find_gguf(preset_or_path)) is not None:
-        source = inspect_gguf(gguf)
-        config = gguf_config(source)
-        config.architectures = config.architectures or ["LlamaForCausalLM"]
-        return {"name": preset_or_path, **describe(config), "parameters": count_parameters(config),
-                "gguf_architecture": source.architecture, "sha256": source.sha256}
-    else:
-        check_model_source(preset_or_path)
-        source = Path(preset_or_path).expanduser()
-        try:
-            config = AutoConfig.from_pretrained(
-                str(source) if source.exists() else preset_or_path, trust_remote_code=trust_remote_code
-            )
-        except (OSError, ValueError) as error:
-            raise load_error("model", preset_or_path, error) from error
-    info = {"name": preset_or_path, **describe(config), "parameters": count_parameters(config)}
-    return info
+    config, _, extra = model_config(preset_or_path, trust_remote_code=trust_remote_code)
+    return {"name": preset_or_path, **describe(config), "parameters": count_parameters(config), **extra}

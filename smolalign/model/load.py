@@ -29,6 +29,13 @@ class Placement:
         return getattr(torch, self.dtype)
 
 
+def resolve_attention(value: str, gpu: bool, flash_installed: bool) -> str:
+    """`auto` is flash_attention_2 on a GPU where flash-attn is installed, sdpa otherwise; any other value stands."""
+    if value != "auto":
+        return value
+    return "flash_attention_2" if gpu and flash_installed else "sdpa"
+
+
 def choose_placement(dtype: str = "auto", attn_implementation: str = "auto") -> Placement:
     """bf16 + flash attention (when installed) on a GPU; fp32 + sdpa on CPU."""
     import importlib.util
@@ -39,9 +46,8 @@ def choose_placement(dtype: str = "auto", attn_implementation: str = "auto") -> 
     device = "cuda" if on_gpu else "cpu"
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu and torch.cuda.is_bf16_supported() else "float32"
-    if attn_implementation == "auto":
-        has_flash = importlib.util.find_spec("flash_attn") is not None
-        attn_implementation = "flash_attention_2" if on_gpu and has_flash else "sdpa"
+    attn_implementation = resolve_attention(attn_implementation, on_gpu,
+                                            importlib.util.find_spec("flash_attn") is not None)
     return Placement(device=device, dtype=dtype, attn_implementation=attn_implementation)
 
 

@@ -1,11 +1,13 @@
-"""`smolalign plan`: what a training run will cost before it starts, from the recipe alone.
+"""`smolalign plan RECIPE [key=value ...]`: what a training run will cost before it starts, from the recipe alone.
 
-The recipe is read as the training command reads it (`train.speed.load_command_recipe`: its defaults, schema,
-overrides, the speed settings the named GPU would get, the micro-batch that fits it) and checked by the same checks,
-so a bad recipe fails with the same one-line error. The model is sized on the meta device (plan/model.py), the run
-by its stages or its data (plan/size.py), the memory by plan/memory.py's formulas, FLOPs by the MFU convention
-(6N + 12·L·H·Q·T a trained token, train/mfu.py), and time at a stated MFU: by default the last one measured in
-bench/ (MEASURED_MFU).
+    smolalign plan pretrain --accelerate-config fsdp --gpus 8      # the paper's 1.7B run on one node of H100s
+
+The recipe is read as the training command reads it (train/speed.py's `load_run_recipe`: the command's defaults,
+schema and overrides, the speed settings the named GPU would get, the accumulation of a global batch, the micro-batch
+that fits) and checked by the same checks, so a bad recipe fails with the same one-line error. Everything that is a
+command's own comes from the command's module (train/run.py's `TrainingCommand`): its memory shape, its size (stages,
+or epochs over its data) and its FLOPs. The model is sized on the meta device (plan/model.py), the memory by
+model/memory.py's formulas, and time at a stated MFU: by default the last one measured in bench/ (MEASURED_MFU).
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ import os
 from contextlib import contextmanager
 
 from ..errors import UsageError
+from ..model.memory import GiB, STRATEGIES, estimate, verdict
 from .gpus import gpu, launch_of, local_gpu
-from .memory import GiB, STRATEGIES, estimate, verdict
 from .model import model_facts, offline
-from .shape import shape_of, training_value
-from .size import Size, cut_at, epoch_phases, row_tokens
 
 MEASURED_MFU = 0.199
 MEASURED_AT = ("measured in bench/: smolalign pretrain, 360M preset, 2,048 tokens, bf16, sdpa, batch 8, one H100 "
@@ -47,12 +47,11 @@ def stand_in_args(recipe):
     import torch
 
     from ..config import build_training_args
-    from ..config.schema import TRAINING_CLASSES
 
     if torch.cuda.is_available():
         return recipe.training_args()
-    spec = recipe.schema.training if recipe.schema else TRAINING_CLASSES[recipe.kind]
-    return build_training_args(spec, {**recipe.training, "bf16": False, "fp16": False, "torch_compile": False})
+    return build_training_args(recipe.training_spec, {**recipe.training, "bf16": False, "fp16": False,
+                                                      "torch_compile": False})
 
 
 def read_tokenizer(name: str | None, notes: list[str]):
@@ -69,58 +68,13 @@ def read_tokenizer(name: str | None, notes: list[str]):
         return None
 
 
-def data_size(recipe, tokenizer, args, processes: int, rows: int | None, tokens_per_row: float | None) -> Size:
-    """SFT and DPO: rows from the data layer, tokens a row from the tokenizer (or both given)."""
-    kind, size = recipe.kind, Size()
-    max_length = args.max_length or 1024
-    if rows is None:
-        from ..data import load_data
-
-        names = [m["dataset"] for m in recipe.data.mixture] if recipe.data.mixture else [recipe.data.dataset]
-        try:
-            dataset = load_data(recipe.data, task="chat" if kind == "sft" else "preference").train
-        except UsageError:
-            if not any(offline(name) for name in names):
-                raise
-            size.notes.append(f"data {', '.join(names)} not readable here (the hub does not answer): give --rows "
-                              f"and --tokens-per-row for steps and time")
-            return size
-        rows = len(dataset)
-        if tokens_per_row is None and tokenizer is not None:
-            if kind == "sft":
-                from ..train.templates import prepare_chat_tokenizer
-
-                prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
-            tokens_per_row = row_tokens(dataset, tokenizer, kind, max_length)
-    size.rows, size.tokens_per_row = rows, tokens_per_row
-    if tokens_per_row is None:
-        size.notes.append("tokens a row unknown (no tokenizer here): give --tokens-per-row")
-        return size
-    size.phases, size.epochs = epoch_phases(
-        kind, bool(training_value(recipe, "packing")), rows, tokens_per_row, max_length,
-        args.per_device_train_batch_size, args.gradient_accumulation_steps, processes, args.num_train_epochs,
-        args.max_steps)
-    return size
-
-
-def run_flops(kind: str, size: Size, parameters: int, config, precompute: bool) -> float:
-    """Training FLOPs by the MFU convention; DPO adds the reference's forward (a third of 6N + attention), once
-    over the data when its log-probs are precomputed."""
-    from ..train.mfu import flops_per_token
-
-    total = sum(p.tokens * flops_per_token(parameters, config, p.sequence) for p in size.phases)
-    if kind == "dpo":
-        once = 1 / size.epochs if precompute and size.epochs else 1
-        total += once * total / 3
-    return total
-
-
 def plan_run(command, recipe_name: str, overrides: list[str], gpus: int | None = None, gpu_name: str | None = None,
              accelerate_config: str | None = None, mfu: float | None = None, rows: int | None = None,
              tokens_per_row: float | None = None) -> dict:
-    """The plan of a run of `command` (a train.run.Command) as one dict: what `smolalign plan --json` prints."""
+    """The plan of a run of `command` (a training command module) as one dict: what `smolalign plan --json`
+    prints."""
     from ..train.run import check_recipe
-    from ..train.speed import Machine, explain, load_command_recipe
+    from ..train.speed import Machine, explain, load_run_recipe
 
     if mfu is not None and not 0 < mfu <= 1:
         raise UsageError(f"--mfu {mfu}: a share of the peak, above 0 and at most 1 (e.g. 0.4)")
@@ -135,39 +89,33 @@ def plan_run(command, recipe_name: str, overrides: list[str], gpus: int | None =
                       flash_attn=importlib.util.find_spec("flash_attn") is not None,
                       processes=launch.processes, strategy=launch.strategy)
     with world_size(launch.processes):
-        resolved = load_command_recipe(recipe_name, command.kind, overrides, command.defaults(), command.schema,
-                                       machine)
+        resolved = load_run_recipe(recipe_name, command, overrides, machine,
+                                   arch_for=lambda recipe: model_facts(recipe.model, recipe.lora_config()).arch)
     recipe = resolved.recipe
     args = stand_in_args(recipe)
-    check_recipe(recipe, command.kind, args=args)
-    notes = [resolved.note] if resolved.note else []
+    check_recipe(recipe, command, args=args)
+    notes = list(resolved.notes)
     facts = model_facts(recipe.model, recipe.lora_config())
     tokenizer = read_tokenizer(recipe.model.tokenizer or facts.tokenizer, notes)
     if facts.source.startswith("preset") and tokenizer is not None and len(tokenizer) != facts.arch.vocab:
         facts = model_facts(recipe.model, recipe.lora_config(), vocab=len(tokenizer))
     notes += facts.notes
-    if command.size is not None:
-        size = Size(phases=command.size(recipe, args, launch.processes))
-        if args.max_steps > 0:
-            size.phases = cut_at(size.phases, args.max_steps)
-    else:
-        size = data_size(recipe, tokenizer, args, launch.processes, rows, tokens_per_row)
+    size = command.size(recipe, args, launch.processes, tokenizer=tokenizer, rows=rows, tokens_per_row=tokens_per_row)
     notes += size.notes
     arch, micro = facts.arch, args.per_device_train_batch_size
     memory = []
     for strategy in STRATEGIES:
         world = 1 if strategy == "single" else launch.processes
         for checkpointing in (False, True):
-            shape = shape_of(recipe, micro, strategy, gpu=True, flash_installed=machine.flash_attn,
-                             checkpointing=checkpointing)
+            shape = command.memory_shape(recipe, micro, strategy, gpu=True, flash_installed=machine.flash_attn,
+                                         checkpointing=checkpointing)
             m = estimate(arch, shape, strategy, world)
             memory.append({"strategy": strategy, "devices": world, "checkpointing": checkpointing,
                            "weights": m.weights, "gradients": m.gradients, "optimizer": m.optimizer,
                            "activations": m.activations, "total": m.total, "fits": verdict(m.total, device.memory),
                            "this_run": strategy == launch.strategy and checkpointing == bool(
                                args.activation_checkpointing)})
-    flops = run_flops(recipe.kind, size, arch.parameters, facts.config, bool(getattr(args, "precompute_ref_log_probs",
-                                                                                      False))) if size.known else None
+    flops = command.flops(size, arch.parameters, facts.config, args) if size.known else None
     rate = mfu if mfu is not None else MEASURED_MFU
     seconds = flops / (rate * device.peak * launch.processes) if flops and device.peak else None
     return {

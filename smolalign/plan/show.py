@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .memory import GiB
+from ..model.memory import GiB
 
 
 def amount(value: float | None) -> str:
@@ -87,7 +87,7 @@ def show(plan: dict, console=None) -> None:
 
     largest = max(row["total"] for row in plan["memory"])
     unit, size = ("GiB", GiB) if largest >= GiB else ("MiB", 1024**2)
-    table = Table(title=f"memory per device ({unit}, estimate: plan/memory.py)", title_justify="left")
+    table = Table(title=f"memory per device ({unit}, estimate: model/memory.py)", title_justify="left")
     for column in ("strategy", "GPUs", "checkpointing", "weights", "gradients", "optimizer", "activations",
                    "total", f"fits {machine['memory_gib']:.0f} GiB"):
         table.add_column(column, justify="left" if column in ("strategy", "checkpointing") else "right",

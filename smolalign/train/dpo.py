@@ -1,4 +1,8 @@
-"""`smolalign dpo`: DPO with TRL's DPOTrainer on UltraFeedback-style pairs, starting from an SFT output.
+"""`smolalign dpo [RECIPE] [key=value ...]`: DPO with TRL's DPOTrainer on UltraFeedback-style pairs, from an SFT
+output.
+
+    smolalign sft debug/sft && smolalign dpo debug/dpo        # the tiny chain on the shipped pairs, CPU
+    smolalign dpo --model runs/smollm2-1.7b-sft --accelerate-config zero3 --num-processes 8
 
 The SFT output's tokenizer, chat template and end-of-turn token are used as they are.
 
@@ -8,42 +12,78 @@ own `create_reference_model` refuses that case). So, as TRL does when given no r
 loaded a second time from its path by DPOTrainer, with the policy's dtype and attention, and prepared with
 DeepSpeed, FSDP or accelerate like the policy. Only a model that exists nowhere but in memory (a preset) is deep
 copied, and only where nothing is sharded. With LoRA the reference is the base with the adapter disabled; with
-`precompute_ref_log_probs` TRL caches its log-probs on disk, keyed by model and tokenized data.
+`precompute_ref_log_probs` TRL computes its log-probs once, before training, and caches them beside the dataset's
+own cache files, keyed by the data and the reference's weights, so a resume or a second run reuses them.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ..config import SCHEMAS
 from ..errors import UsageError
-from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
+from .run import Run, RunFlags, dropped_rows, refuse_truncation, resolve, run_defaults, with_model
+from .shape import masks_padding, step_shape
 
-DPO_PANELS = [
+KIND = "dpo"
+SCHEMA = SCHEMAS["dpo"]
+WEIGHTS = "bfloat16"  # on a bf16 GPU, as the alignment-handbook recipes train (train/speed.py)
+SAME_SHAPE = False  # pairs change length from batch to batch
+FUSED_LOSS = False  # TRL scores tokens through its own tiled LM head
+PANELS = [
     ("loss", ["loss", "eval_loss"]),
     ("rewards", ["rewards/chosen", "rewards/rejected", "eval_rewards/chosen", "eval_rewards/rejected"]),
     ("margins", ["rewards/margins", "eval_rewards/margins"]),
     ("accuracy", ["rewards/accuracies", "eval_rewards/accuracies"]),
 ]
-DPO_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-               "eval_loss", "eval_rewards/chosen", "eval_rewards/rejected", "eval_rewards/margins",
-               "eval_rewards/accuracies"]
+METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+           "eval_loss", "eval_rewards/chosen", "eval_rewards/rejected", "eval_rewards/margins",
+           "eval_rewards/accuracies"]
 
 
-def dpo_defaults() -> dict:
-    return {"training": {
-        "output_dir": "runs/dpo",
-        "num_train_epochs": 2,
-        "beta": 0.5,
-        "loss_type": ["sigmoid"],
-        "max_length": 1024,
-        "logging_steps": 10,
-        "save_strategy": "steps",
-        "save_steps": 500,
-        "report_to": ["tensorboard"],
-        "include_num_input_tokens_seen": "non_padding",
-        "seed": 42,
-        **machine_defaults(),
-    }}
+def defaults() -> dict:
+    return {"training": {**run_defaults("runs/dpo"), "num_train_epochs": 2, "beta": 0.5, "loss_type": ["sigmoid"],
+                         "max_length": 1024, "include_num_input_tokens_seen": "non_padding"}}
+
+
+def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
+    """The whole DPO run; returns the final metrics (None when only the config was printed)."""
+    from . import dpo
+
+    flags = RunFlags(**flag_values)
+    recipe = resolve(recipe_name, dpo, with_model(overrides, model_path), flags)
+    if recipe is None:
+        return None
+    run = Run.start(recipe, flags)
+    with run.stopping_cleanly():
+        # model and its reference
+        model, tokenizer, _ = run.load_model()
+        if not tokenizer.chat_template:
+            raise UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` first, "
+                             f"and start DPO from its output")
+        run.record["reference"] = reference_source(model, run.args, recipe.lora_config())  # may refuse: no write yet
+
+        # data: the pairs, checked after templating
+        from ..data import load_data
+
+        data = run.read_data(lambda: load_data(recipe.data, task="preference"))
+        report = {**preference_report(data.train, tokenizer, run.args.max_length, run.args.dataset_num_proc),
+                  **dropped_rows(data.report)}
+        refuse_truncation(report["pairs_cut_by_max_length"], report["pairs"], "pairs", run.args, recipe)
+        run.check_resumable(data.fingerprints())
+
+        # trainer
+        trainer = run.build(lambda: dpo_trainer(model, tokenizer, run.args, data.train, data.eval,
+                                                recipe.lora_config()), rows=len(data.train))
+        run.show("data", report)
+
+        # train
+        run.record.update(data=data.report, data_report=report)
+        run.open(data.fingerprints())
+        result = run.train(trainer)
+        return run.finish(trainer, result, PANELS, METRICS, notes=[
+            f"{report['pairs']:,} preference pairs, beta {run.args.beta}, loss {run.args.loss_type}"])
 
 
 def preference_report(dataset, tokenizer, max_length: int | None, num_proc: int | None) -> dict:
@@ -72,33 +112,6 @@ def preference_report(dataset, tokenizer, max_length: int | None, num_proc: int 
             "pairs_cut_by_max_length": sum(n > limit for n in longest)}
 
 
-def load_dpo_data(recipe, tokenizer, args) -> PreparedData:
-    from ..data import load_data
-
-    data = load_data(recipe.data, task="preference")
-    report = preference_report(data.train, tokenizer, args.max_length, args.dataset_num_proc)
-    for source in data.report["sources"]:
-        for why, count in (source.get("rows_dropped") or {}).items():
-            report[f"dropped ({source['dataset']}): {why}"] = count
-    cut = report["pairs_cut_by_max_length"] / report["pairs"]
-    if cut > recipe.data.max_truncated_fraction:
-        raise UsageError(f"{cut:.1%} of pairs are longer than max_length={args.max_length}, above "
-                         f"data.max_truncated_fraction={recipe.data.max_truncated_fraction}: raise one of them")
-    return PreparedData(train=data.train, eval=data.eval, fingerprints=data.fingerprints(), report=report,
-                        record={"data": data.report})
-
-
-def prepare_dpo_model(model, tokenizer, recipe, args, placement) -> dict:
-    if not tokenizer.chat_template:
-        raise UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` first, "
-                         f"and start DPO from its output")
-    return {"reference": reference_source(model, args, recipe.lora_config())}  # may refuse: before any write
-
-
-def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
-    return dpo_trainer(model, tokenizer, args, data.train, data.eval, recipe.lora_config())
-
-
 def dpo_trainer(model, tokenizer, args, train, eval, peft_config):
     from trl import DPOTrainer
 
@@ -106,18 +119,7 @@ def dpo_trainer(model, tokenizer, args, train, eval, peft_config):
                       train_dataset=train, eval_dataset=eval, processing_class=tokenizer, peft_config=peft_config)
 
 
-COMMAND = Command(
-    kind="dpo", defaults=dpo_defaults, load_data=load_dpo_data, build_trainer=build_trainer, panels=DPO_PANELS,
-    metric_keys=DPO_METRICS, prepare=prepare_dpo_model,
-    notes=lambda data, args: [f"{data.report['pairs']:,} preference pairs, beta {args.beta}, loss {args.loss_type}"],
-)
-
-
-def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
-    if model_path is not None:
-        overrides = [f"model.name_or_path={model_path}", *overrides]
-    return run_command(COMMAND, recipe_name, overrides, RunFlags(**flag_values))
-
+# ---------------------------------------------------------------- the reference model
 
 SHARDED = ("DEEPSPEED", "FSDP")
 
@@ -173,3 +175,72 @@ def reference_model(model, args, peft_config):
     ref.eval()
     ref.requires_grad_(False)
     return ref
+
+
+# ---------------------------------------------------------------- facts for the checks, speed choice and plan
+
+
+def loss_types() -> list[str]:
+    """The loss names DPOTrainer knows, read from DPOConfig's own field help (`'sigmoid'`, `'hinge'`, ...), so a
+    TRL upgrade that adds one needs no change here."""
+    return re.findall(r"`'(\w+)'`", _config_help("loss_type"))
+
+
+def _config_help(name: str) -> str:
+    import dataclasses
+
+    from trl import DPOConfig
+
+    fields = {f.name: f for f in dataclasses.fields(DPOConfig)}
+    return fields[name].metadata.get("help", "") if name in fields else ""
+
+
+def check_args(args, problems: list[str]) -> None:
+    """What TRL's DPOTrainer accepts but fails on later (guards.py collects these with the shared checks)."""
+    from .guards import plain_value
+
+    if args.beta <= 0:
+        problems.append(f"training.beta={args.beta} must be > 0 (SmolLM2's DPO uses 0.5)")
+    known = loss_types()
+    unknown = [name for name in args.loss_type if name not in known]
+    if unknown:
+        problems.append(f"training.loss_type has {', '.join(map(repr, unknown))}, unknown to TRL's DPOTrainer: "
+                        f"choose from {', '.join(known)}")
+    divergence = plain_value(args.f_divergence_type)
+    if divergence != "reverse_kl":
+        allowed = re.findall(r"`'(\w+)'`", _config_help("f_divergence_type"))
+        others = [name for name in args.loss_type if name in known and name not in allowed]
+        if allowed and others:
+            problems.append(f"training.f_divergence_type={divergence} does not work with loss {', '.join(others)}: "
+                            f"use f_divergence_type=reverse_kl or one of {', '.join(allowed)}")
+    if "exo_pair" in args.loss_type and args.label_smoothing == 0:
+        problems.append("training.loss_type exo_pair needs training.label_smoothing > 0 (the EXO paper uses 1e-3)")
+    if args.use_weighting and {"aot", "aot_unpaired"} & set(args.loss_type):
+        problems.append("training.use_weighting=true does not work with loss aot / aot_unpaired: turn one off")
+
+
+def memory_shape(recipe, micro_batch: int, strategy: str, gpu: bool, flash_installed: bool,
+                 checkpointing: bool | None = None):
+    """A pair is two sequences (chosen and rejected) of up to max_length tokens, padded; a frozen reference sits
+    beside the policy unless LoRA (the base with its adapter off) stands in for it."""
+    return step_shape(recipe, 2 * micro_batch, recipe.value("max_length") or 1024, strategy, gpu, checkpointing,
+                      block_mask=masks_padding(recipe, gpu, flash_installed), tiled_head=True,
+                      reference=recipe.lora is None)
+
+
+def size(recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row=None):
+    """Whole epochs over the pairs; a pair's tokens are its chosen and rejected sequences together."""
+    from .size import data_size
+
+    return data_size(recipe, args, processes, tokenizer, rows, tokens_per_row, "preference",
+                     lambda row: [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]], packed=False)
+
+
+def flops(size, parameters: int, config, args) -> float:
+    """The policy's training FLOPs (6N + 12·L·H·Q·T a token), and the reference's forward, a third of that: once
+    per epoch, or once over the data when its log-probs are precomputed."""
+    from .mfu import training_flops
+
+    policy = training_flops(size, parameters, config)
+    once = 1 / size.epochs if getattr(args, "precompute_ref_log_probs", False) and size.epochs else 1
+    return policy + once * policy / 3

@@ -9,7 +9,6 @@ every problem and raises one UsageError naming each key and its fix, as the reci
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import re
 
@@ -31,28 +30,9 @@ def _raise(problems: list[str], what: str) -> None:
         raise UsageError(f"{count} in the {what}: " + "; ".join(problems))
 
 
-def _value(x):
+def plain_value(x):
     """Enum members (IntervalStrategy.STEPS) as their plain value ('steps')."""
     return getattr(x, "value", x)
-
-
-def _field_help(cls, name: str) -> str:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    return fields[name].metadata.get("help", "") if name in fields else ""
-
-
-def dpo_loss_types() -> list[str]:
-    """The loss names DPOTrainer knows, read from DPOConfig's own field help (`'sigmoid'`, `'hinge'`, ...), so a
-    TRL upgrade that adds one needs no change here."""
-    from trl import DPOConfig
-
-    return re.findall(r"`'(\w+)'`", _field_help(DPOConfig, "loss_type"))
-
-
-def _f_divergence_loss_types() -> list[str]:
-    from trl import DPOConfig
-
-    return re.findall(r"`'(\w+)'`", _field_help(DPOConfig, "f_divergence_type"))
 
 
 def _check_report_to(report_to, problems: list[str]) -> None:
@@ -80,49 +60,16 @@ def _check_report_to(report_to, problems: list[str]) -> None:
 
 def _check_steps(args, problems: list[str]) -> None:
     for what, steps_key in (("save", "save_steps"), ("eval", "eval_steps"), ("logging", "logging_steps")):
-        strategy = _value(getattr(args, f"{what}_strategy", "no"))
+        strategy = plain_value(getattr(args, f"{what}_strategy", "no"))
         steps = getattr(args, steps_key, None)
         if strategy == "steps" and steps is not None and steps <= 0:
             problems.append(f"training.{steps_key}={steps} with {what}_strategy=steps never fires: give a number "
                             f"of steps >= 1 (or a ratio in (0, 1)), or training.{what}_strategy=epoch / no")
 
 
-def _check_dpo(args, problems: list[str]) -> None:
-    if args.beta <= 0:
-        problems.append(f"training.beta={args.beta} must be > 0 (SmolLM2's DPO uses 0.5)")
-    known = dpo_loss_types()
-    unknown = [name for name in args.loss_type if name not in known]
-    if unknown:
-        problems.append(f"training.loss_type has {', '.join(map(repr, unknown))}, unknown to TRL's DPOTrainer: "
-                        f"choose from {', '.join(known)}")
-    if _value(args.f_divergence_type) != "reverse_kl":
-        allowed = _f_divergence_loss_types()
-        others = [name for name in args.loss_type if name in known and name not in allowed]
-        if allowed and others:
-            problems.append(f"training.f_divergence_type={_value(args.f_divergence_type)} does not work with loss "
-                            f"{', '.join(others)}: use f_divergence_type=reverse_kl or one of {', '.join(allowed)}")
-    if "exo_pair" in args.loss_type and args.label_smoothing == 0:
-        problems.append("training.loss_type exo_pair needs training.label_smoothing > 0 (the EXO paper uses 1e-3)")
-    if args.use_weighting and {"aot", "aot_unpaired"} & set(args.loss_type):
-        problems.append("training.use_weighting=true does not work with loss aot / aot_unpaired: turn one off")
-
-
-def _check_sft(args, problems: list[str]) -> None:
-    from trl import SFTConfig
-
-    choices = {f.name: f for f in dataclasses.fields(SFTConfig)}["loss_type"].metadata.get("choices") or ["nll", "dft"]
-    if args.loss_type not in choices:
-        problems.append(f"training.loss_type={args.loss_type!r} is unknown to TRL's SFTTrainer: use "
-                        f"{' or '.join(c for c in choices if c != 'chunked_nll')}")
-    if args.packing and args.max_length is None:
-        problems.append("training.packing=true needs training.max_length (the packed row length), e.g. 2048")
-    if args.padding_free and not args.packing and args.max_length is not None:
-        problems.append("training.padding_free=true without packing does not enforce max_length: set "
-                        "training.packing=true, or training.max_length=null")
-
-
-def check_training(kind: str, args) -> None:
-    """`args`: the built SFTConfig / DPOConfig, or transformers' TrainingArguments for `pretrain`."""
+def check_training(args, command) -> None:
+    """`args`: the built SFTConfig / DPOConfig, or transformers' TrainingArguments for `pretrain`; the command (its
+    module, train/run.py's `TrainingCommand`) adds its own checks."""
     problems: list[str] = []
     if args.learning_rate <= 0:
         problems.append(f"training.learning_rate={args.learning_rate} must be > 0 (SmolLM2: 3e-4 for SFT, 1e-6 for DPO)")
@@ -138,24 +85,21 @@ def check_training(kind: str, args) -> None:
                         f"training.max_steps >= 1")
     _check_steps(args, problems)
     _check_report_to(args.report_to, problems)
-    if kind == "dpo":
-        _check_dpo(args, problems)
-    elif kind == "sft":
-        _check_sft(args, problems)
+    command.check_args(args, problems)
     _raise(problems, "training settings")
 
 
 def check_eval_data(args, has_eval: bool) -> None:
     """What the Trainer's constructor refuses about evaluation, checked while nothing is written yet."""
     problems: list[str] = []
-    strategy = _value(args.eval_strategy)
+    strategy = plain_value(args.eval_strategy)
     if strategy != "no" and not has_eval:
         problems.append(f"training.eval_strategy={strategy} needs evaluation data: set data.eval_split or "
                         f"data.eval_fraction, or training.eval_strategy=no")
     if args.load_best_model_at_end and not has_eval:
         problems.append("training.load_best_model_at_end=true needs evaluation data: set data.eval_split or "
                         "data.eval_fraction, or turn it off")
-    if (_value(args.save_strategy) == "best" or args.load_best_model_at_end) and args.metric_for_best_model is None:
+    if (plain_value(args.save_strategy) == "best" or args.load_best_model_at_end) and args.metric_for_best_model is None:
         problems.append("training.save_strategy=best / load_best_model_at_end needs training.metric_for_best_model, "
                         "e.g. eval_loss")
     _raise(problems, "training settings")

@@ -56,3 +56,8 @@ def mfu(tokens_per_second: float, flops_token: float, peak: float | None, proces
     if not peak or tokens_per_second <= 0:
         return None
     return tokens_per_second * flops_token / (peak * max(1, processes))
+
+
+def training_flops(size, parameters: int, config) -> float:
+    """FLOPs of a run's phases (train/size.py) by the convention above, each at its own sequence length."""
+    return sum(phase.tokens * flops_per_token(parameters, config, phase.sequence) for phase in size.phases)

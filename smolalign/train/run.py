@@ -1,29 +1,59 @@
-"""The life of a training run, once, for every command (sft, dpo, pretrain):
+"""The steps a training run takes, offered to the commands (sft.py, dpo.py, pretrain/command.py), which call them in
+order in their own `run_*` function:
 
-recipe -> (relaunch under accelerate) -> checks -> output directory + lock -> model -> data -> trainer -> first
-write (run record) -> callbacks -> train (or resume) -> save -> report.
+    recipe = resolve(...)            the recipe as this machine runs it, checked; printed, or handed to accelerate
+    run = Run.start(recipe, flags)   the output directory checked and locked, the checkpoint to resume picked
+    with run.stopping_cleanly():     a failure or ctrl-C before the first complete result leaves no trace
+        run.load_model()             the model and tokenizer (a GGUF file: its imported directory)
+        run.read_data(...)           one process a node fills the datasets cache, the others read it
+        run.check_resumable(...)     resuming with other data or another batch is another run: refused
+        run.build(...)               the trainer; a config error is one line, before anything is written
+        run.open(...)                the first write: the run record
+        run.train(trainer)           progress bar, metrics log, checkpoints (and the swap that replaces an output)
+        run.finish(...)              weights, tokenizer, curves, summary, model card, push
 
-A command gives only what is its own (a `Command`: defaults, schema, data, trainer). Every check that can fail on
-bad input runs before the first write, so a failed command leaves nothing behind and the corrected one just runs.
+Every check that can fail on bad input runs before `run.open`, so a failed command leaves nothing behind and the
+corrected one just runs. What a training command brings (its defaults, checks, memory and FLOPs facts) lives in its
+own file; `TrainingCommand` below lists the names each command module defines for the speed choice, the checks and
+`smolalign plan`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import click
 
 from ..config import Recipe, RecipeSchema
 from ..errors import UsageError
 from ..outputs import Replacement, check_output_dir
-from ..quiet import show_data_progress
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
 from .launch import inside_launch, relaunch
+
+
+class TrainingCommand(Protocol):
+    """What each training command module (train/sft.py, train/dpo.py, train/pretrain/command.py) defines."""
+
+    KIND: str
+    SCHEMA: RecipeSchema
+    WEIGHTS: str
+    """The dtype its weights train in on a GPU with bf16: "float32" (master weights under bf16 autocast) or
+    "bfloat16" (train/speed.py's `choose_weights`)."""
+    SAME_SHAPE: bool
+    """Every batch has the same shape (pretraining's blocks): one compiled graph serves the run."""
+
+    def defaults(self) -> dict: ...
+    def check_args(self, args, problems: list[str]) -> None: ...
+    def memory_shape(self, recipe, micro_batch: int, strategy: str, gpu: bool, flash_installed: bool,
+                     checkpointing: bool | None = None): ...
+    def size(self, recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row=None): ...
+    def flops(self, size, parameters: int, config, args) -> float: ...
 
 
 @dataclass
@@ -38,44 +68,14 @@ class RunFlags:
     """False: the command line named no recipe and the command's paper recipe stands in (pretrain, dpo)."""
 
 
-@dataclass
-class PreparedData:
-    """What a command's data step hands to the run: datasets, fingerprints (for resume), and a report."""
-
-    train: object
-    eval: object | None
-    fingerprints: dict
-    report: dict = field(default_factory=dict)
-    """Printed as the data table before training and kept in the run record."""
-    record: dict = field(default_factory=dict)
-    """Further entries for the run record (e.g. the data layer's per-source report)."""
-
-
-@dataclass
-class Command:
-    """What one training command brings to the shared run lifecycle."""
-
-    kind: str
-    defaults: Callable[[], dict]
-    load_data: Callable  # (recipe, tokenizer, args) -> PreparedData; reads only, runs main-process-first
-    build_trainer: Callable  # (model, tokenizer, args, data: PreparedData, recipe) -> Trainer
-    panels: list | Callable  # [(title, [metric keys])], or a function of the recipe that gives them
-    metric_keys: list
-    schema: RecipeSchema | None = None
-    prepare: Callable | None = None
-    """(model, tokenizer, recipe, args, placement) -> dict of run-record entries; checks and readies the model."""
-    check_data: Callable | None = None
-    """(trainer, data: PreparedData, recipe, args) -> None; checks that need the built trainer (e.g. its
-    tokenized dataset); may add to data.report."""
-    notes: Callable = lambda data, args: []
-    """(data, args) -> lines for the model card."""
-    size: Callable | None = None
-    """(recipe, args, processes) -> [plan.size.Phase]: the run's phases as `smolalign plan` counts them, without data;
-    None: counted from the data (sft, dpo)."""
+def run_defaults(output_dir: str) -> dict:
+    """The training settings every command starts from, below its own (logging, saving, reporting, the seed), and
+    those that depend on the machine."""
+    return {"output_dir": output_dir, "logging_steps": 10, "save_strategy": "steps", "save_steps": 500,
+            "report_to": ["tensorboard"], "seed": 42, **machine_defaults()}
 
 
 def machine_defaults() -> dict:
-    """Training defaults that depend on the machine, shared by every command (speed.py's `base_defaults`)."""
     from .speed import base_defaults, machine_facts
 
     return base_defaults(machine_facts())
@@ -93,12 +93,16 @@ def is_main_process() -> bool:
     return process_state().is_main_process
 
 
-def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, flags: RunFlags,
-            schema: RecipeSchema | None = None) -> Recipe | None:
-    """Load and validate the recipe; print it, or hand the run to accelerate, when asked. None: nothing to train."""
+# ---------------------------------------------------------------- the recipe, before anything is loaded
+
+
+def resolve(recipe_name: str, command: TrainingCommand, overrides: list[str], flags: RunFlags) -> Recipe | None:
+    """The recipe as this machine runs it, every check that needs no model and no data passed. None when there
+    is nothing to train here: the config was printed, or the run went to `accelerate launch` and is over."""
     import os
 
-    from .speed import explain, load_command_recipe, machine_facts
+    from .guards import check_machine
+    from .speed import explain, load_run_recipe, machine_facts
 
     check_launch_flags(flags)
     machine = machine_facts()
@@ -108,26 +112,25 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
         machine = dataclasses.replace(machine, processes=launched_processes(flags.accelerate_config,
                                                                             flags.num_processes))
     try:
-        resolved = load_command_recipe(recipe_name, kind, overrides, defaults, schema, machine)
+        resolved = load_run_recipe(recipe_name, command, overrides, machine)
         if not flags.print_config:
-            check_recipe(resolved.recipe, kind, flags.merge)
+            check_recipe(resolved.recipe, command, flags.merge)
     except UsageError as error:
         if flags.recipe_given:
             raise
-        raise UsageError(f"no recipe was given, so `smolalign {kind}` used the paper's recipe '{recipe_name}' "
-                         f"(recipes/{recipe_name}.yaml, for GPUs), which fails here: {error}. Name a recipe for this "
-                         f"machine, e.g. `smolalign {kind} debug/{kind}`") from error
+        raise UsageError(f"no recipe was given, so `smolalign {command.KIND}` used the paper's recipe "
+                         f"'{recipe_name}' (recipes/{recipe_name}.yaml, for GPUs), which fails here: {error}. Name a "
+                         f"recipe for this machine, e.g. `smolalign {command.KIND} debug/{command.KIND}`") from error
     recipe = resolved.recipe
     if flags.print_config:
         click.echo(recipe.to_yaml(), nl=False)
-        lines = explain(resolved.speed, recipe, machine) + ([f"  {resolved.note}"] if resolved.note else [])
+        lines = explain(resolved.speed, recipe, machine) + [f"  {note}" for note in resolved.notes]
         click.echo("\n".join(f"# {line}" for line in lines))
         return None
-    if resolved.note and os.environ.get("RANK", "0") == "0":
-        click.echo(f"note: {resolved.note}", err=True)
+    if os.environ.get("RANK", "0") == "0":
+        for note in resolved.notes:
+            click.echo(f"note: {note}", err=True)
     move_token_to_environment(recipe)
-    from .guards import check_machine
-
     check_machine(recipe, machine)
     if flags.accelerate_config and not inside_launch():
         check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume, can_resume=True)
@@ -148,7 +151,7 @@ def check_launch_flags(flags: RunFlags) -> None:
         check_accelerate_config(flags.accelerate_config)
 
 
-def check_recipe(recipe: Recipe, kind: str, merge: bool = False, args=None) -> None:
+def check_recipe(recipe: Recipe, command: TrainingCommand, merge: bool = False, args=None) -> None:
     """Every check that needs no model and no data; `args` stands in for the recipe's own training arguments
     where they cannot be built on this machine (`smolalign plan` for a GPU, from a CPU)."""
     if not recipe.training.get("output_dir"):
@@ -157,7 +160,7 @@ def check_recipe(recipe: Recipe, kind: str, merge: bool = False, args=None) -> N
         args = recipe.training_args()  # the library's own consistency checks, before any model or data is loaded
     from .guards import check_eval_data, check_lora, check_training
 
-    check_training(kind, args)
+    check_training(args, command)
     check_eval_data(args, has_eval=bool(getattr(recipe.data, "eval_split", None)
                                         or getattr(recipe.data, "eval_fraction", 0)))
     check_lora(None, recipe.lora_config())  # the adapter's own values, before any model loads
@@ -181,34 +184,12 @@ def move_token_to_environment(recipe: Recipe) -> None:
                    "environment instead", err=True)
 
 
-@dataclass
-class OutputPlan:
-    output: Replacement
-    """Where the run writes until its first complete result, and the swap that then makes it the output."""
-    resume_from: Path | None
-
-    @property
-    def output_dir(self) -> Path:
-        """The directory the run writes to now: the output, or before the swap the sibling that replaces it."""
-        return self.output.path
+def with_model(overrides: list[str], model_path: str | None) -> list[str]:
+    """`--model DIR` is `model.name_or_path=DIR`, before the other overrides."""
+    return overrides if model_path is None else [f"model.name_or_path={model_path}", *overrides]
 
 
-def plan_output(recipe: Recipe, flags: RunFlags) -> OutputPlan:
-    """Check the output directory before anything heavy runs, lock it, and pick the checkpoint to resume from.
-
-    A run that stops before its first complete result (a marked checkpoint, or the final save) leaves the output
-    as it found it: an `--overwrite` builds beside the old output, and a fresh output is removed again."""
-    target = check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume,
-                              can_resume=True)
-    output = Replacement(target, flags.overwrite, resume=flags.resume, remove_unfinished=True)
-    if is_main_process():
-        output.lock()  # writes nothing; a directory that does not exist yet is locked once it is made
-    plan = OutputPlan(output=output, resume_from=None)
-    if flags.resume:
-        plan.resume_from = newest_complete_checkpoint(target)
-        if plan.resume_from is None:
-            click.echo(f"no complete checkpoint in {target}: starting from the beginning", err=True)
-    return plan
+# ---------------------------------------------------------------- the run
 
 
 # Recipe keys whose change makes a resumed run a different run (model, data, batch geometry, seed).
@@ -226,128 +207,232 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
-def check_resumable(plan: OutputPlan, recipe: Recipe, fingerprints: dict) -> None:
-    """Resuming with other data or another model/batch is a different run: refuse it, naming what changed.
-    Other changes (logging, saving, epochs) are allowed and listed."""
-    if plan.resume_from is None:
-        return
-    previous = read_run_info(plan.output_dir) or {}
-    if previous.get("command") not in (None, recipe.kind):
-        raise UsageError(f"'{plan.output_dir}' holds a `smolalign {previous['command']}` run, not a `smolalign "
-                         f"{recipe.kind}` one: resume it with `smolalign {previous['command']} ... --resume`, or give "
-                         f"{recipe.kind} another training.output_dir")
-    old, new = _flatten(previous.get("recipe") or {}), _flatten(recipe.to_dict())
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "training.output_dir")
-    breaking = [k for k in changed if any(k == b or k.startswith(b + ".") for b in BREAKING_KEYS)]
-    if breaking:
-        raise UsageError(f"the recipe changed since the run in {plan.output_dir} started ({', '.join(breaking)}): "
-                         f"resume with the same recipe, or start a new run with another output_dir")
-    before = previous.get("data_fingerprints")
-    if before is not None and before != fingerprints:
-        raise UsageError(
-            f"the data differs from the run being resumed in {plan.output_dir} (fingerprints {before} -> "
-            f"{fingerprints}): resume with the same data, or start a new run with another output_dir"
-        )
-    if changed and is_main_process():
-        click.echo(f"resuming with changed settings: {', '.join(changed)}", err=True)
+@dataclass
+class Run:
+    """One training run's output, resume point, training arguments and what its record will say."""
+
+    recipe: Recipe
+    flags: RunFlags
+    output: Replacement
+    """Where the run writes until its first complete result, and the swap that then makes it the output."""
+    resume_from: Path | None
+    args: object
+    """The library's training arguments (SFTConfig, DPOConfig, TrainingArguments), pointed at `output_dir`."""
+    record: dict = field(default_factory=dict)
+    """Entries for the run record beside the recipe (placement, starting weights, data reports...)."""
+
+    @property
+    def output_dir(self) -> Path:
+        """The directory the run writes to now: the output, or before the swap the sibling that replaces it."""
+        return self.output.path
+
+    @classmethod
+    def start(cls, recipe: Recipe, flags: RunFlags) -> "Run":
+        """Check the output directory before anything heavy runs, lock it, and pick the checkpoint to resume from.
+        A run that stops before its first complete result (a marked checkpoint, or the final save) leaves the
+        output as it found it: an `--overwrite` builds beside the old output, and a fresh output is removed."""
+        target = check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume,
+                                  can_resume=True)
+        output = Replacement(target, flags.overwrite, resume=flags.resume, remove_unfinished=True)
+        if is_main_process():
+            output.lock()  # writes nothing; a directory that does not exist yet is locked once it is made
+        resume_from = newest_complete_checkpoint(target) if flags.resume else None
+        if flags.resume and resume_from is None:
+            click.echo(f"no complete checkpoint in {target}: starting from the beginning", err=True)
+        args = recipe.training_args(output_dir=str(output.path))  # the sibling, until the first checkpoint
+        return cls(recipe, flags, output, resume_from, args)
+
+    @contextlib.contextmanager
+    def stopping_cleanly(self):
+        """A failure or an interrupt (ctrl-C) before the first complete result removes the run's own partial work;
+        the output's lock is released however the run ends."""
+        try:
+            yield self
+        except BaseException:
+            if is_main_process():
+                self.output.discard()
+            raise
+        finally:
+            self.output.release()
+
+    def load_model(self):
+        """(model, tokenizer, placement) of the recipe's model section; the LoRA section checked against it."""
+        from ..model.gguf import resolve_model
+        from ..model.load import check_model_source, load_model
+        from .guards import check_lora
+
+        model_section = self.recipe.model
+        name, gguf = None, None
+        if model_section.name_or_path:
+            check_model_source(model_section.name_or_path, model_section.gguf_file)
+            name, gguf = resolve_model(model_section.name_or_path, model_section.gguf_file)
+        model, tokenizer, placement = load_model(
+            name_or_path=name, preset=model_section.preset, tokenizer=model_section.tokenizer,
+            dtype=model_section.dtype, attn_implementation=model_section.attn_implementation,
+            trust_remote_code=model_section.trust_remote_code, seed=self.args.seed)
+        check_lora(model, self.recipe.lora_config())
+        self.record["placement"] = vars(placement)
+        if gguf is not None:
+            self.record["starting_weights"] = gguf.record()
+        return model, tokenizer, placement
+
+    def read_data(self, load):
+        """`load()` with one process a node first (it fills the datasets cache; nodes need not share a disk)."""
+        with process_state().local_main_process_first():
+            return load()
+
+    def check_resumable(self, fingerprints: dict) -> None:
+        """Resuming with other data or another model/batch is a different run: refuse it, naming what changed.
+        Other changes (logging, saving, epochs) are allowed and listed."""
+        if self.resume_from is None:
+            return
+        previous = read_run_info(self.output_dir) or {}
+        kind = self.recipe.kind
+        if previous.get("command") not in (None, kind):
+            raise UsageError(f"'{self.output_dir}' holds a `smolalign {previous['command']}` run, not a `smolalign "
+                             f"{kind}` one: resume it with `smolalign {previous['command']} ... --resume`, or give "
+                             f"{kind} another training.output_dir")
+        old, new = _flatten(previous.get("recipe") or {}), _flatten(self.recipe.to_dict())
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "training.output_dir")
+        breaking = [k for k in changed if any(k == b or k.startswith(b + ".") for b in BREAKING_KEYS)]
+        if breaking:
+            raise UsageError(f"the recipe changed since the run in {self.output_dir} started ({', '.join(breaking)}): "
+                             f"resume with the same recipe, or start a new run with another output_dir")
+        before = previous.get("data_fingerprints")
+        if before is not None and before != fingerprints:
+            raise UsageError(
+                f"the data differs from the run being resumed in {self.output_dir} (fingerprints {before} -> "
+                f"{fingerprints}): resume with the same data, or start a new run with another output_dir")
+        if changed and is_main_process():
+            click.echo(f"resuming with changed settings: {', '.join(changed)}", err=True)
+
+    def build(self, make_trainer, rows: int = 0):
+        """`make_trainer()` with the library's late refusals (ValueError and kin from a trainer's constructor)
+        turned into one line, still before the first write. A large set (`rows`) shows the datasets' progress bars
+        while the trainer tokenizes and packs it."""
+        from ..quiet import show_data_progress
+
+        show_data_progress(rows)
+        try:
+            return make_trainer()
+        except UsageError:
+            raise
+        except (ValueError, TypeError, AssertionError, NotImplementedError, ImportError) as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UsageError(f"the trainer refused the recipe: {text}") from error
+
+    def show(self, title: str, table: dict) -> None:
+        if table and is_main_process():
+            from .report import print_summary
+
+            print_summary(title, table)
+
+    def open(self, fingerprints: dict) -> None:
+        """The first write of the run: everything before this point only read."""
+        if not is_main_process():
+            return
+        self.output.open()
+        if self.resume_from is not None:
+            for path in remove_incomplete(self.output_dir):
+                click.echo(f"removed half-written {path.name}", err=True)
+            click.echo(f"resuming from {self.resume_from}", err=True)
+        write_run_info(self.output_dir, self.recipe, fingerprints, self.record,
+                       resumed_from=str(self.resume_from) if self.resume_from else None)
+
+    def train(self, trainer):
+        """Train (or resume) with smolalign's progress bar, metrics log and checkpoint markers; the first marked
+        checkpoint swaps an `--overwrite`'s new output in."""
+        from transformers.trainer_callback import ProgressCallback
+
+        from .callbacks import MetricsLog, RichProgress
+        from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
+
+        resume_step = int(self.resume_from.name.split("-")[-1]) if self.resume_from else None
+        trainer.remove_callback(ProgressCallback)
+        for callback in (CheckpointMarker(take_over_rotation(trainer)),
+                         OnCompleteCheckpoint(lambda: self.swap_in(trainer)), MetricsLog(resume_step),
+                         RichProgress()):
+            trainer.add_callback(callback)
+        return trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
+
+    def swap_in(self, trainer) -> None:
+        """The run has its first complete result: make its directory the output, on every process alike."""
+        if self.output.committed:
+            return
+        before = str(self.output.path)
+        trainer.accelerator.wait_for_everyone()  # every rank has finished writing into the sibling
+        tensorboard = _open_tensorboard_writers(trainer)
+        for callback in tensorboard:  # its files are reopened by name at each write: close them before they move
+            callback.tb_writer.close()
+        if is_main_process():
+            self.output.commit()
+        else:
+            self.output.path, self.output.committed = self.output.target, True
+        trainer.accelerator.wait_for_everyone()
+        after = str(self.output.target)
+        trainer.args.output_dir = after
+        for callback in tensorboard:  # it opens a writer again at its next log, in the moved directory
+            callback.tb_writer = None
+            if callback.logging_dir and callback.logging_dir.startswith(before):
+                callback.logging_dir = after + callback.logging_dir[len(before):]
+        state = trainer.state
+        if state.best_model_checkpoint and state.best_model_checkpoint.startswith(before):
+            state.best_model_checkpoint = after + state.best_model_checkpoint[len(before):]
+            if is_main_process():  # the checkpoints' own trainer states name it too, for a later resume
+                for state_file in self.output.target.glob("checkpoint-*/trainer_state.json"):
+                    state_file.write_text(state_file.read_text().replace(before, after))
+
+    def finish(self, trainer, result, panels, metric_keys, notes=()) -> dict:
+        """Save the model, then the report (curves PNG, summary table, model card), then push: the hub gets it
+        all. Returns the final metrics."""
+        from ..outputs import respect_umask
+        from .callbacks import tokens_per_second
+        from .report import final_metrics, plot_curves, print_summary, write_model_card
+
+        recipe, output_dir = self.recipe, self.output_dir
+        trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
+        if trainer.is_fsdp_enabled:  # a sharded state dict would leave the final directory without weights
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(str(output_dir))
+        trainer.accelerator.wait_for_everyone()  # every rank has saved before anything reads the directory
+        metrics = {}
+        if is_main_process():
+            trainer.processing_class.save_pretrained(str(output_dir))
+            if self.flags.merge:  # from the saved adapter, in this one process: under ZeRO-3/FSDP the model is a shard
+                from .merge import merge_saved_adapter
+
+                merge_saved_adapter(output_dir, output_dir / "merged")
+            plot_curves(output_dir, panels)
+            metrics = final_metrics(output_dir, metric_keys)
+            resumed = self.resume_from is not None
+            for key in ("train_runtime", "train_loss"):
+                if key in result.metrics:
+                    # transformers counts only the steps it ran: after a resume, that is the resumed part
+                    metrics[f"{key} (since resume)" if resumed else key] = result.metrics[key]
+            runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
+            summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
+            rate = tokens_per_second(trainer.state, runtime, tokens_before=getattr(
+                trainer, "_initial_num_input_tokens_seen", 0)) if runtime else None
+            if rate:
+                summary["tokens/s"] = rate
+            print_summary(f"{recipe.kind} → {self.output.target}", summary)
+            base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
+            write_model_card(output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
+                             recipe_path=recipe.path, metrics=metrics, notes=list(notes))
+            respect_umask(output_dir)
+        self.swap_in(trainer)  # the finished model is a complete result, if no checkpoint came first
+        if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
+            trainer.push_to_hub()
+        if is_main_process():
+            click.echo(f"model written to {self.output.target}", err=True)
+        return metrics
 
 
-def open_output(plan: OutputPlan, recipe: Recipe, fingerprints: dict, flags: RunFlags, extra: dict) -> None:
-    """The first write of the run: everything before this point only read."""
-    if not is_main_process():
-        return
-    plan.output.open()
-    if plan.resume_from is not None:
-        for path in remove_incomplete(plan.output_dir):
-            click.echo(f"removed half-written {path.name}", err=True)
-        click.echo(f"resuming from {plan.resume_from}", err=True)
-    write_run_info(plan.output_dir, recipe, fingerprints, extra,
-                   resumed_from=str(plan.resume_from) if plan.resume_from else None)
-
-
-def swap_in(plan: OutputPlan, trainer) -> None:
-    """The run has its first complete result: make its directory the output, on every process alike."""
-    if plan.output.committed:
-        return
-    before = str(plan.output.path)
-    trainer.accelerator.wait_for_everyone()  # every rank has finished writing into the sibling
-    tensorboard = open_tensorboard_writers(trainer)
-    for callback in tensorboard:  # its files are reopened by name at each write: close them before they move
-        callback.tb_writer.close()
-    if is_main_process():
-        plan.output.commit()
-    else:
-        plan.output.path, plan.output.committed = plan.output.target, True
-    trainer.accelerator.wait_for_everyone()
-    after = str(plan.output.target)
-    args, state = trainer.args, trainer.state
-    args.output_dir = after
-    for callback in tensorboard:  # it opens a writer again at its next log, in the moved directory
-        callback.tb_writer = None
-        if callback.logging_dir and callback.logging_dir.startswith(before):
-            callback.logging_dir = after + callback.logging_dir[len(before):]
-    if state.best_model_checkpoint and state.best_model_checkpoint.startswith(before):
-        state.best_model_checkpoint = after + state.best_model_checkpoint[len(before):]
-        if is_main_process():  # the checkpoints' own trainer states name it too, for a later resume
-            for state_file in plan.output.target.glob("checkpoint-*/trainer_state.json"):
-                state_file.write_text(state_file.read_text().replace(before, after))
-
-
-def open_tensorboard_writers(trainer) -> list:
+def _open_tensorboard_writers(trainer) -> list:
     from transformers.integrations import TensorBoardCallback
 
     return [callback for callback in trainer.callback_handler.callbacks
             if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None]
-
-
-def install_callbacks(trainer, plan: OutputPlan) -> None:
-    from transformers.trainer_callback import ProgressCallback
-
-    from .callbacks import MetricsLog, RichProgress
-    from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
-
-    resume_step = int(plan.resume_from.name.split("-")[-1]) if plan.resume_from else None
-    trainer.remove_callback(ProgressCallback)
-    for callback in (CheckpointMarker(take_over_rotation(trainer)), OnCompleteCheckpoint(lambda: swap_in(plan, trainer)),
-                     MetricsLog(resume_step), RichProgress()):
-        trainer.add_callback(callback)
-
-
-def starting_weights(recipe: Recipe) -> tuple[str | None, dict | None]:
-    """The model to load (a GGUF file: its imported directory), and what the run record says of a GGUF file."""
-    from ..model.gguf import resolve_model
-    from ..model.load import check_model_source
-
-    if not recipe.model.name_or_path:
-        return None, None
-    check_model_source(recipe.model.name_or_path, recipe.model.gguf_file)
-    name, gguf = resolve_model(recipe.model.name_or_path, recipe.model.gguf_file)
-    return name, gguf.record() if gguf else None
-
-
-def load_recipe_model(recipe: Recipe, seed: int):
-    from ..model.load import load_model
-
-    return load_model(
-        name_or_path=starting_weights(recipe)[0], preset=recipe.model.preset, tokenizer=recipe.model.tokenizer,
-        dtype=recipe.model.dtype, attn_implementation=recipe.model.attn_implementation,
-        trust_remote_code=recipe.model.trust_remote_code, seed=seed,
-    )
-
-
-def construct_trainer(command: Command, plan: OutputPlan, model, tokenizer, args, data, recipe):
-    """Build the trainer and check its tokenized data before the first write: a config error becomes one line
-    (and the empty output directory the Trainer makes for itself goes with the run's other partial work)."""
-    try:
-        trainer = command.build_trainer(model, tokenizer, args, data, recipe)
-        if command.check_data is not None:
-            command.check_data(trainer, data, recipe, args)
-        return trainer
-    except UsageError:
-        raise
-    except (ValueError, TypeError, AssertionError, NotImplementedError, ImportError) as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"the trainer refused the recipe: {text}") from error
 
 
 def dataset_names(recipe: Recipe) -> list[str]:
@@ -359,88 +444,18 @@ def dataset_names(recipe: Recipe) -> list[str]:
     return [f"{name}: {source.get('dataset')}" for name, source in sources.items()]
 
 
-def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panels, metric_keys, notes=()) -> dict:
-    """Save the model, then the report (curves PNG, summary table, model card), then push: the hub gets it all."""
-    from .callbacks import tokens_per_second
-    from .report import final_metrics, plot_curves, print_summary, write_model_card
-
-    trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
-    if trainer.is_fsdp_enabled:  # a sharded state dict would leave the final directory without weights
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(plan.output_dir))
-    trainer.accelerator.wait_for_everyone()  # every rank has saved before anything reads the directory
-    metrics = {}
-    if is_main_process():
-        trainer.processing_class.save_pretrained(str(plan.output_dir))
-        if merge:  # from the saved adapter, in this one process: under ZeRO-3/FSDP the live model is a shard
-            from .merge import merge_saved_adapter
-
-            merge_saved_adapter(plan.output_dir, plan.output_dir / "merged")
-        plot_curves(plan.output_dir, panels)
-        metrics = final_metrics(plan.output_dir, metric_keys)
-        resumed = plan.resume_from is not None
-        for key in ("train_runtime", "train_loss"):
-            if key in result.metrics:
-                # transformers counts only the steps it ran: after a resume, that is the resumed part
-                metrics[f"{key} (since resume)" if resumed else key] = result.metrics[key]
-        runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
-        summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
-        rate = tokens_per_second(trainer.state, runtime, tokens_before=getattr(
-            trainer, "_initial_num_input_tokens_seen", 0)) if runtime else None
-        if rate:
-            summary["tokens/s"] = rate
-        print_summary(f"{recipe.kind} → {plan.output.target}", summary)
-        base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
-        write_model_card(plan.output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
-                         recipe_path=recipe.path, metrics=metrics, notes=list(notes))
-    if is_main_process():
-        from ..outputs import respect_umask
-
-        respect_umask(plan.output_dir)
-    swap_in(plan, trainer)  # the finished model is a complete result, if no checkpoint came first
-    if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
-        trainer.push_to_hub()
-    if is_main_process():
-        click.echo(f"model written to {plan.output.target}", err=True)
-    return metrics
+def refuse_truncation(cut: int, total: int, unit: str, args, recipe: Recipe) -> None:
+    """More rows (pairs) longer than max_length than the recipe allows: one line, before anything is written."""
+    share = cut / max(total, 1)
+    if share > recipe.data.max_truncated_fraction:
+        raise UsageError(f"{share:.1%} of {unit} are longer than max_length={args.max_length}, above "
+                         f"data.max_truncated_fraction={recipe.data.max_truncated_fraction}: raise one of them")
 
 
-def run_command(command: Command, recipe_name: str, overrides: list[str], flags: RunFlags) -> dict | None:
-    """The whole run for one command; returns the final metrics (None when only the config was printed)."""
-    recipe = resolve(recipe_name, command.kind, overrides, command.defaults(), flags, schema=command.schema)
-    if recipe is None:
-        return None
-    plan = plan_output(recipe, flags)
-    args = recipe.training_args(output_dir=str(plan.output_dir))  # the sibling, until the first checkpoint
-    try:
-        model, tokenizer, placement = load_recipe_model(recipe, args.seed)
-        from .guards import check_lora
-
-        check_lora(model, recipe.lora_config())
-        record = {"placement": vars(placement)}
-        if (gguf := starting_weights(recipe)[1]) is not None:
-            record["starting_weights"] = gguf
-        if command.prepare is not None:
-            record.update(command.prepare(model, tokenizer, recipe, args, placement) or {})
-        # one process per node fills the datasets cache, the others read it (nodes need not share a filesystem)
-        with process_state().local_main_process_first():
-            data = command.load_data(recipe, tokenizer, args)
-        check_resumable(plan, recipe, data.fingerprints)
-        show_data_progress(len(data.train) if hasattr(data.train, "__len__") else 0)  # TRL prepares it next
-        trainer = construct_trainer(command, plan, model, tokenizer, args, data, recipe)
-        if data.report and is_main_process():
-            from .report import print_summary
-
-            print_summary("data", data.report)
-        open_output(plan, recipe, data.fingerprints, flags, {**data.record, "data_report": data.report, **record})
-        install_callbacks(trainer, plan)
-        result = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
-        panels = command.panels(recipe) if callable(command.panels) else command.panels
-        return finish(trainer, recipe, plan, result, flags.merge, panels=panels, metric_keys=command.metric_keys,
-                      notes=command.notes(data, args))
-    except BaseException:  # a failure or an interrupt (ctrl-C) before the first complete result leaves no trace
-        if is_main_process():
-            plan.output.discard()
-        raise
-    finally:
-        plan.output.release()
+def dropped_rows(data_report: dict) -> dict:
+    """The data layer's dropped rows, by source and reason, for the data table."""
+    rows = {}
+    for source in data_report["sources"]:
+        for why, count in (source.get("rows_dropped") or {}).items():
+            rows[f"dropped ({source['dataset']}): {why}"] = count
+    return rows

@@ -1,38 +1,79 @@
-"""`smolalign sft`: supervised fine-tuning with TRL's SFTTrainer, SmolLM2's settings by default.
+"""`smolalign sft RECIPE [key=value ...]`: supervised fine-tuning with TRL's SFTTrainer, SmolLM2's settings by default.
+
+    smolalign sft debug/sft                                   # the tiny preset on the shipped task set, CPU
+    smolalign sft sft --accelerate-config zero3 --num-processes 8
 
 Loss on assistant turns only (their `<|im_end|>` included), BFD packing into rows whose documents never attend to
-each other, a data report built from TRL's own tokenized dataset (no second tokenization), exact resume, and a
-report at the end. The life of the run (output, resume, record, report) is `run.py`'s.
+each other (packing.py), a data report built from TRL's own tokenized dataset (no second tokenization), exact
+resume, and a report at the end. `run_sft` below is the whole run, in order; run.py offers its steps.
 """
 
 from __future__ import annotations
 
+from ..config import SCHEMAS
 from ..errors import UsageError
 from .packing import use_packed_rows
-from .run import Command, PreparedData, RunFlags, machine_defaults, run_command
+from .run import Run, RunFlags, dropped_rows, refuse_truncation, resolve, run_defaults, with_model
+from .shape import masks_packed_documents, masks_padding, step_shape
 
-# Attention implementations that keep packed documents apart (flash via cu_seqlens; sdpa on CPU one document at a
-# time; sdpa on GPU, eager and flex through the explicit block-causal mask of packed rows). Others are refused.
+KIND = "sft"
+SCHEMA = SCHEMAS["sft"]
+WEIGHTS = "bfloat16"  # on a bf16 GPU, as the alignment-handbook recipes train (train/speed.py)
+SAME_SHAPE = False  # packed rows change shape from batch to batch: torch.compile would recompile each
+FUSED_LOSS = False  # TRL scores tokens through its own tiled LM head: Liger adds only its layer kernels
+# Attention implementations that keep packed documents apart (flash via cu_seqlens; sdpa by document offsets or the
+# explicit block-causal mask; eager and flex through the mask). Others are refused.
 PACKING_SAFE_ATTENTION = {"flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention"}
-SFT_PANELS = [("loss", ["loss", "eval_loss"]), ("learning rate", ["learning_rate"]), ("gradient norm", ["grad_norm"])]
+PANELS = [("loss", ["loss", "eval_loss"]), ("learning rate", ["learning_rate"]), ("gradient norm", ["grad_norm"])]
+METRICS = ["loss", "eval_loss"]
 
 
-def sft_defaults() -> dict:
-    return {"training": {
-        "output_dir": "runs/sft",
-        "num_train_epochs": 2,
-        "assistant_only_loss": True,
-        "packing": True,
-        "packing_strategy": "bfd",
-        "max_length": 2048,
-        "logging_steps": 10,
-        "save_strategy": "steps",
-        "save_steps": 500,
-        "report_to": ["tensorboard"],
-        "include_num_input_tokens_seen": "non_padding",
-        "seed": 42,
-        **machine_defaults(),
-    }}
+def defaults() -> dict:
+    return {"training": {**run_defaults("runs/sft"), "num_train_epochs": 2, "assistant_only_loss": True,
+                         "packing": True, "packing_strategy": "bfd", "max_length": 2048,
+                         "include_num_input_tokens_seen": "non_padding"}}
+
+
+def run_sft(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
+    """The whole SFT run; returns the final metrics (None when only the config was printed)."""
+    from . import sft
+
+    flags = RunFlags(**flag_values)
+    recipe = resolve(recipe_name, sft, with_model(overrides, model_path), flags)
+    if recipe is None:
+        return None
+    run = Run.start(recipe, flags)
+    with run.stopping_cleanly():
+        # model and chat template
+        model, tokenizer, placement = run.load_model()
+        check_packing(recipe.training, placement.attn_implementation)
+        from .templates import prepare_chat_tokenizer, set_generation_stop
+
+        run.record["chat_template"] = prepare_chat_tokenizer(tokenizer, run.args.assistant_only_loss)
+        set_generation_stop(model, tokenizer)
+
+        # data
+        from ..data import load_data
+
+        data = run.read_data(lambda: load_data(recipe.data, task="chat"))
+        run.check_resumable(data.fingerprints())
+
+        # trainer, and the rows as TRL tokenized them
+        trainer = run.build(lambda: sft_trainer(model, tokenizer, run.args, data, recipe), rows=len(data.train))
+        report = {**tokenized_report(trainer.train_dataset, run.args.max_length, run.args.dataset_num_proc),
+                  **dropped_rows(data.report)}
+        if report["rows_with_no_trained_token"]:
+            raise UsageError(f"{report['rows_with_no_trained_token']} rows have no assistant token inside "
+                             f"max_length={run.args.max_length}: raise training.max_length or drop those rows")
+        refuse_truncation(report["rows_cut_by_max_length"], report["rows"], "rows", run.args, recipe)
+        run.show("data", report)
+
+        # train
+        run.record.update(data=data.report, data_report=report)
+        run.open(data.fingerprints())
+        result = run.train(trainer)
+        return run.finish(trainer, result, PANELS, METRICS, notes=[
+            f"{report['rows']:,} training rows, {report['trained_tokens']:,} trained tokens per epoch"])
 
 
 def check_packing(training: dict, attn_implementation: str) -> None:
@@ -47,6 +88,22 @@ def check_packing(training: dict, attn_implementation: str) -> None:
             f"packing with attn_implementation={attn_implementation} cannot keep documents apart: use sdpa or "
             f"flash_attention_2 (model.attn_implementation), or set training.packing=false"
         )
+
+
+def sft_trainer(model, tokenizer, args, data, recipe):
+    from trl import SFTTrainer
+
+    try:
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+                             processing_class=tokenizer, peft_config=recipe.lora_config())
+    except RuntimeError as error:
+        if "no assistant tokens" in str(error):
+            raise UsageError("a row has no assistant tokens to train on: check the chat template's generation "
+                             "markers") from error
+        raise
+    packed_attention = getattr(recipe.sections.get("speed"), "packed_attention", "auto")
+    use_packed_rows(trainer, model.config._attn_implementation, packed_attention)
+    return trainer
 
 
 def tokenized_report(dataset, max_length: int | None, num_proc: int | None) -> dict:
@@ -83,68 +140,51 @@ def tokenized_report(dataset, max_length: int | None, num_proc: int | None) -> d
     }
 
 
-def load_sft_data(recipe, tokenizer, args) -> PreparedData:
-    from ..data import load_data
-
-    data = load_data(recipe.data, task="chat")
-    return PreparedData(train=data.train, eval=data.eval, fingerprints=data.fingerprints(),
-                        record={"data": data.report}, report=dropped_rows(data.report))
+# ---------------------------------------------------------------- facts for the checks, speed choice and plan
 
 
-def dropped_rows(data_report: dict) -> dict:
-    rows = {}
-    for source in data_report["sources"]:
-        for why, count in (source.get("rows_dropped") or {}).items():
-            rows[f"dropped ({source['dataset']}): {why}"] = count
-    return rows
+def check_args(args, problems: list[str]) -> None:
+    """What TRL's SFTTrainer accepts but fails on later (guards.py collects these with the shared checks)."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    choices = {f.name: f for f in dataclasses.fields(SFTConfig)}["loss_type"].metadata.get("choices") or ["nll", "dft"]
+    if args.loss_type not in choices:
+        problems.append(f"training.loss_type={args.loss_type!r} is unknown to TRL's SFTTrainer: use "
+                        f"{' or '.join(c for c in choices if c != 'chunked_nll')}")
+    if args.packing and args.max_length is None:
+        problems.append("training.packing=true needs training.max_length (the packed row length), e.g. 2048")
+    if args.padding_free and not args.packing and args.max_length is not None:
+        problems.append("training.padding_free=true without packing does not enforce max_length: set "
+                        "training.packing=true, or training.max_length=null")
 
 
-def check_sft_data(trainer, data: PreparedData, recipe, args) -> None:
-    report = tokenized_report(trainer.train_dataset, args.max_length, args.dataset_num_proc)
-    if report["rows_with_no_trained_token"]:
-        raise UsageError(f"{report['rows_with_no_trained_token']} rows have no assistant token inside max_length="
-                         f"{args.max_length}: raise training.max_length or drop those rows")
-    cut = report["rows_cut_by_max_length"] / max(report["rows"], 1)
-    if cut > recipe.data.max_truncated_fraction:
-        raise UsageError(f"{cut:.1%} of rows are longer than max_length={args.max_length}, above "
-                         f"data.max_truncated_fraction={recipe.data.max_truncated_fraction}: raise one of them")
-    data.report = {**report, **data.report}
+def memory_shape(recipe, micro_batch: int, strategy: str, gpu: bool, flash_installed: bool,
+                 checkpointing: bool | None = None):
+    """Rows of max_length tokens (packed nearly full), documents kept apart by a 4-D mask where the kernel needs
+    one (padded rows: a padding mask), scored through TRL's tiled LM head."""
+    packed = bool(recipe.value("packing"))
+    mask = masks_packed_documents(recipe, gpu, flash_installed) if packed else masks_padding(recipe, gpu,
+                                                                                             flash_installed)
+    return step_shape(recipe, micro_batch, recipe.value("max_length") or 1024, strategy, gpu, checkpointing,
+                      block_mask=mask, tiled_head=True, reference=False)
 
 
-def prepare_sft_model(model, tokenizer, recipe, args, placement) -> dict:
-    from .templates import prepare_chat_tokenizer, set_generation_stop
+def size(recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row=None):
+    """Whole epochs over the chat rows; packed rows hold max_length tokens each."""
+    from .size import data_size
 
-    check_packing(recipe.training, placement.attn_implementation)
-    note = prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
-    set_generation_stop(model, tokenizer)
-    return {"chat_template": note}
+    if tokenizer is not None:
+        from .templates import prepare_chat_tokenizer
 
-
-def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
-    from trl import SFTTrainer
-
-    try:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                             processing_class=tokenizer, peft_config=recipe.lora_config())
-    except RuntimeError as error:
-        if "no assistant tokens" in str(error):
-            raise UsageError("a row has no assistant tokens to train on: check the chat template's generation "
-                             "markers") from error
-        raise
-    packed_attention = getattr(recipe.sections.get("speed"), "packed_attention", "auto")
-    use_packed_rows(trainer, model.config._attn_implementation, packed_attention)
-    return trainer
+        prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
+    return data_size(recipe, args, processes, tokenizer, rows, tokens_per_row, "chat",
+                     lambda row: [row["messages"]], packed=bool(recipe.value("packing")))
 
 
-COMMAND = Command(
-    kind="sft", defaults=sft_defaults, load_data=load_sft_data, build_trainer=build_trainer, panels=SFT_PANELS,
-    metric_keys=["loss", "eval_loss"], prepare=prepare_sft_model, check_data=check_sft_data,
-    notes=lambda data, args: [f"{data.report['rows']:,} training rows, {data.report['trained_tokens']:,} trained "
-                              f"tokens per epoch"],
-)
+def flops(size, parameters: int, config, args) -> float:
+    """Training FLOPs by the MFU convention, 6N + 12·L·H·Q·T a token (train/mfu.py)."""
+    from .mfu import training_flops
 
-
-def run_sft(recipe_name: str, overrides: list[str], model_path: str | None = None, **flag_values) -> dict | None:
-    if model_path is not None:
-        overrides = [f"model.name_or_path={model_path}", *overrides]
-    return run_command(COMMAND, recipe_name, overrides, RunFlags(**flag_values))
+    return training_flops(size, parameters, config)

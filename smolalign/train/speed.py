@@ -50,7 +50,7 @@ class Machine:
     """flash-attn is installed."""
     processes: int = 1
     strategy: str = "single"
-    """How the run is spread: single, DDP, ZeRO-2, ZeRO-3 or FSDP (plan/memory.py)."""
+    """How the run is spread: single, DDP, ZeRO-2, ZeRO-3 or FSDP (model/memory.py)."""
 
 
 def strategy_from_environment(environ=os.environ) -> str:
@@ -114,26 +114,29 @@ ON = {"training.optim": lambda value: value == "adamw_torch_fused",
 AUTO_ON_CPU = {"model.attn_implementation": "sdpa", "model.dtype": "float32"}
 
 
-def choose_weights(machine: Machine, kind: str) -> Setting:
-    """The dtype a run's weights are kept in: one plain function of the command and the machine (module docstring).
-    On CPU nothing is chosen: `auto` is fp32 there, and bf16 autocast is off."""
+def choose_weights(machine: Machine, command) -> Setting:
+    """The dtype a run's weights are kept in: the command's own choice (`command.WEIGHTS`, module docstring) on a
+    GPU with bf16. On CPU nothing is chosen: `auto` is fp32 there, and bf16 autocast is off."""
     if not machine.gpu:
         return Setting("fp32 weights", "model.dtype", None, "no GPU: fp32 weights, no autocast")
     if not machine.bf16:
         return Setting("fp32 weights", "model.dtype", "float32", f"{machine.name} has no bf16: fp32 throughout")
-    if kind == "pretrain":
+    if command.WEIGHTS == "float32":
         return Setting("fp32 weights", "model.dtype", "float32",
-                       "fp32 master weights under bf16 autocast, as nanotron pretrains (model.dtype=bfloat16: pure "
-                       "bf16, faster and smaller, but updates below bf16's resolution are lost)")
+                       f"{command.KIND}: fp32 master weights under bf16 autocast, as nanotron pretrains "
+                       f"(model.dtype=bfloat16: pure bf16, faster and smaller, but updates below bf16's resolution "
+                       f"are lost)")
     return Setting("fp32 weights", "model.dtype", "bfloat16",
-                   f"{kind} trains bf16 weights, as the alignment-handbook recipes do (model.dtype=float32: fp32 "
-                   f"master weights under bf16 autocast)")
+                   f"{command.KIND} trains bf16 weights, as the alignment-handbook recipes do (model.dtype=float32: "
+                   f"fp32 master weights under bf16 autocast)")
 
 
-def choose_speed(machine: Machine, kind: str) -> list[Setting]:
-    """The speed settings for a run of `kind` (sft, dpo, pretrain) on `machine`: a plain function of its facts."""
+def choose_speed(machine: Machine, command) -> list[Setting]:
+    """The speed settings for a run of `command` (a training command module: its KIND, SAME_SHAPE, FUSED_LOSS and
+    WEIGHTS) on `machine`: a plain function of their facts."""
+    kind = command.KIND
     if not machine.gpu:
-        return [choose_weights(machine, kind),
+        return [choose_weights(machine, command),
                 Setting("Liger kernels", "training.use_liger_kernel", False, "no GPU"),
                 Setting("fused AdamW", "training.optim", None, "not chosen without a GPU (transformers' own "
                         "default applies)"),
@@ -141,15 +144,15 @@ def choose_speed(machine: Machine, kind: str) -> list[Setting]:
                 Setting("flash-attn", "model.attn_implementation", None, "no GPU: sdpa"),
                 Setting("micro-batch", "speed.fit_micro_batch", False, "no GPU: the recipe's batch as written")]
     liger_why = ("liger-kernel installed: fused RMSNorm, SwiGLU, RoPE" + (
-        " and linear cross-entropy (no logits held)" if kind == "pretrain" else
+        " and linear cross-entropy (no logits held)" if command.FUSED_LOSS else
         " (TRL's tiled LM head already holds no logits)") if machine.liger else
         "liger-kernel is not installed: pip install 'smolalign[gpu]'")
-    compiled = kind == "pretrain" and not machine.liger  # never both: they crashed together (module docstring)
+    compiled = command.SAME_SHAPE and not machine.liger  # never both: they crashed together (module docstring)
     compile_why = ("every batch has the same shape: one graph for the run" if compiled else
                    "Liger is on instead: Liger inside torch.compile crashed on an H200 (README, Speed settings)"
-                   if kind == "pretrain" else f"{kind} batches change shape (a recompile each)")
+                   if command.SAME_SHAPE else f"{kind} batches change shape (a recompile each)")
     return [
-        choose_weights(machine, kind),
+        choose_weights(machine, command),
         Setting("Liger kernels", "training.use_liger_kernel", machine.liger, liger_why),
         Setting("fused AdamW", "training.optim", "adamw_torch_fused", "one kernel for the whole update"),
         Setting("torch.compile", "training.torch_compile", compiled, compile_why),
@@ -171,16 +174,6 @@ def speed_defaults(settings: list[Setting]) -> dict:
     return out
 
 
-@dataclass
-class SpeedSection:
-    fit_micro_batch: bool = False
-    """On a GPU (the default there): the largest per-device batch that fits, by `smolalign plan`'s memory estimate,
-    with gradient_accumulation_steps changed so that per-device batch x accumulation stays as written."""
-    packed_attention: str = "auto"
-    """How packed documents are kept apart under sdpa (train/packing.py): auto (per-document sdpa on CPU, the 4-D
-    block-causal mask on a GPU), mask, by_document, or varlen (torch's FlashAttention varlen kernel, CUDA only)."""
-
-
 def fit_micro_batch(per_device: int, accumulation: int, fits) -> tuple[int, int]:
     """The largest micro-batch m dividing per_device x accumulation with fits(m), and the accumulation that keeps
     the product; (1, product) when none fits."""
@@ -191,23 +184,21 @@ def fit_micro_batch(per_device: int, accumulation: int, fits) -> tuple[int, int]
     return 1, product
 
 
-def apply_micro_batch(recipe, machine: Machine) -> str | None:
-    """Give the recipe the largest micro-batch that fits `machine`'s GPU (module docstring); says what changed."""
+def apply_micro_batch(recipe, command, machine: Machine, arch) -> str | None:
+    """Give the recipe the largest micro-batch that fits `machine`'s GPU (module docstring); says what changed.
+    `arch`: the model's architecture (model/memory.py), or None where it cannot be sized here."""
     speed = recipe.sections.get("speed")
-    if not machine.gpu or not machine.memory or not getattr(speed, "fit_micro_batch", False):
+    if not machine.gpu or not machine.memory or arch is None or not getattr(speed, "fit_micro_batch", False):
         return None
-    from ..plan.memory import HEADROOM, estimate
-    from ..plan.model import model_facts
-    from ..plan.shape import shape_of, training_value
+    from ..model.memory import HEADROOM, estimate
 
-    per_device = training_value(recipe, "per_device_train_batch_size")
-    accumulation = training_value(recipe, "gradient_accumulation_steps")
+    per_device = recipe.value("per_device_train_batch_size")
+    accumulation = recipe.value("gradient_accumulation_steps")
     if not (isinstance(per_device, int) and isinstance(accumulation, int) and per_device >= 1 and accumulation >= 1):
         return None  # the recipe's checks name the bad value; nothing is fitted around it
-    arch = model_facts(recipe.model, recipe.lora_config()).arch
 
     def fits(micro: int) -> bool:
-        shape = shape_of(recipe, micro, machine.strategy, gpu=True, flash_installed=machine.flash_attn)
+        shape = command.memory_shape(recipe, micro, machine.strategy, gpu=True, flash_installed=machine.flash_attn)
         return estimate(arch, shape, machine.strategy, machine.processes).total <= HEADROOM * machine.memory
 
     micro, steps = fit_micro_batch(per_device, accumulation, fits)
@@ -225,35 +216,46 @@ class Resolved:
     recipe: object
     speed: list
     """The speed settings this machine chose (speed.Setting), for `--print-config` and `smolalign plan`."""
-    note: str | None = None
-    """What the micro-batch choice changed, if anything."""
+    notes: list[str]
+    """What the machine changed of the recipe as written (accumulation, checkpointing, micro-batch), if anything."""
 
 
-def load_command_recipe(recipe_name: str, kind: str, overrides: list[str], defaults: dict,
-                        schema, machine: Machine) -> Resolved:
-    """The recipe as a run on `machine` (speed.Machine) gets it: defaults with the machine's and the speed settings
-    (below the YAML and the command line), the `speed` and `batch` sections, the accumulation that meets a global
-    batch on the machine's processes, and the micro-batch that fits."""
-    import dataclasses
+def model_arch(recipe):
+    """The architecture of the recipe's model without weights (model/memory.py), or None where it cannot be read
+    here: the run's own checks then say why."""
+    from ..errors import UsageError
+    from ..model.info import model_config
+    from ..model.memory import arch_of
 
-    from ..config import SCHEMAS, deep_merge, load_recipe
-    from .batch import BatchSection, derive_accumulation
+    model = recipe.model
+    try:
+        config, _, _ = model_config(model.name_or_path, model.preset, model.gguf_file, model.trust_remote_code)
+        return arch_of(config, recipe.lora_config())
+    except (UsageError, OSError, ValueError):
+        return None
 
-    settings = choose_speed(machine, kind)
-    defaults = deep_merge(deep_merge(defaults, {"training": base_defaults(machine)}), speed_defaults(settings))
-    schema = schema or SCHEMAS[kind]
-    schema = dataclasses.replace(schema, sections={**schema.sections, "speed": SpeedSection, "batch": BatchSection})
-    recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
-    batch_note = derive_accumulation(recipe, machine.processes)
-    if needs_checkpointing_on_cpu(recipe, machine):
-        # a default only: a recipe or command line that writes activation_checkpointing keeps its value
-        recipe = load_recipe(recipe_name, kind, overrides,
-                             deep_merge(defaults, {"training": {"activation_checkpointing": True}}), schema=schema)
-        derive_accumulation(recipe, machine.processes)
-        if training_value_of(recipe, "activation_checkpointing"):
-            return Resolved(recipe, settings, "; ".join(filter(None, [batch_note, CPU_CHECKPOINTING_NOTE])))
-    notes = [batch_note, apply_micro_batch(recipe, machine)]
-    return Resolved(recipe, settings, "; ".join(filter(None, notes)) or None)
+
+def load_run_recipe(recipe_name: str, command, overrides: list[str], machine: Machine, arch_for=model_arch) -> Resolved:
+    """The recipe as a run of `command` on `machine` gets it, loaded once (config/loader.py): the command's defaults
+    with the machine's and the speed settings (below the YAML and the command line); then what depends on the run's
+    size: the accumulation that meets a global batch on the machine's processes, activation checkpointing on a CPU
+    short of memory, and the micro-batch that fits the GPU. `arch_for(recipe)` sizes the model (plan sizes a model
+    that a shipped recipe has not written yet)."""
+    from ..config import deep_merge, load_recipe
+    from .batch import derive_accumulation
+
+    settings = choose_speed(machine, command)
+    defaults = deep_merge(deep_merge(command.defaults(), {"training": base_defaults(machine)}),
+                          speed_defaults(settings))
+    recipe = load_recipe(recipe_name, command.KIND, overrides, defaults, schema=command.SCHEMA)
+    notes = [derive_accumulation(recipe, machine.processes)]
+    arch = arch_for(recipe)
+    if needs_checkpointing_on_cpu(recipe, command, machine, arch):
+        recipe.training["activation_checkpointing"] = True
+        notes.append(CPU_CHECKPOINTING_NOTE)
+    else:
+        notes.append(apply_micro_batch(recipe, command, machine, arch))
+    return Resolved(recipe, settings, [note for note in notes if note])
 
 
 CPU_CHECKPOINTING_NOTE = ("activation checkpointing on: without it this run's activations would not fit in this "
@@ -261,60 +263,47 @@ CPU_CHECKPOINTING_NOTE = ("activation checkpointing on: without it this run's ac
                           "turns it off")
 
 
-def training_value_of(recipe, name: str):
-    from ..plan.shape import training_value
-
-    return training_value(recipe, name)
-
-
-def needs_checkpointing_on_cpu(recipe, machine: Machine) -> bool:
+def needs_checkpointing_on_cpu(recipe, command, machine: Machine, arch) -> bool:
     """On CPU checkpointing only costs time (~3x), so it is off; but where the activations alone would not fit in
     the machine's memory it is the difference between a slow run and one the kernel kills (the real SmolLM2-135M at
-    4 x 2,048 tokens was killed at 15.8 GB without it, and peaked at 7.8 GB with it)."""
-    if machine.gpu or not machine.memory or training_value_of(recipe, "activation_checkpointing"):
+    4 x 2,048 tokens was killed at 15.8 GB without it, and peaked at 7.8 GB with it). A default only: a recipe or
+    command line that writes the key keeps its value."""
+    if machine.gpu or not machine.memory or arch is None or recipe.writes("training.activation_checkpointing") \
+            or recipe.value("activation_checkpointing"):
         return False
-    from ..errors import UsageError
-    from ..plan.memory import estimate
-    from ..plan.model import model_facts
-    from ..plan.shape import shape_of
+    from ..model.memory import estimate
 
-    micro = training_value_of(recipe, "per_device_train_batch_size")
+    micro = recipe.value("per_device_train_batch_size")
     if not isinstance(micro, int) or micro < 1:
         return False  # the recipe's own checks name the bad value
-    try:
-        arch = model_facts(recipe.model, recipe.lora_config()).arch
-    except (UsageError, OSError, ValueError):
-        return False  # a model that cannot be sized here: the run's own checks say why
-    memory = estimate(arch, shape_of(recipe, micro, "single", gpu=False, checkpointing=False), "single", 1)
+    memory = estimate(arch, command.memory_shape(recipe, micro, "single", gpu=False, flash_installed=False,
+                                                 checkpointing=False), "single", 1)
     return memory.total > CPU_SHARE * machine.memory
 
 
 CPU_SHARE = 0.5
 """On CPU a run may plan for half the available memory: the estimate counts tensors, while the process also holds
-the framework, the data and the allocator's slack (the real 135M at 4 x 2,048 tokens: estimated 3.1 GB with
-checkpointing, 7.8 GB resident; 13.5 GB without, killed past 15.8 GB)."""
+the framework, the data and the allocator's slack (bench/plan_memory.py and the README's memory notes)."""
 
 
 def recipe_value(recipe, key: str):
-    from ..plan.shape import training_value
-
     section, name = key.split(".")
     if section == "training":
-        return training_value(recipe, name)
+        return recipe.value(name)
     return getattr(recipe.sections.get(section), name, None)
 
 
 def explain(settings: list[Setting], recipe, machine: Machine) -> list[str]:
     """One line a setting: on or off in this recipe, and why (the machine's choice, or the recipe's own value)."""
-    from ..plan.shape import library_defaults
+    from ..config.schema import training_defaults
 
-    defaults = library_defaults(recipe)
+    library = training_defaults(*recipe.training_spec)
     lines = [f"speed settings on {machine.name} (smolalign/train/speed.py; the key after each turns it off):"]
     for setting in settings:
         value = recipe_value(recipe, setting.key)
         if value == "auto" and setting.key in AUTO_ON_CPU:
             value = setting.value or AUTO_ON_CPU[setting.key]  # `auto` resolves as the machine's choice
-        chosen = setting.value if setting.value is not None else defaults.get(setting.key.split(".")[-1], value)
+        chosen = setting.value if setting.value is not None else library.get(setting.key.split(".")[-1], value)
         why = setting.why if value == chosen else \
             f"set by the recipe (this machine would choose {chosen}: {setting.why})"
         state = "on " if setting.is_on(value) else "off"

@@ -1,22 +1,27 @@
-"""`smolalign pretrain`: SmolLM2's multi-stage base pretraining on transformers' Trainer.
+"""`smolalign pretrain [RECIPE] [key=value ...]`: SmolLM2's multi-stage base pretraining on transformers' Trainer.
+
+    smolalign pretrain debug/pretrain                        # the tiny preset on two shipped text sources, CPU
+    smolalign pretrain pretrain --accelerate-config fsdp --num-processes 8
 
 A recipe names text sources (`data.sources`: hub id, file or directory, and its text column) and an ordered
 list of `stages`, each a token budget over a mixture of sources whose weights are token shares; a stage may
 also change the block size and RoPE base (context extension). Sources become token blocks on disk once
 (`smolalign.data.blocks`), a seeded index draws each stage's blocks in exact shares, one warmup-stable-decay
-schedule spans the stages, and the run's life (output directory, resume, progress, report) is the same as
-every other command's (`run.py`). The output is a standard model directory that `smolalign sft` loads.
+schedule spans the stages, and the run's steps (output directory, resume, progress, report) are run.py's, as
+every other command's. The output is a standard model directory that `smolalign sft` loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...config import ModelSection, RecipeSchema, check_model
+from ...config import ModelSection, RecipeSchema, SpeedSection, TokensBatch, check_model
+from ...config.schema import training_defaults
 from ...errors import UsageError
-from .stages import (check_schedule, check_sources, make_plan, parse_stages, schedule_steps,
-                            world_size_hint)
-from ..run import Command, PreparedData, RunFlags, machine_defaults, run_command
+from ..run import Run, RunFlags, resolve, run_defaults
+from ..shape import masks_packed_documents, step_shape
+from .stages import (SourceSection, check_schedule, check_sources, make_plan, parse_stages, schedule_steps,
+                     world_size_hint)
 
 
 @dataclass
@@ -36,20 +41,26 @@ class PretrainData:
     """Processes for tokenising (datasets.map); null: one."""
 
 
+TRAINING = ("transformers", "TrainingArguments")
+
+
 def check_pretrain(checked: dict) -> list[str]:
+    """The cross-field rules of a pretraining recipe: sources, stages, the steps they make and the schedule."""
     problems = check_model(checked)
     data = checked.get("data") or {}
     training = checked.get("training") or {}
     sources = data.get("sources")
     problems += check_sources(sources)
-    block_size = data.get("block_size", 2048)
+    block_size = data.get("block_size", PretrainData.block_size)
     if block_size < 2:
         problems.append(f"data.block_size={block_size} must be at least 2 tokens (SmolLM2: 2048)")
         return problems  # every stage's steps are counted in blocks of this size
     stages = parse_stages(checked.get("stages"), sources if isinstance(sources, dict) else {}, block_size, problems)
     if stages:
-        plan = make_plan(stages, training.get("per_device_train_batch_size", 8),
-                         training.get("gradient_accumulation_steps", 1), world_size_hint(), problems)
+        library = training_defaults(*TRAINING)
+        plan = make_plan(stages, training.get("per_device_train_batch_size", library["per_device_train_batch_size"]),
+                         training.get("gradient_accumulation_steps", library["gradient_accumulation_steps"]),
+                         world_size_hint(), problems)
         problems += check_schedule(training, plan.total_steps)
         max_steps = training.get("max_steps", -1)
         if max_steps > plan.total_steps:
@@ -58,33 +69,73 @@ def check_pretrain(checked: dict) -> list[str]:
     return problems
 
 
-SCHEMA = RecipeSchema(kind="pretrain", sections={"model": ModelSection, "data": PretrainData},
-                      training=("transformers", "TrainingArguments"), free=("stages",), check=check_pretrain,
+KIND = "pretrain"
+SCHEMA = RecipeSchema(kind="pretrain", sections={"model": ModelSection, "data": PretrainData,
+                                                 "speed": SpeedSection, "batch": TokensBatch},
+                      training=TRAINING, free=("stages",), check=check_pretrain,
                       paths=("model.name_or_path", "model.tokenizer", "data.sources.*.dataset"))
+WEIGHTS = "float32"  # fp32 master weights under bf16 autocast on a bf16 GPU, as nanotron pretrains (speed.py)
+SAME_SHAPE = True  # every batch is blocks of the stage's size: one compiled graph serves a stage
+FUSED_LOSS = True  # transformers' Trainer: Liger fuses the LM head and the cross-entropy (no logits held)
+METRICS = ["loss", "tokens_per_second", "mfu"]
 
 
-def pretrain_defaults() -> dict:
+def defaults() -> dict:
     """SmolLM2's released pretraining settings; recipes set the model, data, stages and batch."""
     return {"training": {
-        "output_dir": "runs/pretrain",
-        "learning_rate": 5e-4,
-        "lr_scheduler_type": "warmup_stable_decay",
-        "warmup_steps": 2000,
+        **run_defaults("runs/pretrain"), "save_steps": 1000,
+        "learning_rate": 5e-4, "lr_scheduler_type": "warmup_stable_decay", "warmup_steps": 2000,
         "lr_scheduler_kwargs": {"num_decay_steps": 0.1, "decay_type": "linear", "min_lr_ratio": 0.0},
-        "adam_beta1": 0.9,
-        "adam_beta2": 0.95,
-        "adam_epsilon": 1e-8,
-        "weight_decay": 0.01,
-        "max_grad_norm": 1.0,
-        "logging_steps": 10,
-        "save_strategy": "steps",
-        "save_steps": 1000,
-        "report_to": ["tensorboard"],
-        "include_num_input_tokens_seen": "all",
-        "ddp_find_unused_parameters": False,
-        "seed": 42,
-        **machine_defaults(),
+        "adam_beta1": 0.9, "adam_beta2": 0.95, "adam_epsilon": 1e-8, "weight_decay": 0.01, "max_grad_norm": 1.0,
+        "include_num_input_tokens_seen": "all", "ddp_find_unused_parameters": False,
     }}
+
+
+def run_pretrain(recipe_name: str, overrides: list[str], **flag_values) -> dict | None:
+    """The whole pretraining run; returns the final metrics (None when only the config was printed)."""
+    from . import command
+
+    flags = RunFlags(**flag_values)
+    recipe = resolve(recipe_name, command, overrides, flags)
+    if recipe is None:
+        return None
+    run = Run.start(recipe, flags)
+    with run.stopping_cleanly():
+        # model: no KV cache while training (it also stops document masks being skipped)
+        model, tokenizer, placement = run.load_model()
+        from ...data.blocks import document_separator
+        from ...model.build import count_parameters
+
+        if document_separator(tokenizer) is None:
+            raise UsageError("the tokenizer has neither <|endoftext|> nor an eos token to separate documents: use a "
+                             "tokenizer that has one")
+        model.config.use_cache = False
+        run.record["parameters"] = count_parameters(model.config)
+
+        # data: every source read, tokenised into blocks once (a cache outside the run), drawn by stage
+        plan = plan_for(recipe, run.args)
+        index, files = run.read_data(lambda: block_index(recipe, plan, tokenizer))
+        fingerprints = {f"{name}@{size}": file.key for (name, size), file in sorted(files.items())}
+        # the stages and seed are in the recipe, which a resume compares too; the processes are not, and the
+        # sampler's resume position depends on them
+        fingerprints["blocks per step"] = plan.samples_per_step
+        run.check_resumable(fingerprints)
+
+        # trainer
+        packed_attention = getattr(recipe.sections.get("speed"), "packed_attention", "auto")
+        trainer = run.build(lambda: make_trainer(model, tokenizer, run.args, index, plan, recipe.training,
+                                                 recipe.data.cross_document_attention,
+                                                 placement.attn_implementation, packed_attention))
+        report = data_report(plan, files, index)
+        run.show("data", report)
+
+        # train
+        run.record.update(data_report=report, plan={
+            "samples_per_step": plan.samples_per_step, "total_steps": plan.total_steps,
+            "stages": [{"name": s.name, "steps": s.steps, "block_size": s.block_size} for s in plan.stages]})
+        run.open(fingerprints)
+        result = run.train(trainer)
+        return run.finish(trainer, result, panels(recipe), METRICS, notes=notes(report, trainer.summary))
 
 
 def plan_for(recipe, args, processes: int | None = None):
@@ -98,80 +149,26 @@ def plan_for(recipe, args, processes: int | None = None):
     return plan
 
 
-def run_size(recipe, args, processes: int) -> list:
-    """The stages as `smolalign plan` counts them: the very plan the run follows, on `processes` devices."""
-    from ...plan.size import Phase
-
-    plan = plan_for(recipe, args, processes)
-    return [Phase(stage.name, stage.steps * plan.tokens_per_step(n), stage.steps, stage.block_size,
-                  plan.tokens_per_step(n)) for n, stage in enumerate(plan.stages)]
-
-
-def load_pretrain_data(recipe, tokenizer, args) -> PreparedData:
-    """Read every source first (so a missing column fails before anything is tokenised), then tokenise and
-    index. Writes only into the block cache, never into the output directory."""
+def block_index(recipe, plan, tokenizer):
+    """(the mixture index the sampler draws from, the block files by (source, block size)). Every source is read
+    first, so a missing column fails before anything is tokenised; writes only into the block cache."""
     from ...data.blocks import IndexStage, MixtureIndex, check_text_column, tokenize_source
     from ...data.loading import load_split
 
-    plan = plan_for(recipe, args)
-    sources = recipe.data.sources
+    sources = {name: SourceSection(**raw) for name, raw in recipe.data.sources.items()}
     used = {(name, stage.block_size) for stage in plan.stages for name in stage.mixture}
     datasets = {}
     for name in sorted({name for name, _ in used}):
         source = sources[name]
-        datasets[name] = load_split(source["dataset"], source.get("config"), source.get("split", "train"))
-        check_text_column(datasets[name], name, source.get("text_column", "text"))
-    files = {}
-    for name, block_size in sorted(used):
-        files[(name, block_size)] = tokenize_source(
-            datasets[name], name, sources[name].get("text_column", "text"), tokenizer, block_size,
-            cache_dir=recipe.data.cache_dir, num_proc=recipe.data.num_proc)
+        datasets[name] = load_split(source.dataset, source.config, source.split)
+        check_text_column(datasets[name], name, source.text_column)
+    files = {(name, block_size): tokenize_source(datasets[name], name, sources[name].text_column, tokenizer,
+                                                 block_size, cache_dir=recipe.data.cache_dir,
+                                                 num_proc=recipe.data.num_proc)
+             for name, block_size in sorted(used)}
     index = MixtureIndex([IndexStage(s.name, s.steps * plan.samples_per_step, s.block_size, s.mixture)
                           for s in plan.stages], files, recipe.data.seed)
-    # The blocks, and how many a step takes: the stages and seed are in the recipe, which a resume also compares,
-    # but the number of processes is not, and the sampler's resume position depends on it.
-    fingerprints = {f"{name}@{size}": file.key for (name, size), file in sorted(files.items())}
-    fingerprints["blocks per step"] = plan.samples_per_step
-    return PreparedData(train=index, eval=None, fingerprints=fingerprints, report=data_report(plan, files, index),
-                        record={"plan": {"samples_per_step": plan.samples_per_step, "total_steps": plan.total_steps,
-                                         "stages": [{"name": s.name, "steps": s.steps, "block_size": s.block_size}
-                                                    for s in plan.stages]}})
-
-
-def data_report(plan, files, index) -> dict:
-    report = {"steps": plan.total_steps, "blocks per step": plan.samples_per_step}
-    for number, stage in enumerate(plan.stages):
-        start, tokens = plan.starts[number], stage.steps * plan.tokens_per_step(number)
-        shares = ", ".join(f"{name} {weight:g}" for name, weight in stage.mixture.items())
-        report[f"stage {stage.name}"] = (f"steps {start}-{start + stage.steps}, {tokens:,} tokens, block "
-                                         f"{stage.block_size}, {shares}")
-    for (name, size), file in sorted(files.items()):
-        report[f"source {name} @ {size}"] = (f"{file.num_blocks * size:,} tokens in {file.documents:,} documents, "
-                                             f"read {index.draws.get((name, size), 0) / file.num_blocks:.2f}x")
-    return report
-
-
-def prepare(model, tokenizer, recipe, args, placement) -> dict:
-    """Ready the model: no KV cache while training (it also stops document masks being skipped)."""
-    from ...data.blocks import document_separator
-    from ...model.build import count_parameters
-
-    if document_separator(tokenizer) is None:
-        raise UsageError("the tokenizer has neither <|endoftext|> nor an eos token to separate documents: use a "
-                         "tokenizer that has one")
-    model.config.use_cache = False
-    return {"parameters": count_parameters(model.config)}
-
-
-def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
-    from ...model.load import choose_placement
-
-    attention = choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation
-    packed_attention = getattr(recipe.sections.get("speed"), "packed_attention", "auto")
-    trainer = make_trainer(model, tokenizer, args, data.train, plan_for(recipe, args), recipe.training,
-                           recipe.data.cross_document_attention, attention, packed_attention)
-    data.summary = trainer.summary  # read by the notes once training is done
-    return trainer
+    return index, files
 
 
 def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_document_attention: bool = True,
@@ -192,7 +189,7 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
     args.remove_unused_columns = False
     final_positions = rope_by_stage(plan, model.config)[-1][1]
     tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)
-    # documents kept apart on CPU with sdpa: each attended alone (see packing.py), no [block x block] mask
+    # documents kept apart by their offsets where train/packing.py chooses so (sdpa on CPU), else the 4-D mask
     by_document = not cross_document_attention and attend_documents_alone(model, attn_implementation, args.device,
                                                                            packed_attention)
     collator = BlockCollator(separator_id=document_separator(tokenizer), by_document=by_document,
@@ -202,9 +199,22 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
                            parameters=count_parameters(model.config))
 
 
-def notes(data, args) -> list[str]:
-    summary = getattr(data, "summary", {})
-    lines = [f"{key}: {value}" for key, value in data.report.items() if key.startswith("stage ")]
+def data_report(plan, files, index) -> dict:
+    report = {"steps": plan.total_steps, "blocks per step": plan.samples_per_step}
+    for number, stage in enumerate(plan.stages):
+        start, tokens = plan.starts[number], stage.steps * plan.tokens_per_step(number)
+        shares = ", ".join(f"{name} {weight:g}" for name, weight in stage.mixture.items())
+        report[f"stage {stage.name}"] = (f"steps {start}-{start + stage.steps}, {tokens:,} tokens, block "
+                                         f"{stage.block_size}, {shares}")
+    for (name, size), file in sorted(files.items()):
+        report[f"source {name} @ {size}"] = (f"{file.num_blocks * size:,} tokens in {file.documents:,} documents, "
+                                             f"read {index.draws.get((name, size), 0) / file.num_blocks:.2f}x")
+    return report
+
+
+def notes(report: dict, summary: dict) -> list[str]:
+    """Lines for the model card: the stages, and the throughput the trainer measured (its `summary`)."""
+    lines = [f"{key}: {value}" for key, value in report.items() if key.startswith("stage ")]
     mfu = summary.get("mfu (last log)")
     rate = summary.get("tokens/s (last log)")
     if rate:
@@ -222,10 +232,37 @@ def panels(recipe) -> list[tuple[str, list[str]]]:
             ("gradient norm", ["grad_norm"])]
 
 
-COMMAND = Command(kind="pretrain", schema=SCHEMA, defaults=pretrain_defaults, load_data=load_pretrain_data,
-                  build_trainer=build_trainer, prepare=prepare, panels=panels,
-                  metric_keys=["loss", "tokens_per_second", "mfu"], notes=notes, size=run_size)
+# ---------------------------------------------------------------- facts for the checks, speed choice and plan
 
 
-def run_pretrain(recipe_name: str, overrides: list[str], **flag_values) -> dict | None:
-    return run_command(COMMAND, recipe_name, overrides, RunFlags(**flag_values))
+def check_args(args, problems: list[str]) -> None:
+    """Pretraining's own argument checks live in `check_pretrain` (they need the stages)."""
+
+
+def memory_shape(recipe, micro_batch: int, strategy: str, gpu: bool, flash_installed: bool,
+                 checkpointing: bool | None = None):
+    """Blocks of the longest stage's size; a 4-D mask only where documents are kept apart without a varlen kernel;
+    the LM head's logits held (or, with Liger, fused into the loss)."""
+    stages = recipe.sections.get("stages") or []
+    sequence = max([s.get("block_size") or recipe.data.block_size for s in stages if isinstance(s, dict)]
+                   or [recipe.data.block_size])
+    mask = not recipe.data.cross_document_attention and masks_packed_documents(recipe, gpu, flash_installed)
+    return step_shape(recipe, micro_batch, sequence, strategy, gpu, checkpointing, block_mask=mask,
+                      tiled_head=False, reference=False)
+
+
+def size(recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row=None):
+    """The stages, as the run counts them (the very plan it follows), on `processes` devices."""
+    from ..size import Phase, Size, cut_at
+
+    plan = plan_for(recipe, args, processes)
+    phases = [Phase(stage.name, stage.steps * plan.tokens_per_step(n), stage.steps, stage.block_size,
+                    plan.tokens_per_step(n)) for n, stage in enumerate(plan.stages)]
+    return Size(phases=cut_at(phases, args.max_steps) if args.max_steps > 0 else phases)
+
+
+def flops(size, parameters: int, config, args) -> float:
+    """Training FLOPs by the MFU convention, 6N + 12·L·H·Q·T a token (train/mfu.py)."""
+    from ..mfu import training_flops
+
+    return training_flops(size, parameters, config)

@@ -9,14 +9,41 @@ a step of their budget, and one learning-rate schedule spans them all.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import dataclass
 
-SOURCE_KEYS = ("dataset", "text_column", "config", "split")
-STAGE_KEYS = ("name", "tokens", "mixture", "block_size", "rope_theta", "max_position_embeddings")
 WEIGHT_TOLERANCE = 1e-6
+
+
+@dataclass
+class SourceSection:
+    """One text source of `data.sources` (name -> source)."""
+
+    dataset: str | None = None
+    """Hub id, local file or directory."""
+    text_column: str = "text"
+    """The column that holds the documents."""
+    config: str | None = None
+    split: str = "train"
+
+
+@dataclass
+class StageSection:
+    """One entry of `stages`, as a recipe writes it."""
+
+    tokens: float | None = None
+    """The stage's token budget (e.g. 6.0e12); it becomes a whole number of optimizer steps."""
+    mixture: dict | None = None
+    """Source name -> token share of the stage (the shares sum to 1), e.g. {web: 0.9, code: 0.1}."""
+    name: str | None = None
+    """Default: stage-N."""
+    block_size: int | None = None
+    """Tokens a sequence in this stage; default data.block_size (context extension: e.g. 8192)."""
+    rope_theta: float | None = None
+    """Set the RoPE base from this stage on (SmolLM2's context extension: 130,000 for 1.7B)."""
+    max_position_embeddings: int | None = None
+    """Saved in the model config from this stage on; defaults to the block size when that is larger."""
 
 
 @dataclass
@@ -26,9 +53,7 @@ class Stage:
     mixture: dict[str, float]
     block_size: int
     rope_theta: float | None = None
-    """Set the RoPE base from this stage on (SmolLM2's context extension: 130,000 for 1.7B)."""
     max_position_embeddings: int | None = None
-    """Saved in the model config from this stage on; defaults to the block size when that is larger."""
     steps: int = 0
 
 
@@ -55,68 +80,60 @@ class Plan:
         return self.samples_per_step * self.stages[stage].block_size
 
 
-def _suggest(key: str, known) -> str:
-    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]}?)" if match else ""
+def _typed(where: str, raw, section, problems: list[str]):
+    """`raw` (a mapping as written) as the dataclass `section`, every key type-checked with the recipe validator's
+    own rules and did-you-mean; None when it is not a mapping."""
+    from ...config.typecheck import field_types
+    from ...config.validation import check_fields
 
-
-def _number(value) -> float | None:
-    """A float as the recipe loader reads one (`6.0e12`, `2048`, "1e9"); None when it is not a number."""
-    from ...config.typecheck import _MISSING, coerce
-
-    result = coerce(value, float)
-    return None if result is _MISSING else result
+    if not isinstance(raw, dict):
+        return None
+    types = field_types(section)
+    checked = check_fields(where, raw, types, problems, [f"{where}.{key}" for key in types])
+    return section(**checked)
 
 
 def check_sources(sources) -> list[str]:
     if not isinstance(sources, dict) or not sources:
         return ["data.sources must name at least one source: name -> {dataset, text_column}"]
     problems = []
-    for name, source in sources.items():
-        if not isinstance(source, dict):
+    for name, raw in sources.items():
+        source = _typed(f"data.sources.{name}", raw, SourceSection, problems)
+        if source is None:
             problems.append(f"data.sources.{name} must be a mapping with dataset and text_column")
-            continue
-        for key in source:
-            if key not in SOURCE_KEYS:
-                problems.append(f"unknown key data.sources.{name}.{key}{_suggest(key, SOURCE_KEYS)}")
-        if not isinstance(source.get("dataset"), str) or not source.get("dataset"):
+        elif not source.dataset:
             problems.append(f"data.sources.{name} needs a dataset (hub id, file or directory)")
-        for key in ("text_column", "config", "split"):
-            if source.get(key) is not None and not isinstance(source[key], str):
-                problems.append(f"data.sources.{name}.{key}={source[key]!r} must be a string")
     return problems
 
 
 def parse_stages(raw, sources: dict, block_size: int, problems: list[str]) -> list[Stage]:
-    """Stages as written -> Stage objects; every problem is appended to `problems`."""
+    """Stages as written -> Stage objects, each typed as `StageSection`; every problem is appended to `problems`."""
+    from ...config.validation import suggest
+
     if not isinstance(raw, list) or not raw:
         problems.append("stages must be a list of at least one stage: {name, tokens, mixture}")
         return []
     stages, names = [], set()
     for index, item in enumerate(raw):
         where = f"stages[{index}]"
-        if not isinstance(item, dict):
+        written = _typed(where, item, StageSection, problems)
+        if written is None:
             problems.append(f"{where} must be a mapping with name, tokens and mixture")
             continue
-        for key in item:
-            if key not in STAGE_KEYS:
-                problems.append(f"unknown key {where}.{key}{_suggest(key, STAGE_KEYS)}")
-        name = str(item.get("name") or f"stage-{index + 1}")
+        name = written.name or f"stage-{index + 1}"
         if name in names:
             problems.append(f"{where}.name={name!r} is used twice: give each stage its own name")
         names.add(name)
-        tokens = _number(item.get("tokens"))
-        if tokens is None or tokens <= 0:
+        if written.tokens is None or written.tokens <= 0:
             problems.append(f"{where}.tokens={item.get('tokens')!r} must be a positive number of tokens (e.g. 6.0e12)")
-        mixture = item.get("mixture")
-        if not isinstance(mixture, dict) or not mixture:
+        mixture = written.mixture or {}
+        if not mixture:
             problems.append(f"{where}.mixture must map source names to token shares, e.g. {{web: 0.9, code: 0.1}}")
-            mixture = {}
         weights = {}
         for source, weight in mixture.items():
             if isinstance(sources, dict) and source not in sources:
                 problems.append(f"{where}.mixture names '{source}', not in data.sources"
-                                f"{_suggest(source, sources or [])}: add it to data.sources or fix the name")
+                                f"{suggest(source, list(sources or []))}: add it to data.sources or fix the name")
             value = _number(weight)
             if value is None or value <= 0:
                 problems.append(f"{where}.mixture.{source}={weight!r} must be a share > 0")
@@ -125,21 +142,27 @@ def parse_stages(raw, sources: dict, block_size: int, problems: list[str]) -> li
         if weights and len(weights) == len(mixture) and abs(sum(weights.values()) - 1.0) > WEIGHT_TOLERANCE:
             problems.append(f"{where}.mixture weights sum to {sum(weights.values()):.6g}, not 1: they are token "
                             f"shares; scale them to add up to 1")
-        size = item.get("block_size", block_size)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 2:
+        size = written.block_size if written.block_size is not None else block_size
+        if size < 2:
             problems.append(f"{where}.block_size={size!r} must be a whole number of tokens >= 2")
             size = block_size
-        theta = item.get("rope_theta")
-        if theta is not None and (_number(theta) is None or _number(theta) <= 0):
-            problems.append(f"{where}.rope_theta={theta!r} must be a positive number (e.g. 130000)")
-        positions = item.get("max_position_embeddings")
-        if positions is not None and (not isinstance(positions, int) or positions < size):
+        if written.rope_theta is not None and written.rope_theta <= 0:
+            problems.append(f"{where}.rope_theta={written.rope_theta!r} must be a positive number (e.g. 130000)")
+        positions = written.max_position_embeddings
+        if positions is not None and positions < size:
             problems.append(f"{where}.max_position_embeddings={positions!r} must be a whole number >= its block "
                             f"size {size}")
-        stages.append(Stage(name=name, tokens=tokens or 0.0, mixture=weights, block_size=size,
-                            rope_theta=_number(theta) if theta is not None else None,
-                            max_position_embeddings=positions))
+        stages.append(Stage(name=name, tokens=written.tokens or 0.0, mixture=weights, block_size=size,
+                            rope_theta=written.rope_theta, max_position_embeddings=positions))
     return stages
+
+
+def _number(value) -> float | None:
+    """A float as the recipe loader reads one (`6.0e12`, `2048`, "1e9"); None when it is not a number."""
+    from ...config.typecheck import _MISSING, coerce
+
+    result = coerce(value, float)
+    return None if result is _MISSING else result
 
 
 def make_plan(stages: list[Stage], per_device: int, accumulation: int, processes: int,

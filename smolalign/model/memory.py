@@ -105,6 +105,35 @@ class Memory:
         return self.weights + self.gradients + self.optimizer + self.activations
 
 
+def arch_of(config, lora_config=None) -> Arch:
+    """Counts of a config's model built on the meta device; with a LoRA config, peft's own adapters counted too."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    unique = {id(p): p for p in model.parameters()}
+    parameters = sum(p.numel() for p in unique.values())
+    layers = model.get_decoder().layers
+    layer = sum(p.numel() for p in layers[0].parameters())
+    linear = {id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    heads = config.num_attention_heads
+    root, trainable = parameters - len(layers) * layer, None
+    if lora_config is not None:
+        from peft import get_peft_model
+
+        with torch.device("meta"):
+            peft_model = get_peft_model(model, lora_config)
+        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        parameters = sum(p.numel() for p in peft_model.parameters())
+    return Arch(parameters=parameters, layers=len(layers), hidden=config.hidden_size, heads=heads,
+                kv_heads=getattr(config, "num_key_value_heads", None) or heads,
+                head_dim=getattr(config, "head_dim", None) or config.hidden_size // heads,
+                intermediate=config.intermediate_size, vocab=config.vocab_size, layer_parameters=layer,
+                root_parameters=root, linear_parameters=sum(linear.values()),
+                trainable=trainable)
+
+
 def model_states(arch: Arch, shape: Shape, strategy: str, world: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes on one device."""
     n, t, p, w = arch.parameters, arch.trained, shape.weight_bytes, max(1, world)
