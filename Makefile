@@ -17,7 +17,7 @@ RUNTIME_VENV ?= .venv-runtime
 PY := $(VENV)/bin/python
 INSTALL := $(PY) -m pip install -c $(LOCK)
 
-.PHONY: install install-dev test demo check-runtime lock clean
+.PHONY: install install-dev test test-fast demo check-runtime lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ demo: install
 
 test: install-dev
 	$(PY) -m pytest -q
+
+# Every test not marked slow (no whole command in a subprocess, no real model or pipeline): minutes, for the loop of
+# changing code. The pinned loss curves are in it, so a change that alters training fails here too.
+test-fast: install-dev
+	$(PY) -m pytest -q -m "not slow"
 
 # Every smolalign module imported and every command asked for --help in a venv of its own with the runtime
 # dependencies only (as `make demo` installs them): a dependency the code needs but pyproject does not declare

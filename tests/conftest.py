@@ -23,22 +23,57 @@ REPO = Path(__file__).resolve().parent.parent
 DEBUG_DIR = REPO / "recipes" / "debug"
 
 
-def run_cli(*args, cwd=None, env=None, timeout=1800) -> subprocess.CompletedProcess:
-    """The real `smolalign` entry point in a fresh process (exit codes and stderr as a user sees them)."""
-    return subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+FRESH_COMMANDS = {"gen", "demo"}
 
 
-def run_in_process(*args):
-    """The CLI in this process (click's runner): exit code and stderr as a user sees them, without paying for a
-    fresh interpreter and its imports each time. Exceptions the CLI does not turn into one line propagate."""
+def run_cli(*args, cwd=None, env=None, timeout=1800, fresh=False):
+    """The `smolalign` command line as a user runs it: its exit code, stdout and stderr.
+
+    By default in this process (click's runner), from `cwd`: a fresh interpreter costs ~6-10 s of imports on 2
+    cores, paid again by every call. A fresh process (`fresh=True`, or any `env`, which a process reads at start:
+    offline mode, a hub endpoint) where the test is about the process itself, and always for `gen` and `demo`,
+    whose distilabel pipelines fork workers: after torch has run in the parent they can hang (STACK notes)."""
+    if fresh or env or (args and str(args[0]) in FRESH_COMMANDS):
+        return subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, args)], capture_output=True,
+                              text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    before = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        return run_in_process(*args, catch=True)
+    finally:
+        os.chdir(before)
+
+
+def run_in_process(*args, catch: bool = False):
+    """The CLI in this process (click's runner), with the result shaped as a subprocess's (`returncode`, `stdout`,
+    `stderr`). An exception the CLI does not turn into one line propagates, or with `catch` ends the run as an
+    uncaught one ends a process: exit code 1 and the traceback on stderr."""
+    import traceback
+
     from click.testing import CliRunner
 
     from smolalign.cli import main
 
-    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+    argv = [str(arg) for arg in args]
+    saved_argv = sys.argv
+    sys.argv = ["smolalign", *argv]  # what a run record keeps
+    try:
+        result = CliRunner().invoke(main, argv, catch_exceptions=catch)
+    finally:
+        sys.argv = saved_argv
     result.returncode = result.exit_code  # the same shape as a subprocess result, for the asserts below
+    if catch and result.exception is not None and not isinstance(result.exception, SystemExit):
+        trace = "".join(traceback.format_exception(result.exception))
+        return InProcessResult(result.exit_code, result.stdout, result.stderr + trace)
     return result
+
+
+class InProcessResult:
+    """A finished in-process run whose exception ended it, shaped as a subprocess result."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.exit_code, self.stdout, self.stderr = returncode, returncode, stdout, stderr
 
 
 def tree_digest(root: Path) -> dict[str, str]:

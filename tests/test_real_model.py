@@ -185,7 +185,7 @@ def test_pretrain_continues_from_the_real_weights(real_model, tmp_path):
     sources = "data.sources={web: {dataset: " + str(text) + ", text_column: text}}"
     result = run_cli("pretrain", "pretrain-135m", f"model.name_or_path={real_model}", sources, "data.num_proc=1",
                      "data.block_size=64", "stages=[{name: main, tokens: 256, mixture: {web: 1.0}}]",
-                     "training.per_device_train_batch_size=2", "training.gradient_accumulation_steps=1",
+                     "training.per_device_train_batch_size=2", "batch.global_tokens=128",
                      "training.learning_rate=1e-5", f"training.output_dir={out}", *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]
     losses = [m["loss"] for m in metrics(out) if "loss" in m]

@@ -294,8 +294,12 @@ def test_output_directory_in_use_is_refused(tmp_path):
 
 
 def test_recipe_defaults_are_the_paper_settings():
+    from smolalign.train.batch import derive_accumulation
+
     recipe = load_recipe("sft", "sft", ["training.bf16=false"], sft_defaults())
+    derive_accumulation(recipe, processes=8)  # the paper's 8 GPUs: 4 per device x 4 accumulation x 8 = 128 rows
     args = recipe.training_args()
+    assert recipe.sections["batch"].global_rows == 128
     assert (args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size,
             args.gradient_accumulation_steps, args.max_length, args.seed) == (2, 3e-4, 4, 4, 8192, 42)
     assert args.assistant_only_loss and args.packing and args.lr_scheduler_type.value == "cosine"

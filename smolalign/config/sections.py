@@ -28,22 +28,26 @@ class ModelSection:
 
 
 @dataclass
-class DataSource:
+class DatasetRef:
+    """A dataset to read, as every section that names one writes it (training data, pretraining sources)."""
+
     dataset: str | None = None
     """Hub id, local .jsonl/.json/.parquet/.csv file, or a local directory laid out like a hub dataset."""
     config: str | None = None
     split: str = "train"
+
+
+@dataclass
+class DataSource(DatasetRef):
     format: FormatName = "auto"
     weight: float = 1.0
     """Share of the mixture (weights are normalised to sum to 1)."""
 
 
 @dataclass
-class DataSection:
-    dataset: str | None = None
-    """Hub id, local file or hub-layout directory; or use `mixture`."""
-    config: str | None = None
-    split: str = "train"
+class DataSection(DatasetRef):
+    """`dataset` (or `mixture`): what trains."""
+
     eval_split: str | None = None
     """Split used for evaluation; when absent, `eval_fraction` of the training rows are held out."""
     format: FormatName = "auto"

@@ -1,8 +1,8 @@
 """`smolalign plan`: a training run's tokens, steps, FLOPs, memory per device and time, before it starts.
 
-run.py is the command's plain function; memory.py (the formulas), model.py (the architecture on the meta device),
-shape.py (a recipe's micro-batch as the estimate sees it), size.py (stages and epochs), gpus.py (GPU table, launch)
-and show.py (the table). Imports the config loader, the model definition, the data layer and the run lifecycle
-(train/run.py); train/speed.py in turn uses memory.py, model.py and shape.py to fit the micro-batch. The commands
-themselves are handed in by the CLI (a `Command` object), never imported.
+run.py is the command's plain function; model.py sizes a recipe's model (also one that a shipped recipe will only
+write later), gpus.py holds the GPU table and reads the launch, show.py prints the tables. What is a training
+command's own (its memory shape, size and FLOPs) comes from the command's module, handed in by the CLI; the memory
+formulas are model/memory.py's. Imports the config loader, the model floor, the data layer and train/'s speed
+choices and run checks.
 """

@@ -1,2 +1,4 @@
-"""Training commands (sft.py, dpo.py, pretrain/) and the run machinery they share (run.py: output directory, lock,
-resume, trainer, callbacks, report; templates, packing, merge). Imports config, data, model and leaves only."""
+"""Training commands, one file each, read top to bottom (sft.py, dpo.py, pretrain/command.py), over the steps a run
+takes (run.py) and the pieces they share: speed choices (speed.py), the global batch (batch.py), memory shapes
+(shape.py), run sizes (size.py), packing, templates, checkpoints, callbacks, report, merge. Imports config, data,
+model and leaves only; never plan/ (which reads the commands' facts)."""

@@ -24,6 +24,9 @@ def derive_accumulation(recipe, processes: int) -> str | None:
     if not isinstance(micro, int) or micro < 1:
         return None  # the recipe's own checks name the bad value
     wanted, unit = (tokens, "tokens") if tokens is not None else (rows, "rows")
+    if recipe.writes("training.gradient_accumulation_steps"):
+        raise UsageError(f"training.gradient_accumulation_steps and batch.global_{unit} both set the batch: give one "
+                         f"(batch.global_{unit}=null keeps the accumulation as written)")
     block = recipe.data.block_size if tokens is not None else 1
     per_micro_step = processes * micro * block
     if wanted < 1 or wanted % per_micro_step:

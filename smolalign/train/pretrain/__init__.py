@@ -1,2 +1,2 @@
 """`smolalign pretrain`: the command (command.py), the stage plan and WSD schedule (stages.py), the trainer over token
-blocks (trainer.py) and its MFU arithmetic (mfu.py). Imports train's run machinery, data, model and leaves."""
+blocks (trainer.py). Imports train's run machinery, data, model and leaves."""

@@ -13,19 +13,17 @@ import math
 import os
 from dataclasses import dataclass
 
+from ...config.sections import DatasetRef
+
 WEIGHT_TOLERANCE = 1e-6
 
 
 @dataclass
-class SourceSection:
+class SourceSection(DatasetRef):
     """One text source of `data.sources` (name -> source)."""
 
-    dataset: str | None = None
-    """Hub id, local file or directory."""
     text_column: str = "text"
     """The column that holds the documents."""
-    config: str | None = None
-    split: str = "train"
 
 
 @dataclass
