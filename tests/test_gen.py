@@ -264,25 +264,29 @@ def test_email_summaries_parse_or_fail_loudly():
 
 
 def test_tally_counts_every_row_once_and_removes_duplicates():
-    from smolalign.gen.output import tally
+    from smolalign.gen.output import TRUNCATED, tally
 
-    def ok(gen_id, text, user="u"):
+    def ok(gen_id, text, user="u", truncated=(False, False)):
         row = {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": text}],
-               "source": "magpie-ultra", "gen_id": gen_id}
+               "source": "magpie-ultra", "gen_id": gen_id, "truncated": list(truncated)}
         return {"gen_id": gen_id, "status": "ok", "rows": [row]}
 
     history = {0: [ok(0, "same")], 1: [{"gen_id": 1, "status": "failed", "reason": "x"}, ok(1, "same")],
                2: [ok(2, "Same!")], 3: [{"gen_id": 3, "status": "filtered", "reason": "r"}],
-               4: [{"gen_id": 4, "status": "failed", "reason": "timeout"}] * 3}
-    planned = [{"gen_id": i} for i in range(5)]
-    exact = load("magpie-ultra", "num_rows=5")
+               4: [{"gen_id": 4, "status": "failed", "reason": "timeout"}] * 3, 5: [ok(5, "cut", truncated=(0, 1))]}
+    planned = [{"gen_id": i} for i in range(6)]
+    exact = load("magpie-ultra", "num_rows=6", "filters.drop_truncated=false")
     rows, counts, failures, rejected = tally(exact, planned, history, None)
-    assert counts == {"requested": 5, "generated": 4, "failed": 1, "rows_in": 4, "filtered": {"r": 1}, "duplicates": 1,
-                      "kept": 2}
+    assert counts == {"requested": 6, "generated": 5, "failed": 1, "rows_in": 5, "truncated": 1, "filtered": {"r": 1},
+                      "duplicates": 1, "kept": 3}
     assert [r["rejected_reason"] for r in rejected] == ["exact duplicate"]
-    assert [r["gen_id"] for r in rows] == [0, 2] and failures[0]["error"] == "timeout"
-    normalized = load("magpie-ultra", "num_rows=5", "output.dedup=normalized")
+    assert [r["gen_id"] for r in rows] == [0, 2, 5] and failures[0]["error"] == "timeout"
+    normalized = load("magpie-ultra", "num_rows=6", "output.dedup=normalized", "filters.drop_truncated=false")
     assert tally(normalized, planned, history, None)[1]["duplicates"] == 2
+    # the shipped spec drops the row with a turn cut at max_new_tokens, under its own reason
+    rows, counts, _, rejected = tally(load("magpie-ultra", "num_rows=6"), planned, history, None)
+    assert counts["filtered"] == {"r": 1, TRUNCATED: 1} and [r["gen_id"] for r in rows] == [0, 2]
+    assert [r["rejected_reason"] for r in rejected] == [TRUNCATED, "exact duplicate"]
 
 
 def test_decontamination_drops_rows_sharing_an_ngram_with_the_eval_set():

@@ -9,6 +9,7 @@ texts also have `seeds`. Every value is checked before anything is written or an
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,9 @@ class OutputSection:
     """Tries per row: rows whose batch failed (or whose answer was unusable) are asked again in a later pass."""
     dedup: Literal["exact", "normalized"] = "exact"
     """exact: drop identical conversations; normalized: also those equal up to case, spaces and punctuation."""
+    stall_seconds: int = 60
+    """A pipeline whose steps neither report progress (tokens, answered requests) nor use the CPU for this long is
+    stalled: gen stops with the command that resumes it. A step worker that dies stops it at once."""
 
 
 @dataclass
@@ -161,9 +165,22 @@ SUBSET_SECTIONS = {
 SUMMARY_KEYS = ("one_sentence", "up_to_three_sentences", "article")
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16", "float64", "float", "half", "double")
+DEVICE = re.compile(r"^(cpu|mps|auto|cuda(:\d+)?|xpu(:\d+)?)$")
+
+
+def check_device(value, key: str) -> list[str]:
+    """A device name torch knows (availability is checked when a run starts: `check_devices`)."""
+    if value is None or DEVICE.match(str(value)):
+        return []
+    return [f"{key}={value} is not a device: write cpu, cuda, cuda:N (or leave it out to let transformers choose)"]
+
+
 def check_llm(llm: dict, prefix: str) -> list[str]:
     """The checks of one LLM's settings: the generator's `llm`, or a judge's merged with it (`labels.llm`)."""
-    problems = []
+    problems = check_device(llm.get("device"), f"{prefix}.device")
+    if llm.get("dtype", "auto") not in DTYPES:
+        problems.append(f"{prefix}.dtype={llm['dtype']} is not a torch dtype: write one of {', '.join(DTYPES)}")
     if llm.get("temperature", 0.0) < 0:
         problems.append(f"{prefix}.temperature={llm['temperature']} must be at least 0")
     if not 0 < llm.get("top_p", 1.0) <= 1:
@@ -200,7 +217,7 @@ def _check(subset: str, checked: dict) -> list[str]:
     if subset == "smol-constraints" and s.get("turns", 1) != 1:
         problems.append("smol-constraints checks one response against one query: set turns=1")
     problems += check_llm(llm, "llm")
-    for key in ("shard_size", "max_passes"):
+    for key in ("shard_size", "max_passes", "stall_seconds"):
         if key in out and out[key] < 1:
             problems.append(f"output.{key}={out[key]} must be at least 1")
     if (checked.get("ray") or {}).get("replicas", 1) < 1:
@@ -214,6 +231,11 @@ def _check(subset: str, checked: dict) -> list[str]:
     from ..config.typecheck import field_types
 
     problems += check_quality(subset, checked, field_types(LLMSection), check_llm)
+    reward, near = checked.get("reward") or {}, checked.get("near_dedup") or {}
+    problems += check_device(reward.get("device"), "reward.device") + check_device(near.get("device"),
+                                                                                   "near_dedup.device")
+    if reward.get("dtype", "auto") not in DTYPES:
+        problems.append(f"reward.dtype={reward['dtype']} is not a torch dtype: write one of {', '.join(DTYPES)}")
     return problems
 
 
@@ -248,6 +270,27 @@ def _check_subset(subset: str, s: dict) -> list[str]:
         if not 0 < s.get("article_ratio", 0.12) < 1:
             problems.append("article_ratio must be between 0 and 1")
     return problems
+
+
+def check_devices(recipe) -> None:
+    """Every model the run will load can go on its device: a CUDA device on a machine without one is refused
+    before anything is written (not a traceback from a worker after the output was made)."""
+    from .quality.passes import guard_llm, judge_llm
+
+    wanted = {"llm.device": recipe.sections["llm"].device, "labels.llm.device": judge_llm(recipe).device,
+              "safety.llm.device": guard_llm(recipe).device, "reward.device": recipe.sections["reward"].device,
+              "near_dedup.device": recipe.sections["near_dedup"].device}
+    cuda = {key: value for key, value in wanted.items() if str(value or "").startswith("cuda")}
+    if not cuda:
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for key, value in cuda.items():
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise UsageError(f"{key}={value}, but this machine has {have}: set {key}=cpu (or leave it out)")
 
 
 def schema_for(subset: str) -> RecipeSchema:
