@@ -100,6 +100,7 @@ def test_every_pass_with_the_real_checkpoint_then_refilter_asks_no_model(real_mo
     out = tmp_path / "magpie"
     result = gen("magpie-ultra", real_model, out, "--num-rows", "2", "turns=1", "llm.batch_size=2",
                  "llm.max_new_tokens=32", "labels.llm.max_new_tokens=40", f"reward.model={models['reward']}",
+                 "filters.drop_truncated=false",
                  f"near_dedup.model={models['embed']}")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = check_counts_add_up(out)
@@ -162,7 +163,7 @@ def test_near_duplicate_first_turns_and_classifier_passes(models, tmp_path):
     seed_file = write_jsonl(tmp_path / "seeds.jsonl", [{"text": t} for t in seeds])
     out = tmp_path / "rewrite"
     result = gen("smol-rewrite", models["chat"], out, f"seeds.dataset={seed_file}", "llm.max_new_tokens=12",
-                 "llm.temperature=1.0", "llm.batch_size=9", "minhash.enabled=false",
+                 "filters.drop_truncated=false", "llm.temperature=1.0", "llm.batch_size=9", "minhash.enabled=false",
                  f"near_dedup.model={models['embed']}", f"reward.model={models['reward']}",
                  "safety.method=classifier", f"safety.model={models['safety']}")
     assert result.returncode == 0, result.stderr[-3000:]

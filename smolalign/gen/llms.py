@@ -111,12 +111,19 @@ class LocalLLM(TransformersLLM):
     """A local model through transformers: one batched, left-padded `generate` per distilabel batch."""
 
     def load(self) -> None:
+        import zlib
+
+        import torch
+        from distilabel.constants import PIPELINE_NAME_ENV_NAME
         from transformers import pipeline
         from transformers.utils import logging as hf_logging
 
         from .structured import SchemaIndex
 
         hf_logging.disable_progress_bar()  # a bar per worker would scroll the run's own display away
+        # sampling seeded by the pipeline's name (subset, shard, pass): a rerun of the same plan on the same machine
+        # samples the same, and a retry pass samples afresh
+        torch.manual_seed(zlib.crc32(os.environ.get(PIPELINE_NAME_ENV_NAME, "").encode()))
         self._pipeline = pipeline(
             "text-generation", model=self.model, tokenizer=self.tokenizer or self.model, dtype=self.torch_dtype,
             trust_remote_code=self.trust_remote_code, device=self.device, model_kwargs=self.model_kwargs or {},

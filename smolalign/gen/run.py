@@ -139,9 +139,10 @@ def _resume_hint(output) -> str:
 
     from ..redact import redact_text
 
-    argv = [a for a in sys.argv[1:] if a != "--overwrite" or not output.replacing]
+    swapped_in = output.replacing and output.committed
+    argv = [a for a in sys.argv[1:] if a != "--overwrite" or not swapped_in]
     command = redact_text(shlex.join(["smolalign", *argv])) if sys.argv[0].endswith(("smolalign", "cli.py")) \
         else "the same command"
-    if output.replacing and not output.committed:
+    if output.replacing and not swapped_in:
         return f"the old output is as it was; run again with: {command}"
     return f"the rows committed so far are kept; continue with: {command}"

@@ -161,12 +161,21 @@ def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, where: 
     except WorkerLost as lost:
         watchdog.wind_down(pipeline)
         raise GenerationStopped(f"{lost} in {where}") from None
+    except RuntimeError as error:  # distilabel's "Failed to load all the steps", its cause a worker's exception
+        if error.__cause__ is None or "load" not in str(error):
+            raise
+        from distilabel.utils.logging import stop_logging
+
+        stop_logging()  # distilabel leaves its log listener running when run() raises
+        cause = str(error.__cause__).strip().splitlines()[0][:300] if str(error.__cause__).strip() else ""
+        raise GenerationStopped(f"a step failed to load in {where} ({type(error.__cause__).__name__}: "
+                                f"{cause})") from None
     finally:
         shutil.rmtree(alive, ignore_errors=True)
         signal.signal(signal.SIGINT, sigint)
         datasets.config.HF_DATASETS_CACHE = datasets_cache
-    _keep_log(cache / name, work / "logs" / f"{name}.log")
-    shutil.rmtree(cache / "datasets", ignore_errors=True)
+        _keep_log(cache / name, work / "logs" / f"{name}.log")
+        shutil.rmtree(cache / "datasets", ignore_errors=True)
     status = "interrupted" if stops["ctrl_c"] else "stopped" if stops["stopped"] else "complete"
     return out, listener.last_error, status
 

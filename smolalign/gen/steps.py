@@ -3,12 +3,11 @@ docstrings of our own (distilabel reads each step's docstring for citations and,
 links, fetches them from arXiv with no timeout: an offline run would wait on it). Every step registers its worker
 with the watchdog (watchdog.py), and every generated turn carries its `truncated` flag (llms.py) into the row.
 
-Imports distilabel at the top: only a run imports this module.
+Imports distilabel at the top: only a run imports this module. No `from __future__ import annotations`: distilabel
+finds a step's input parameter by its `StepInput` annotation object.
 """
 
-from __future__ import annotations
-
-from distilabel.steps import LoadDataFromDicts
+from distilabel.steps import LoadDataFromDicts, StepInput
 from distilabel.steps.tasks import ChatGeneration, Magpie, TextGeneration
 
 from .watchdog import Watched
@@ -25,14 +24,14 @@ class MagpieTurns(Watched, Magpie):
     Nothing", arXiv:2406.08464."""
 
     @property
-    def outputs(self) -> list[str]:
+    def outputs(self) -> list:
         return ["conversation", "instruction", "response", "truncated", "model_name"]
 
-    def process(self, inputs):  # type: ignore[override]
+    def process(self, inputs: StepInput):  # type: ignore[override]
         """distilabel's turn loop, keeping each turn's `truncated` flag (its own drops the LLM's extra outputs). A
         turn that came back None ends that conversation: the row then has fewer turns and fails."""
         conversations, _ = self._prepare_inputs_for_instruction_generation(inputs)
-        flags: list[list[bool]] = [[] for _ in conversations]
+        flags = [[] for _ in conversations]
         active = list(range(len(conversations)))
         for _ in range(self.n_turns):
             for role in ("user", "assistant"):

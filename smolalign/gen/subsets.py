@@ -47,23 +47,23 @@ runs are split, e.g. into several --output directories with different seed= valu
 
 
 def check_row_count(recipe, seeds: list[str] | None) -> None:
-    """Refuse, before planning, what the plan cannot hold or the seeds cannot give (a seed text asked twice in the
-    same style only makes a duplicate)."""
+    """Refuse, before planning, what the seeds cannot give (a seed text asked twice in the same style only makes a
+    duplicate) or one plan cannot hold."""
     s, subset = recipe.settings, recipe.kind
-    if s.num_rows is not None and s.num_rows > MAX_ROWS:
-        raise UsageError(f"num_rows={s.num_rows:,} is more than one run plans ({MAX_ROWS:,}): split it into runs with "
-                         f"different seed= values and --output directories")
-    if seeds is None or s.num_rows is None:
-        return
-    if subset == "smol-rewrite":
-        distinct, what = len(seeds) * len(s.styles), f"{len(seeds)} seed texts x {len(s.styles)} styles"
-        unit = "distinct seed x style pairs"
-    else:
-        distinct, what, unit = len(seeds), f"{len(seeds)} seed texts", "distinct seed texts"
-    if s.num_rows > distinct:
-        raise UsageError(f"num_rows={s.num_rows:,} is more than the seeds can give: {subset} has {distinct} {unit} "
-                         f"({what}): set --num-rows {distinct} or fewer (or leave it out), or add seed texts "
-                         f"(seeds.dataset=FILE)")
+    distinct = None
+    if seeds is not None:
+        styles = len(s.styles) if subset == "smol-rewrite" else 1
+        distinct = len(seeds) * styles
+        what = f"{len(seeds)} seed texts x {styles} styles" if subset == "smol-rewrite" else f"{len(seeds)} seed texts"
+        unit = "distinct seed x style pairs" if subset == "smol-rewrite" else "distinct seed texts"
+        if s.num_rows is not None and s.num_rows > distinct:
+            raise UsageError(f"num_rows={s.num_rows:,} is more than the seeds can give: {subset} has {distinct} "
+                             f"{unit} ({what}): set --num-rows {distinct} or fewer (or leave it out), or add seed "
+                             f"texts (seeds.dataset=FILE)")
+    count = s.num_rows or distinct or 0
+    if count > MAX_ROWS:
+        raise UsageError(f"{count:,} rows are more than one run plans ({MAX_ROWS:,}): split them into runs with "
+                         f"different seed= values (or seeds.limit) and --output directories")
 
 
 def plan_rows(recipe, seeds: list[str] | None) -> list[dict]:
