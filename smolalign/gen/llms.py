@@ -23,7 +23,6 @@ This module imports distilabel at the top: only the run imports it, never the CL
 from __future__ import annotations
 
 import os
-from typing import List
 
 from distilabel.models.llms import ClientvLLM, OpenAILLM, TransformersLLM, vLLM
 from distilabel.models.llms.utils import prepare_output

@@ -8,8 +8,9 @@ data.dataset=DIR`) reads, and a card with the generator, settings, counts and la
 every pass are listed with their errors in DIR/failed.jsonl.
 
 The order of the drops: the generator's own filter (smol-constraints), decontamination, truncated turns
-(`filters.drop_truncated`), the spec's thresholds, exact duplicates, then near-duplicates (MinHash, embeddings) among the rows still kept. Each computes nothing new: the
-tally reads committed records only, which is what lets `--refilter` run it again with other thresholds.
+(`filters.drop_truncated`), the spec's thresholds, exact duplicates, then near-duplicates (MinHash, embeddings) among
+the rows still kept. Each computes nothing new: the tally reads committed records only, which is what lets
+`--refilter` run it again with other thresholds.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     _near_duplicates(recipe, flat, alive, values, drop)
     counts["kept"] = len(alive)
     counts["filtered"] = dict(counts["filtered"])
+    if recipe.kind == "smol-constraints":  # its labels: the instructions each kept row was checked against
+        ids = [iid for i in alive for iid in flat[i][2].get("instruction_id_list") or []]
+        counts["instruction_ids"] = dict(Counter(ids))
     return [flat[i][2] for i in alive], counts, failures, rejected
 
 

@@ -161,12 +161,13 @@ def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, where: 
     except WorkerLost as lost:
         watchdog.wind_down(pipeline)
         raise GenerationStopped(f"{lost} in {where}") from None
-    except RuntimeError as error:  # distilabel's "Failed to load all the steps", its cause a worker's exception
-        if error.__cause__ is None or "load" not in str(error):
-            raise
+    except BaseException as error:
         from distilabel.utils.logging import stop_logging
 
         stop_logging()  # distilabel leaves its log listener running when run() raises
+        # distilabel's "Failed to load all the steps" has a worker's exception as its cause
+        if not isinstance(error, RuntimeError) or error.__cause__ is None or "load" not in str(error):
+            raise
         cause = str(error.__cause__).strip().splitlines()[0][:300] if str(error.__cause__).strip() else ""
         raise GenerationStopped(f"a step failed to load in {where} ({type(error.__cause__).__name__}: "
                                 f"{cause})") from None

@@ -67,7 +67,7 @@ class SchemaIndex:
         from outlines_core import Guide, Index
         from outlines_core.json_schema import build_regex_from_schema
 
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema)  # as given: the order of its properties is the order they are written in
         if key not in self._indexes:
             regex = build_regex_from_schema(key).replace(ANY_INTEGER, COUNT)
             self._indexes[key] = Index(regex, self.vocabulary)

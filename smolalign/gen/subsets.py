@@ -157,7 +157,8 @@ def add_steps(recipe, source, backend, replicas: int = 1):
         labeller = LabelConstraints(
             name="label", llm=make_llm(llm, backend, magpie=False, temperature=label.temperature,
                                        max_new_tokens=label.max_new_tokens),
-            output_mappings={"generation": "labels", "model_name": "label_model"}, **common)
+            output_mappings={"generation": "labels", "model_name": "label_model"},
+            add_raw_input=False, **common)  # its input is (prompt, schema): no column type holds both
         magpie >> labeller
         return labeller
     answer = AnswerMessages(name="answer", llm=make_llm(llm, backend, magpie=False), **common)

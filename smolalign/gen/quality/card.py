@@ -51,6 +51,9 @@ def quality_section(recipe, counts: dict, has_rejected: bool) -> str:
             cells = ", ".join(f"{value} {n}" for value, n in values.items())
             parts.append(f"- {name}: {cells}\n")
         parts.append("\n")
+    if "instruction_ids" in counts:
+        cells = ", ".join(f"{iid} {n}" for iid, n in sorted(counts["instruction_ids"].items())) or "none"
+        parts.append(f"## Labels\n\nThe instructions the kept rows were labelled with and pass strictly: {cells}.\n\n")
     filters = {k: v for k, v in vars(recipe.sections["filters"]).items() if v not in (None, False)}
     filters.pop("keep_rejected", None)
     if filters or has_rejected:
