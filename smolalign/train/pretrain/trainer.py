@@ -54,7 +54,9 @@ class BlockCollator:
         labels[positions == 0] = -100  # the first token of a document is not predicted from the one before
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": positions}
         if self.by_document:
-            batch["cu_seq_lens_q"] = document_offsets(positions, torch.ones_like(input_ids))
+            offsets = document_offsets(positions, torch.ones_like(input_ids))
+            batch["cu_seq_lens_q"] = offsets
+            batch["max_length_q"] = int((offsets[1:] - offsets[:-1]).max())
         elif self.attn_implementation not in VARLEN_ATTENTION:  # flash kernels read boundaries from position ids
             batch["attention_mask"] = block_causal_mask(positions, torch.ones_like(input_ids),
                                                         additive=self.attn_implementation != "sdpa")
@@ -173,6 +175,9 @@ class PretrainTrainer(Trainer):
             self.state.num_input_tokens_seen += inputs["input_ids"].numel() * self.args.world_size
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
+        # One pass over the index is the whole plan. transformers counts the epoch from the batches it drew since
+        # train() began, which a resume restarts (the sampler starts at the resumed step): count it from the step.
+        self.state.epoch = self.state.global_step / self.plan.total_steps
         if "loss" in logs:
             self._add_pretrain_logs(logs, start_time)
         super().log(logs, start_time)
