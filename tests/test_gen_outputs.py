@@ -5,7 +5,6 @@ plan or the seeds cannot hold), answered in one line with exit 2; a run that kee
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import shutil
@@ -13,18 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from .conftest import REPO, run_cli
+from .conftest import REPO, run_cli, run_in_process, tree_digest
 from .test_gen import GEN_ENV, TINY, gen, gen_model  # noqa: F401 (gen_model: a fixture)
 from .test_gen_watchdog import finish, one_error_line, start, worker
 
 TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
-
-
-def hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def sibling(out: Path) -> Path:
@@ -44,7 +36,7 @@ def good(finished, tmp_path) -> tuple[Path, dict]:
     """A finished dataset (a copy of one run, for each test), and the hash of every file in it."""
     out = tmp_path / "good"
     shutil.copytree(finished, out)
-    return out, hashes(out)
+    return out, tree_digest(out)
 
 
 def overwrite_args(model, out: Path, *extra) -> list:
@@ -63,7 +55,7 @@ def test_overwrite_that_fails_after_its_checks_keeps_the_old_dataset(good, gen_m
     assert result.returncode == 1
     line = one_error_line(result.stderr)
     assert "failed to load" in line and "the old output is as it was" in line, line
-    assert hashes(out) == before and not sibling(out).exists()
+    assert tree_digest(out) == before and not sibling(out).exists()
 
 
 @pytest.mark.slow
@@ -82,23 +74,21 @@ def test_an_interrupted_overwrite_keeps_the_old_dataset(good, gen_model, tmp_pat
         process.wait()
         time.sleep(0.5)
         os.killpg(process.pid, signal.SIGKILL)
-    assert hashes(out) == before
+    assert tree_digest(out) == before
     if how == "SIGINT":
         return
     # the next --overwrite replaces it, removing what the killed run left beside it
     result = run_cli(*overwrite_args(gen_model, out, "--num-rows", "3", "llm.max_new_tokens=8"), env=GEN_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert hashes(out) != before and not sibling(out).exists()
+    assert tree_digest(out) != before and not sibling(out).exists()
 
 
 # ---------------------------------------------------------------- every check before any write (in-process)
 
 
 def invoke(*args) -> tuple[int, str]:
-    from smolalign.cli import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stderr
+    result = run_in_process(*args)
+    return result.returncode, result.stderr
 
 
 CHECKS = {
@@ -149,7 +139,7 @@ def test_overwrite_with_a_bad_device_keeps_the_old_dataset(good, gen_model, monk
     code, stderr = invoke("gen", "smol-rewrite", "--backend", "transformers", "--model", gen_model, "--output", out,
                           "--overwrite", "llm.device=cuda")
     assert code == 2 and "no CUDA device" in stderr and "Loading weights" not in stderr, stderr
-    assert hashes(out) == before
+    assert tree_digest(out) == before
 
 
 @pytest.mark.slow

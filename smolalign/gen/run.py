@@ -33,6 +33,27 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def check_devices(recipe) -> None:
+    """Every model the run will load can go on its device: a CUDA device on a machine without one is refused
+    before anything is written (not a traceback from a worker after the output was made)."""
+    from .quality.passes import guard_llm, judge_llm
+
+    wanted = {"llm.device": recipe.sections["llm"].device, "labels.llm.device": judge_llm(recipe).device,
+              "safety.llm.device": guard_llm(recipe).device, "reward.device": recipe.sections["reward"].device,
+              "near_dedup.device": recipe.sections["near_dedup"].device}
+    cuda = {key: value for key, value in wanted.items() if str(value or "").startswith("cuda")}
+    if not cuda:
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for key, value in cuda.items():
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise UsageError(f"{key}={value}, but this machine has {have}: set {key}=cpu (or leave it out)")
+
+
 def _check_ray(recipe) -> None:
     import importlib.util
 
@@ -60,7 +81,6 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
         print(recipe.to_yaml(), end="")
         return {}
     from .backends import check_backend
-    from .spec import check_devices
     from .subsets import needs_routes, plan_rows, read_seeds
 
     check_devices(recipe)

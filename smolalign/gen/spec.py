@@ -170,7 +170,7 @@ DEVICE = re.compile(r"^(cpu|mps|auto|cuda(:\d+)?|xpu(:\d+)?)$")
 
 
 def check_device(value, key: str) -> list[str]:
-    """A device name torch knows (availability is checked when a run starts: `check_devices`)."""
+    """A device name torch knows (availability is checked when a run starts: run.py's `check_devices`)."""
     if value is None or DEVICE.match(str(value)):
         return []
     return [f"{key}={value} is not a device: write cpu, cuda, cuda:N (or leave it out to let transformers choose)"]
@@ -270,27 +270,6 @@ def _check_subset(subset: str, s: dict) -> list[str]:
         if not 0 < s.get("article_ratio", 0.12) < 1:
             problems.append("article_ratio must be between 0 and 1")
     return problems
-
-
-def check_devices(recipe) -> None:
-    """Every model the run will load can go on its device: a CUDA device on a machine without one is refused
-    before anything is written (not a traceback from a worker after the output was made)."""
-    from .quality.passes import guard_llm, judge_llm
-
-    wanted = {"llm.device": recipe.sections["llm"].device, "labels.llm.device": judge_llm(recipe).device,
-              "safety.llm.device": guard_llm(recipe).device, "reward.device": recipe.sections["reward"].device,
-              "near_dedup.device": recipe.sections["near_dedup"].device}
-    cuda = {key: value for key, value in wanted.items() if str(value or "").startswith("cuda")}
-    if not cuda:
-        return
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    for key, value in cuda.items():
-        index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= count:
-            have = f"{count} CUDA device(s)" if count else "no CUDA device"
-            raise UsageError(f"{key}={value}, but this machine has {have}: set {key}=cpu (or leave it out)")
 
 
 def schema_for(subset: str) -> RecipeSchema:
