@@ -143,10 +143,25 @@ def test_overwrite_with_a_bad_device_keeps_the_old_dataset(good, gen_model, monk
 
 
 @pytest.mark.slow
-def test_a_run_that_keeps_no_row_says_so_and_why(gen_model, tmp_path):  # noqa: F811
+def test_a_run_that_keeps_no_row_says_so_and_why_and_refilter_brings_truncated_rows_back(gen_model,  # noqa: F811
+                                                                                         tmp_path):
     out = tmp_path / "empty"
-    result = gen("smol-rewrite", gen_model, out, "--num-rows", "2", "llm.max_new_tokens=2")
+    result = gen("smol-rewrite", gen_model, out, "--num-rows", "2", "llm.max_new_tokens=2",
+                 "filters.drop_truncated=true")  # as shipped (the tiny-model helper turns it off)
     assert result.returncode == 0, result.stderr[-3000:]
     said = " ".join(result.stdout.split())
     assert "is empty: 0 of 2 requested rows kept (2 truncated at max_new_tokens)" in said, said
     assert "smolalign sft" not in said and "smolalign sft" not in (out / "README.md").read_text()
+    # the truncated rows were dropped, not lost: --refilter brings them back without asking any model
+    again = run_cli("gen", "smol-rewrite", "--output", out, "--refilter", "filters.drop_truncated=false", env=GEN_ENV)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "dataset written to" in again.stdout and "| kept | 2 |" in (out / "README.md").read_text()
+
+
+def test_a_folder_of_other_files_is_refused_without_advising_resume(tmp_path):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "mine.txt").write_text("not a dataset")
+    code, stderr = invoke("gen", "smol-rewrite", "--backend", "transformers", "--model", TOKENIZER, "--output", out)
+    assert code == 2 and "is not empty: pass --overwrite" in stderr and "--resume" not in stderr, stderr
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]

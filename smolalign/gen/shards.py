@@ -149,6 +149,7 @@ def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, where: 
     # distilabel reads its outputs back with `datasets.load_dataset`, whose Arrow cache would land in ~/.cache
     datasets_cache, datasets.config.HF_DATASETS_CACHE = datasets.config.HF_DATASETS_CACHE, cache / "datasets"
     alive = work / "alive" / name
+    shutil.rmtree(alive, ignore_errors=True)  # the registrations of a killed run of this pass: dead pids, not ours
     # Ray's actors are not this process's children: Ray reports their deaths itself
     watchdog = Watchdog(alive, recipe.sections["output"].stall_seconds) if not ray.enabled else None
     listener.on_progress = watchdog.progress if watchdog else None

@@ -29,7 +29,8 @@ from pathlib import Path
 WATCH_ENV = "SMOLALIGN_WATCH_DIR"
 BEAT_SECONDS = 0.5
 POLL_SECONDS = 0.5
-BUSY_CPU_SECONDS = 0.05  # CPU a worker must use between two looks to count as working (idle ones use ~0)
+# a worker is working when, since its last progress, it used this much CPU and this share of a core (idle: ~0)
+BUSY_CPU_SECONDS, BUSY_SHARE = 0.05, 0.02
 
 # ---------------------------------------------------------------- the worker's side
 
@@ -138,7 +139,7 @@ class Watchdog:
         self._main = threading.main_thread().ident
         self._last_progress = time.monotonic()
         self._seen: dict[str, float] = {}  # file -> mtime last seen
-        self._cpu: dict[int, float] = {}
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (its CPU seconds, when) at its last progress
 
     def progress(self) -> None:
         self._last_progress = time.monotonic()
@@ -165,22 +166,20 @@ class Watchdog:
             self._hook(args)
 
     def wind_down(self, pipeline) -> None:
-        """After a loss: wait for distilabel's threads (blocked on the manager's queues, which the unwinding closed)
-        to end, then give back the exception hook and stop distilabel's log listener."""
+        """After a loss: make distilabel's own threads end (its stop flag ends its waiting loops; those blocked on
+        the manager's queues, which the unwinding closed, end with EOFError) and wait for them, then stop its log
+        listener (nothing logs to its queue any more) and give back the exception hook."""
         from distilabel.utils.logging import stop_logging
 
+        pipeline._stop_called = True
         try:
             for name in ("_output_queue_thread", "_load_steps_thread"):
                 thread = getattr(pipeline, name, None)
                 if thread is not None:
-                    thread.join(timeout=10)
+                    thread.join(timeout=15)
+            stop_logging()
         finally:
             threading.excepthook = self._hook
-            stop_logging()
-
-    def _raise(self, signum, frame):
-        if self.reason is not None and not self._stop.is_set():
-            raise WorkerLost(self.reason)
 
     def _workers(self) -> list[tuple[str, int, Path]]:
         out = []
@@ -205,9 +204,13 @@ class Watchdog:
                     self._last_progress = now
             cpu = _cpu_seconds(pid)
             if cpu is not None:
-                if cpu - self._cpu.get(pid, cpu) >= BUSY_CPU_SECONDS:
+                # counted since the worker's last progress, not per look: on a loaded machine a working process may
+                # get a few percent of a core, yet it adds up; an idle one's trickle stays under BUSY_SHARE
+                since_cpu, since = self._cpu.setdefault(pid, (cpu, now))
+                used = cpu - since_cpu
+                if used >= BUSY_CPU_SECONDS and used >= BUSY_SHARE * (now - since):
                     self._last_progress = now
-                self._cpu[pid] = cpu
+                    self._cpu[pid] = (cpu, now)
         if now - self._last_progress > self.stall_seconds:
             steps = ", ".join(sorted({step for step, _, _ in self._workers()})) or "none registered"
             return (f"no step made progress for {self.stall_seconds:g} s (steps: {steps}; raise "
