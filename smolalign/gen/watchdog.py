@@ -181,6 +181,10 @@ class Watchdog:
         finally:
             threading.excepthook = self._hook
 
+    def _raise(self, signum, frame):
+        if self.reason is not None and not self._stop.is_set():
+            raise WorkerLost(self.reason)
+
     def _workers(self) -> list[tuple[str, int, Path]]:
         out = []
         for path in self.folder.iterdir() if self.folder.is_dir() else []:
