@@ -19,7 +19,6 @@ import pytest
 from .conftest import run_cli
 from .test_gen import GEN_ENV, check_dataset, committed, gen_model  # noqa: F401 (gen_model: a fixture)
 
-pytestmark = pytest.mark.slow
 
 
 def start(args: list, log: Path) -> subprocess.Popen:
@@ -109,6 +108,7 @@ def batch_seconds(log: Path, step: str) -> list[int]:
     return took
 
 
+@pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_the_command_that_continues(killed_then_rerun):
     run = killed_then_rerun
     print(f"\nwatchdog: exit {run['exit_seconds']:.1f} s after kill -9 of the answer worker")
@@ -120,6 +120,7 @@ def test_a_killed_worker_ends_the_run_with_the_command_that_continues(killed_the
     assert run["shard_one"] and run["after_kill"] == run["shard_one"], "shard 1 committed and left as it was"
 
 
+@pytest.mark.slow
 def test_the_rerun_settles_every_row_once_and_a_slow_pipeline_is_not_stopped(killed_then_rerun):
     run = killed_then_rerun
     assert run["rerun"].returncode == 0, run["rerun"].stderr[-3000:]
@@ -132,6 +133,7 @@ def test_the_rerun_settles_every_row_once_and_a_slow_pipeline_is_not_stopped(kil
     assert len(took) == 2 and max(took) > STALL_SECONDS, "a batch slower than the stall limit ran to its end"
 
 
+@pytest.mark.slow
 def test_a_stalled_worker_ends_the_run(gen_model, tmp_path):  # noqa: F811
     """SIGSTOP freezes the Magpie worker: no token, no CPU. The run ends once output.stall_seconds pass."""
     out = tmp_path / "stalled"
@@ -151,6 +153,7 @@ def test_a_stalled_worker_ends_the_run(gen_model, tmp_path):  # noqa: F811
             time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_killed_judge_worker_ends_the_quality_passes(gen_model, tmp_path):  # noqa: F811
     out = tmp_path / "judged"
     args = ["gen", "magpie-ultra", "--backend", "transformers", "--model", gen_model, "--output", out,
@@ -168,3 +171,43 @@ def test_a_killed_judge_worker_ends_the_quality_passes(gen_model, tmp_path):  # 
     assert again.returncode == 0, again.stderr[-3000:]
     counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
     assert counts["rows_in"] == 2 and sum(counts["labels"]["difficulty"].values()) == 2
+
+
+# ---------------------------------------------------------------- the watchdog alone, on real processes (fast)
+
+
+def sleeper():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+def test_a_registered_worker_that_dies_interrupts_the_blocked_main_thread(tmp_path):
+    from smolalign.gen.watchdog import Watchdog, WorkerLost
+
+    child = sleeper()
+    (tmp_path / f"magpie.{child.pid}").touch()
+    started = time.monotonic()
+    with pytest.raises(WorkerLost, match=rf"step 'magpie' \(pid {child.pid}\) died"):
+        with Watchdog(tmp_path, stall_seconds=60):
+            child.kill()
+            child.wait()
+            time.sleep(60)  # blocked, as Pipeline.run is: the watchdog's signal ends the wait
+    assert time.monotonic() - started < 30
+
+
+def test_progress_not_wall_time_decides_a_stall(tmp_path):
+    from smolalign.gen.watchdog import Watchdog, WorkerLost
+
+    child = sleeper()  # alive, idle: no CPU
+    beat = tmp_path / f"answer.{child.pid}"
+    beat.touch()
+    try:
+        with Watchdog(tmp_path, stall_seconds=1):  # touched every 0.3 s for 4 s: progress all along
+            for _ in range(13):
+                time.sleep(0.3)
+                os.utime(beat)
+        with pytest.raises(WorkerLost, match="no step made progress for 1 s"):
+            with Watchdog(tmp_path, stall_seconds=1):
+                time.sleep(60)
+    finally:
+        child.kill()
+        child.wait()
