@@ -81,6 +81,7 @@ def check_dataset(out: Path, subset: str, requested: int) -> tuple[list[dict], d
     return rows, counts
 
 
+@pytest.mark.slow
 def test_magpie_ultra_end_to_end(gen_model, tmp_path):
     out = tmp_path / "magpie"
     # the shipped labels run (the tiny judge's answers do not parse: unlabelled), its filters do not
@@ -117,6 +118,7 @@ def test_magpie_ultra_end_to_end(gen_model, tmp_path):
     check_dataset(out, "magpie-ultra", 2)
 
 
+@pytest.mark.slow
 def test_one_run_at_a_time_in_a_directory(gen_model, tmp_path):
     from smolalign.outputs import output_lock
 
@@ -127,6 +129,7 @@ def test_one_run_at_a_time_in_a_directory(gen_model, tmp_path):
     assert "another smolalign process" in result.stderr and list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_smol_constraints_end_to_end(gen_model, tmp_path):
     out = tmp_path / "constraints"
     result = gen("smol-constraints", gen_model, out, "--num-rows", "3", "label.max_new_tokens=12")
@@ -142,6 +145,7 @@ def test_smol_constraints_end_to_end(gen_model, tmp_path):
     assert all(r["status"] != "filtered" or r["detail"] for r in committed(out)), "each filtered row says why"
 
 
+@pytest.mark.slow
 def test_smol_rewrite_end_to_end(gen_model, tmp_path):
     out = tmp_path / "rewrite"
     home, hf_home = tmp_path / "home", tmp_path / "hf"
@@ -165,6 +169,7 @@ def test_smol_rewrite_end_to_end(gen_model, tmp_path):
     assert sft.returncode == 0, sft.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_smol_summarization_end_to_end(gen_model, tmp_path):
     """Own seeds with another column name: two emails (their two summaries cannot parse from gibberish, so they fail
     after every pass and are listed with the reason) and two articles (one summary each)."""
@@ -186,6 +191,7 @@ def test_smol_summarization_end_to_end(gen_model, tmp_path):
         assert "words long" in row["messages"][0]["content"] and "{words}" not in row["messages"][0]["content"]
 
 
+@pytest.mark.slow
 def test_ray_runs_magpie_with_two_replicas(gen_model, tmp_path):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'smolalign[ray]'); CI installs it")
     out = tmp_path / "ray"
@@ -315,6 +321,7 @@ def test_failed_rows_are_retried_until_max_passes():
     assert [r["gen_id"] for r in pending(rows, history, 3)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_shipped_specs_load_and_print(tmp_path):
     from smolalign.gen import list_subsets
 
@@ -356,6 +363,7 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
     args, expected = BAD_INPUT[case]
@@ -366,6 +374,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_unreachable_server_fails_within_seconds(tmp_path):
     out = tmp_path / "out"
     started = time.monotonic()
@@ -377,6 +386,7 @@ def test_unreachable_server_fails_within_seconds(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
     import importlib.util
 

@@ -25,6 +25,7 @@ from .conftest import REPO, assert_user_error, run_cli
 
 TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
 GEN_ENV = {"OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.slow  # a real server, real pipelines
 
 
 @pytest.fixture(scope="module")

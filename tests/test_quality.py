@@ -96,6 +96,7 @@ def tree(out: Path) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------- the real checkpoint as generator and judge
 
 
+@pytest.mark.slow
 def test_every_pass_with_the_real_checkpoint_then_refilter_asks_no_model(real_model, models, tmp_path):
     out = tmp_path / "magpie"
     result = gen("magpie-ultra", real_model, out, "--num-rows", "2", "turns=1", "llm.batch_size=2",
@@ -154,6 +155,7 @@ def test_every_pass_with_the_real_checkpoint_then_refilter_asks_no_model(real_mo
 # ---------------------------------------------------------------- tiny models: dedup, classifiers, resume
 
 
+@pytest.mark.slow
 def test_near_duplicate_first_turns_and_classifier_passes(models, tmp_path):
     """smol-rewrite over three seeds, two of them one word apart, three styles each: every row of a seed shares its
     first user turn, and the two near-identical seeds are one cluster, so two rows of nine stay."""
@@ -193,6 +195,7 @@ def test_minhash_removes_near_identical_answers():
     assert minhash_duplicates(texts, threshold=0.7, num_perm=128, ngram=5) == [False, True, False, False, False]
 
 
+@pytest.mark.slow
 def test_kill_mid_labelling_resumes_exactly_once(models, tmp_path):
     out = tmp_path / "killed"
     args = ["gen", "magpie-ultra", "--backend", "transformers", "--model", str(models["chat"]), "--output", str(out),
@@ -266,6 +269,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_quality_input_is_one_line_and_writes_nothing(case, models, tmp_path):
     args, expected = BAD[case]
