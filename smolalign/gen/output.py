@@ -37,8 +37,8 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     """(rows to write, counts, failures, rejected rows): every planned row is counted once as failed, filtered or
     kept, and every row that came in once as kept or under one drop reason. `quality` is (passes, values) from the
     committed quality passes (quality/passes.py), or None."""
-    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "filtered": Counter(),
-              "duplicates": 0, "kept": 0}
+    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0,
+              "filtered": Counter(), "duplicates": 0, "kept": 0}
     failures, rejected, flat = [], [], []
     for row in rows:
         records = history.get(row["gen_id"], [])
@@ -53,10 +53,11 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
             counts["filtered"][final["reason"]] += 1
             counts["rows_in"] += 1
             rejected += [{**r, "rejected_reason": final["reason"]} for r in final.get("rows") or []]
+            counts["truncated"] += any(any(r.get("truncated") or []) for r in final.get("rows") or [])
         else:
             flat += [(row, f"{row['gen_id']}.{j}", dict(r)) for j, r in enumerate(final["rows"])]
     counts["rows_in"] += len(flat)
-    counts["truncated"] = sum(any(r.get("truncated") or []) for _, _, r in flat)
+    counts["truncated"] += sum(any(r.get("truncated") or []) for _, _, r in flat)
     passes, values = quality or ([], {})
     if passes:
         from .quality.filters import label_columns, label_counts, labelled
