@@ -2,9 +2,12 @@
 
 import importlib.util
 
+import pytest
+
 from .conftest import REPO
 
 
+@pytest.mark.slow  # real pipelines and a real server
 def test_gen_throughput_bench_runs_in_tiny_mode(capsys):
     spec = importlib.util.spec_from_file_location("gen_throughput", REPO / "bench" / "gen_throughput.py")
     bench = importlib.util.module_from_spec(spec)

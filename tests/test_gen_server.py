@@ -25,6 +25,7 @@ from .conftest import REPO, assert_user_error, run_cli
 
 TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
 GEN_ENV = {"OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.slow  # a real server, real pipelines
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,7 @@ def proxy(server):
 
 def gen_args(subset, server, url, out, *extra):
     return ["gen", subset, "--backend", "openai", "--base-url", url, "--model", server["model"], "--output", out,
-            "llm.max_new_tokens=8", "llm.temperature=1.0", *extra]
+            "llm.max_new_tokens=8", "llm.temperature=1.0", "filters.drop_truncated=false", *extra]
 
 
 def final_ids(out: Path) -> Counter:
@@ -250,6 +251,28 @@ def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, pro
     records = [json.loads(line) for p in (out / "work" / "shards").glob("*.jsonl")
                for line in p.read_text().splitlines()]
     assert len(records) < 12 and all(r["status"] != "failed" for r in records), "no row cut short counts as a try"
+
+
+def test_labels_go_as_response_format_only_where_the_server_honours_it(server, proxy):
+    """`transformers serve` ignores `response_format` (it logs a warning): the probe finds that out. The client sends
+    the schema when told the server honours it, and every answer carries its truncated flag."""
+    from smolalign.gen.backends import honours_json_schema
+    from smolalign.gen.llms import ServerChatLLM
+
+    logged = proxy()
+    assert not honours_json_schema(logged.url, None, server["model"], timeout=120)
+    schema = {"type": "object", "properties": {"ok": {"enum": ["yes"]}}, "required": ["ok"]}
+    flags = []
+    for honoured in (False, True):
+        llm = ServerChatLLM(model=server["model"], base_url=logged.url, api_key=None, json_schema=honoured)
+        llm.load()
+        output = llm.generate([([{"role": "user", "content": "Say yes."}], schema)], max_new_tokens=4)[0]
+        flags.append(output["truncated"])
+    sent = [e["body"].get("response_format") for e in logged.log if e["path"] == "/v1/chat/completions"]
+    assert sent[0]["json_schema"]["name"] == "probe"
+    assert sent[1:] == [None, {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
+                                                                      "strict": True}}]
+    assert flags == [[True], [True]], "4 tokens of a tiny model's answer: finish reason length"
 
 
 def test_server_without_the_completions_route(server, proxy, tmp_path):

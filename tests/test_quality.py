@@ -96,10 +96,12 @@ def tree(out: Path) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------- the real checkpoint as generator and judge
 
 
+@pytest.mark.slow
 def test_every_pass_with_the_real_checkpoint_then_refilter_asks_no_model(real_model, models, tmp_path):
     out = tmp_path / "magpie"
     result = gen("magpie-ultra", real_model, out, "--num-rows", "2", "turns=1", "llm.batch_size=2",
                  "llm.max_new_tokens=32", "labels.llm.max_new_tokens=40", f"reward.model={models['reward']}",
+                 "filters.drop_truncated=false",
                  f"near_dedup.model={models['embed']}")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = check_counts_add_up(out)
@@ -153,6 +155,7 @@ def test_every_pass_with_the_real_checkpoint_then_refilter_asks_no_model(real_mo
 # ---------------------------------------------------------------- tiny models: dedup, classifiers, resume
 
 
+@pytest.mark.slow
 def test_near_duplicate_first_turns_and_classifier_passes(models, tmp_path):
     """smol-rewrite over three seeds, two of them one word apart, three styles each: every row of a seed shares its
     first user turn, and the two near-identical seeds are one cluster, so two rows of nine stay."""
@@ -162,7 +165,7 @@ def test_near_duplicate_first_turns_and_classifier_passes(models, tmp_path):
     seed_file = write_jsonl(tmp_path / "seeds.jsonl", [{"text": t} for t in seeds])
     out = tmp_path / "rewrite"
     result = gen("smol-rewrite", models["chat"], out, f"seeds.dataset={seed_file}", "llm.max_new_tokens=12",
-                 "llm.temperature=1.0", "llm.batch_size=9", "minhash.enabled=false",
+                 "filters.drop_truncated=false", "llm.temperature=1.0", "llm.batch_size=9", "minhash.enabled=false",
                  f"near_dedup.model={models['embed']}", f"reward.model={models['reward']}",
                  "safety.method=classifier", f"safety.model={models['safety']}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -192,6 +195,7 @@ def test_minhash_removes_near_identical_answers():
     assert minhash_duplicates(texts, threshold=0.7, num_perm=128, ngram=5) == [False, True, False, False, False]
 
 
+@pytest.mark.slow
 def test_kill_mid_labelling_resumes_exactly_once(models, tmp_path):
     out = tmp_path / "killed"
     args = ["gen", "magpie-ultra", "--backend", "transformers", "--model", str(models["chat"]), "--output", str(out),
@@ -265,6 +269,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_quality_input_is_one_line_and_writes_nothing(case, models, tmp_path):
     args, expected = BAD[case]

@@ -104,11 +104,15 @@ def stage_gen(out: Path, size: Size) -> dict:
     from ..gen import run_gen
     from ..serve import local_server
 
+    # The demo's generator is the tiny model pretrained a minute ago: its 24-token continuations never end a turn
+    # and, over so small a vocabulary, resemble each other (MinHash dropped 5 of 6). The stage shows the mechanics,
+    # so the two filters meant for a real model's data are off here; the rows are not trained on.
+    demo_only = ["llm.max_new_tokens=24", "llm.batch_size=2", "filters.drop_truncated=false", "minhash.enabled=false"]
     with local_server(out / "pretrain", out / "serve.log") as url:
-        counts = run_gen("smol-rewrite", ["llm.max_new_tokens=24", "llm.batch_size=2"], backend="openai",
-                         model=str(out / "pretrain"), base_url=url, num_rows=size.gen_rows,
-                         output=str(out / "gen"), overwrite=True)
-    return {"rows": counts.get("kept", counts.get("generated")), "counts": counts, "model": str(out / "gen")}
+        counts = run_gen("smol-rewrite", demo_only, backend="openai", model=str(out / "pretrain"), base_url=url,
+                         num_rows=size.gen_rows, output=str(out / "gen"), overwrite=True)
+    return {"rows": counts.get("kept", counts.get("generated")), "requested": counts.get("requested"),
+            "counts": counts, "model": str(out / "gen")}
 
 
 def stage_sft(out: Path, size: Size) -> dict:

@@ -63,7 +63,7 @@ standard directory that the other commands load on their own.
 | stage | figure | output |
 |---|---|---|
 | pretrain | loss {pre['loss_start']:.3f} → {pre['loss_end']:.3f} (ln vocab = {pre['ln_vocab']:.3f}) | `{pre['model']}` |
-| gen | {gen['rows']} SmolTalk-style rows over a local server (mechanics only, not trained on) | `{gen['model']}` |
+| gen | {gen['rows']} of {gen.get('requested', gen['rows'])} SmolTalk-style rows kept (local server; mechanics only) | `{gen['model']}` |
 | sft | held-out exact match {sft['exact_match_before']:.3f} → {sft['exact_match_after']:.3f} | `{sft['model']}` |
 | dpo | held-out preference accuracy {dpo['preference_accuracy_before']:.3f} → {dpo['preference_accuracy_after']:.3f} | `{dpo['model']}` |
 

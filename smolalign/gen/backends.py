@@ -36,16 +36,18 @@ class Backend:
     base_url: str | None = None
     gguf: dict | None = None
     """The GGUF file the local model was imported from, and its sha256 (for the run record)."""
+    json_schema: bool = False
+    """The server honours `response_format` with a JSON schema (probed): labels are then decoded under it."""
 
 
-def _request(url: str, key: str | None, body: dict | None = None) -> tuple[int, str]:
+def _request(url: str, key: str | None, body: dict | None = None, timeout: float = PROBE_SECONDS) -> tuple[int, str]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
     request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_SECONDS) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read(200_000).decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, ""
@@ -64,7 +66,26 @@ def _is_local(url: str) -> bool:
     return (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
-def check_server(llm, routes: tuple[str, ...]) -> Backend:
+_PROBE_SCHEMA = {"type": "object", "properties": {"answer": {"const": "ok"}}, "required": ["answer"],
+                 "additionalProperties": False}
+
+
+def honours_json_schema(base_url: str, key: str | None, model: str, timeout: float) -> bool:
+    """Ask one short question under a schema whose only valid answer is {"answer": "ok"}: a server that honours
+    `response_format` gives exactly that; one that ignores it (as `transformers serve` does) answers in words. The
+    labels then go as free text there, parsed as before."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16,
+            "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {
+                "name": "probe", "schema": _PROBE_SCHEMA, "strict": True}}}
+    try:
+        status, text = _request(f"{base_url}/chat/completions", key, body, timeout=timeout)
+        answer = json.loads(text)["choices"][0]["message"]["content"]
+        return status == 200 and json.loads(answer) == {"answer": "ok"}
+    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
+        return False
+
+
+def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Backend:
     base_url = (llm.base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
     if not base_url:
         raise UsageError("backend openai needs a server: pass --base-url http://HOST:PORT/v1 (or set OPENAI_BASE_URL)")
@@ -103,7 +124,8 @@ def check_server(llm, routes: tuple[str, ...]) -> Backend:
     from ..model.gguf import resolve_model
 
     tokenizer = resolve_model(llm.tokenizer or llm.model)[0]  # a GGUF file's tokenizer, imported, for Magpie
-    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url)
+    json_schema = structured and honours_json_schema(base_url, key, model, timeout=min(llm.timeout, 60))
+    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url, json_schema=json_schema)
 
 
 def check_tokenizer(llm, name: str | None, magpie: bool) -> None:
@@ -129,14 +151,15 @@ def check_tokenizer(llm, name: str | None, magpie: bool) -> None:
                              "llm.magpie_pre_query_template to the exact text that opens a user turn")
 
 
-def check_backend(llm, magpie: bool, chat: bool) -> Backend:
-    """Everything about the LLM that can be checked without loading it; raises UsageError."""
+def check_backend(llm, magpie: bool, chat: bool, structured: bool = False) -> Backend:
+    """Everything about the LLM that can be checked without loading it; raises UsageError. `structured`: some
+    answers must be JSON (labels), so ask a server whether it honours a schema."""
     if llm.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise UsageError("backend vllm needs the vllm package (a GPU machine: pip install vllm): or use --backend "
                          "transformers, or serve the model and use --backend openai")
     if llm.backend == "openai":
         routes = (("completions",) if magpie else ()) + (("chat/completions",) if chat else ())
-        backend = check_server(llm, routes)
+        backend = check_server(llm, routes, structured=structured and chat)
         if magpie:
             check_tokenizer(llm, backend.tokenizer, magpie=True)
         return backend
@@ -172,7 +195,7 @@ def make_llm(llm, backend: Backend, magpie: bool, temperature: float | None = No
                       max_retries=llm.max_retries, timeout=llm.timeout, generation_kwargs=kwargs)
         if magpie:
             return llms.ServerMagpieLLM(tokenizer=backend.tokenizer, magpie_pre_query_template=pre_query(llm), **common)
-        return llms.ServerChatLLM(**common)
+        return llms.ServerChatLLM(json_schema=backend.json_schema, **common)
     local = dict(model=backend.model, tokenizer=llm.tokenizer, trust_remote_code=llm.trust_remote_code,
                  generation_kwargs=kwargs, magpie_pre_query_template=pre_query(llm))
     if llm.backend == "vllm":

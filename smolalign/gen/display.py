@@ -59,7 +59,7 @@ def print_summary(subset: str, counts: dict, out_dir: str, seconds: float, conso
     table = Table(title=f"smolalign gen {subset}", show_header=True)
     table.add_column("")
     table.add_column("rows", justify="right")
-    from .quality.card import count_lines
+    from .quality.card import count_lines, empty_reason
 
     lines = count_lines(counts)
     for i, (what, n) in enumerate(lines):
@@ -69,4 +69,8 @@ def print_summary(subset: str, counts: dict, out_dir: str, seconds: float, conso
             table.add_row(f"label {name}", ", ".join(f"{k} {n}" for k, n in values.items()))
     table.add_row("wall time", f"{seconds:.1f} s")
     console.print(table)
-    console.print(f"dataset written to {out_dir} (smolalign sft sft data.dataset={out_dir})")
+    if counts["kept"]:
+        console.print(f"dataset written to {out_dir} (smolalign sft sft data.dataset={out_dir})")
+    else:
+        console.print(f"the dataset in {out_dir} is empty: {empty_reason(counts)}")
+

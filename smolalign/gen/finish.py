@@ -18,8 +18,13 @@ PLAN_FILE = "plan.json"
 
 
 def plan_fingerprint(recipe, rows: list[dict]) -> str:
-    text = json.dumps({"spec": fingerprint_fields(recipe), "rows": rows}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The hash of json.dumps({"rows": rows, "spec": ...}, sort_keys=True), fed row by row: a large plan is never
+    one string in memory."""
+    digest = hashlib.sha256(b'{"rows": [')
+    for i, row in enumerate(rows):
+        digest.update(((", " if i else "") + json.dumps(row, sort_keys=True, default=str)).encode())
+    digest.update(('], "spec": ' + json.dumps(fingerprint_fields(recipe), sort_keys=True, default=str) + "}").encode())
+    return digest.hexdigest()[:16]
 
 
 def previous_plan(out_dir: Path) -> dict | None:

@@ -12,19 +12,24 @@
 4. The steps have their own docstrings, so distilabel's citation lookup (an arXiv request without a timeout) has
    nothing to look up.
 
+Two things distilabel does not offer at all, on every backend here: an input may be a `(messages, schema)` pair, and
+its answer is then constrained to that JSON schema (structured.py locally; `response_format` on a server that the
+checks found to honour it); and every generation reports `truncated` (it stopped at max_new_tokens, finish reason
+"length"), which the tasks carry into the rows. Every LLM also reports progress to the watchdog (watchdog.py).
+
 This module imports distilabel at the top: only the run imports it, never the CLI.
 """
 
 from __future__ import annotations
 
 import os
-from typing import List
 
 from distilabel.models.llms import ClientvLLM, OpenAILLM, TransformersLLM, vLLM
-from distilabel.models.llms.utils import compute_tokens, prepare_output
-from pydantic import SecretStr, validate_call
+from distilabel.models.llms.utils import prepare_output
+from pydantic import SecretStr
 
 from .prompts import render_prompt
+from .watchdog import TokenBeat, beating
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
 
@@ -34,14 +39,40 @@ def _api_key(env_name: str) -> SecretStr:
     return SecretStr(os.environ.get(env_name) or "EMPTY")
 
 
+def split_input(input) -> tuple:
+    """(messages, JSON schema or None) from a task's input."""
+    return input if isinstance(input, tuple) else (input, None)
+
+
+def _answered(completion, texts: list) -> dict:
+    usage = getattr(completion, "usage", None)
+    output = prepare_output(texts, input_tokens=[getattr(usage, "prompt_tokens", 0)],
+                            output_tokens=[getattr(usage, "completion_tokens", 0)])
+    return {**output, "truncated": [choice.finish_reason == "length" for choice in completion.choices]}
+
+
 class ServerChatLLM(OpenAILLM):
-    """An OpenAI-compatible server's /v1/chat/completions (distilabel's OpenAILLM), key read at load time."""
+    """An OpenAI-compatible server's /v1/chat/completions (distilabel's OpenAILLM), key read at load time; a schema
+    goes as `response_format` when `json_schema` (the server was seen to honour it)."""
 
     api_key_env: str = "OPENAI_API_KEY"
+    json_schema: bool = False
 
     def load(self) -> None:
         self.api_key = _api_key(self.api_key_env)
         super().load()
+
+    async def agenerate(self, input, num_generations: int = 1, max_new_tokens: int = 128,  # type: ignore[override]
+                        temperature: float = 1.0, top_p: float = 1.0) -> dict:
+        messages, schema = split_input(input)
+        extra = {}
+        if schema is not None and self.json_schema:
+            extra["response_format"] = {"type": "json_schema",
+                                        "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        completion = await beating(self._aclient.chat.completions.create(
+            model=self.model, messages=messages, n=num_generations, max_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, **extra))
+        return _answered(completion, [choice.message.content for choice in completion.choices])
 
 
 class ServerMagpieLLM(ClientvLLM):
@@ -67,13 +98,31 @@ class ServerMagpieLLM(ClientvLLM):
         pre_query = self.magpie_pre_query_template if self.use_magpie_template else None
         return render_prompt(self._tokenizer, input, pre_query)
 
+    async def agenerate(self, input, num_generations: int = 1, max_new_tokens: int = 128,  # type: ignore[override]
+                        temperature: float = 1.0, top_p: float = 1.0) -> dict:
+        completion = await beating(self._aclient.completions.create(
+            model=self.model, prompt=self._prepare_input(input), n=num_generations, max_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p))
+        return _answered(completion, [choice.text for choice in completion.choices])
+
 
 class LocalLLM(TransformersLLM):
     """A local model through transformers: one batched, left-padded `generate` per distilabel batch."""
 
     def load(self) -> None:
-        from transformers import pipeline
+        import zlib
 
+        import torch
+        from distilabel.constants import PIPELINE_NAME_ENV_NAME
+        from transformers import pipeline
+        from transformers.utils import logging as hf_logging
+
+        from .structured import SchemaIndex
+
+        hf_logging.disable_progress_bar()  # a bar per worker would scroll the run's own display away
+        # sampling seeded by the pipeline's name (subset, shard, pass): a rerun of the same plan on the same machine
+        # samples the same, and a retry pass samples afresh
+        torch.manual_seed(zlib.crc32(os.environ.get(PIPELINE_NAME_ENV_NAME, "").encode()))
         self._pipeline = pipeline(
             "text-generation", model=self.model, tokenizer=self.tokenizer or self.model, dtype=self.torch_dtype,
             trust_remote_code=self.trust_remote_code, device=self.device, model_kwargs=self.model_kwargs or {},
@@ -89,16 +138,17 @@ class LocalLLM(TransformersLLM):
             if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
                 stops.add(token_id)
         self._stop_ids = sorted(i for i in stops if i is not None)
+        end_of_turn = [i for i in self._stop_ids if i != tokenizer.eos_token_id]
+        self._schemas = SchemaIndex(tokenizer, (end_of_turn or self._stop_ids)[0])
         self._logger = __import__("logging").getLogger(f"distilabel.llm.{self.model_name}")
 
     def prepare_input(self, input) -> str:
         pre_query = self.magpie_pre_query_template if self.use_magpie_template else None
         return render_prompt(self._pipeline.tokenizer, input, pre_query)
 
-    @validate_call
     def generate(  # type: ignore[override]
         self,
-        inputs: List[list],
+        inputs: list,
         num_generations: int = 1,
         max_new_tokens: int = 128,
         temperature: float = 1.0,
@@ -107,21 +157,40 @@ class LocalLLM(TransformersLLM):
         top_k: int = 0,
         do_sample: bool = True,
     ) -> list:
-        prompts = [self.prepare_input(input) for input in inputs]
-        tokenizer = self._pipeline.tokenizer
+        import torch
+        from transformers import LogitsProcessorList
+
+        from .structured import SchemaLogits
+
+        pairs = [split_input(input) for input in inputs]
+        tokenizer, model = self._pipeline.tokenizer, self._pipeline.model
+        batch = tokenizer([self.prepare_input(messages) for messages, _ in pairs], return_tensors="pt",
+                          padding=True, add_special_tokens=False).to(model.device)
+        processors = [TokenBeat()]
+        if any(schema for _, schema in pairs):  # one guide per output row: num_generations rows per input
+            guides = [self._schemas.guide(schema) if schema else None for _, schema in pairs
+                      for _ in range(num_generations)]
+            processors.append(SchemaLogits(guides, self._stop_ids))
         sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {}
-        outputs = self._pipeline(
-            prompts, batch_size=len(prompts), max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
-            do_sample=do_sample, num_return_sequences=num_generations, eos_token_id=self._stop_ids,
-            pad_token_id=tokenizer.pad_token_id, **sampling,
-        )
+        with torch.no_grad():
+            out = model.generate(
+                **batch, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, do_sample=do_sample,
+                num_return_sequences=num_generations, eos_token_id=self._stop_ids,
+                pad_token_id=tokenizer.pad_token_id, logits_processor=LogitsProcessorList(processors), **sampling,
+            )
+        new = out[:, batch["input_ids"].shape[1]:].tolist()
+        prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
         results = []
-        for input, output in zip(inputs, outputs):
-            texts = [generation["generated_text"] for generation in output]
-            results.append(prepare_output(
-                texts, input_tokens=[compute_tokens(input, tokenizer.encode)],
-                output_tokens=[compute_tokens(text, tokenizer.encode) for text in texts],
-            ))
+        for i in range(len(pairs)):
+            texts, lengths, truncated = [], [], []
+            for ids in new[i * num_generations:(i + 1) * num_generations]:
+                end = next((k for k, t in enumerate(ids) if t in self._stop_ids), None)
+                kept = ids if end is None else ids[:end]
+                texts.append(tokenizer.decode(kept, skip_special_tokens=True))
+                lengths.append(len(kept))
+                truncated.append(end is None)  # no end-of-turn within max_new_tokens: finish reason "length"
+            output = prepare_output(texts, input_tokens=[prompt_tokens[i]], output_tokens=lengths)
+            results.append({**output, "truncated": truncated})
         return results
 
 

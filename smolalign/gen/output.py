@@ -7,9 +7,10 @@ DIR/README.md carries the `configs:` block that `datasets.load_dataset(DIR)` (an
 data.dataset=DIR`) reads, and a card with the generator, settings, counts and label distributions. Rows that failed
 every pass are listed with their errors in DIR/failed.jsonl.
 
-The order of the drops: the generator's own filter (smol-constraints), decontamination, the spec's thresholds, exact
-duplicates, then near-duplicates (MinHash, embeddings) among the rows still kept. Each computes nothing new: the
-tally reads committed records only, which is what lets `--refilter` run it again with other thresholds.
+The order of the drops: the generator's own filter (smol-constraints), decontamination, truncated turns
+(`filters.drop_truncated`), the spec's thresholds, exact duplicates, then near-duplicates (MinHash, embeddings) among
+the rows still kept. Each computes nothing new: the tally reads committed records only, which is what lets
+`--refilter` run it again with other thresholds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..outputs import atomic_directory, atomic_write_text
 from .shards import settled
 
 DATA_FILE = "train-00000-of-00001.parquet"
+TRUNCATED = "truncated at max_new_tokens"
 FAILED_FILE = "failed.jsonl"
 REJECTED_DIR = "rejected"
 
@@ -35,8 +37,8 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     """(rows to write, counts, failures, rejected rows): every planned row is counted once as failed, filtered or
     kept, and every row that came in once as kept or under one drop reason. `quality` is (passes, values) from the
     committed quality passes (quality/passes.py), or None."""
-    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "filtered": Counter(),
-              "duplicates": 0, "kept": 0}
+    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0,
+              "filtered": Counter(), "duplicates": 0, "kept": 0}
     failures, rejected, flat = [], [], []
     for row in rows:
         records = history.get(row["gen_id"], [])
@@ -51,9 +53,11 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
             counts["filtered"][final["reason"]] += 1
             counts["rows_in"] += 1
             rejected += [{**r, "rejected_reason": final["reason"]} for r in final.get("rows") or []]
+            counts["truncated"] += any(any(r.get("truncated") or []) for r in final.get("rows") or [])
         else:
             flat += [(row, f"{row['gen_id']}.{j}", dict(r)) for j, r in enumerate(final["rows"])]
     counts["rows_in"] += len(flat)
+    counts["truncated"] += sum(any(r.get("truncated") or []) for _, _, r in flat)
     passes, values = quality or ([], {})
     if passes:
         from .quality.filters import label_columns, label_counts, labelled
@@ -81,6 +85,8 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
         users = [" ".join(m["content"] for m in flat[i][2]["messages"] if m["role"] == "user") for i in alive]
         drop([i for i, ok in zip(alive, ngram_decontaminate(users, against, n=n)) if not ok],
              f"shares a {n}-gram with the eval set")
+    if recipe.sections["filters"].drop_truncated:
+        drop([i for i in alive if any(flat[i][2].get("truncated") or [])], TRUNCATED)
     if passes:
         from .quality.filters import drop_reason
 
@@ -99,6 +105,9 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     _near_duplicates(recipe, flat, alive, values, drop)
     counts["kept"] = len(alive)
     counts["filtered"] = dict(counts["filtered"])
+    if recipe.kind == "smol-constraints":  # its labels: the instructions each kept row was checked against
+        ids = [iid for i in alive for iid in flat[i][2].get("instruction_id_list") or []]
+        counts["instruction_ids"] = dict(Counter(ids))
     return [flat[i][2] for i in alive], counts, failures, rejected
 
 
@@ -193,6 +202,13 @@ def dataset_card(recipe, generator: dict, counts: dict, command: str, sizes: dic
         f"- Command: `{command}`\n\n"
         f"| count | rows |\n|---|---|\n{count_rows(counts)}\n"
         f"{quality_section(recipe, counts, 'rejected' in sizes)}"
-        f"Read it with `datasets.load_dataset(\"PATH\")`, or train on it with "
-        f"`smolalign sft sft data.dataset=PATH`. `work/` holds the committed shards the run resumes from.\n"
+        f"{_reading(counts)} `work/` holds the committed shards the run resumes from.\n"
     )
+
+
+def _reading(counts: dict) -> str:
+    if not counts["kept"]:
+        from .quality.card import empty_reason
+
+        return f"The dataset is empty: {empty_reason(counts)}."
+    return "Read it with `datasets.load_dataset(\"PATH\")`, or train on it with `smolalign sft sft data.dataset=PATH`."

@@ -8,15 +8,15 @@ command run again continues where a killed run stopped. `--refilter` (refilter.p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 from pathlib import Path
 
 from ..errors import UsageError
-from ..outputs import atomic_write_text, check_output_dir
+from ..outputs import atomic_write_text, check_output_dir, check_writable
 from .finish import PLAN_FILE, finish, generator_record, plan_fingerprint, previous_plan, write_record
+from .shards import WORK, scoped_environ
 from .spec import load_spec
 
 LIBRARY_QUIET = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -33,19 +33,25 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-@contextlib.contextmanager
-def _scoped_environ(values: dict):
-    """Environment for the run's own processes, put back afterwards (gen may be called from Python, e.g. demo)."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def check_devices(recipe) -> None:
+    """Every model the run will load can go on its device: a CUDA device on a machine without one is refused
+    before anything is written (not a traceback from a worker after the output was made)."""
+    from .quality.passes import guard_llm, judge_llm
+
+    wanted = {"llm.device": recipe.sections["llm"].device, "labels.llm.device": judge_llm(recipe).device,
+              "safety.llm.device": guard_llm(recipe).device, "reward.device": recipe.sections["reward"].device,
+              "near_dedup.device": recipe.sections["near_dedup"].device}
+    cuda = {key: value for key, value in wanted.items() if str(value or "").startswith("cuda")}
+    if not cuda:
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for key, value in cuda.items():
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise UsageError(f"{key}={value}, but this machine has {have}: set {key}=cpu (or leave it out)")
 
 
 def _check_ray(recipe) -> None:
@@ -62,6 +68,8 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
     _quiet_libraries()
     shortcuts = {"llm.backend": backend, "llm.model": model, "llm.base_url": base_url, "num_rows": num_rows,
                  "output.dir": output, "ray.enabled": True if ray else None}
+    if output is not None and not output.strip():
+        raise UsageError("--output is empty: give a directory, e.g. --output data/my-set")
     if refilter:
         from .refilter import run_refilter
 
@@ -75,7 +83,8 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
     from .backends import check_backend
     from .subsets import needs_routes, plan_rows, read_seeds
 
-    out_dir = Path(recipe.sections["output"].dir).expanduser()
+    check_devices(recipe)
+    out_dir = check_writable(recipe.sections["output"].dir)
     seeds = read_seeds(recipe)
     rows = plan_rows(recipe, seeds)
     fingerprint = plan_fingerprint(recipe, rows)
@@ -92,44 +101,68 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
         against = load_against(recipe.sections["decontaminate"].against)
     _check_ray(recipe)
     magpie, chat = needs_routes(recipe.kind)
-    found = check_backend(recipe.sections["llm"], magpie, chat)  # late: it may ask a server, which takes longest
     from .quality.checks import check_quality_inputs
+    from .quality.passes import passes_of
+
+    structured = recipe.kind == "smol-constraints" or any(p.step == "judge" for p in passes_of(recipe))
+    # late: it may ask a server, which takes longest
+    found = check_backend(recipe.sections["llm"], magpie, chat, structured=structured)
 
     judges = check_quality_inputs(recipe, found, chat_checked=chat)
     return _generate(recipe, rows, found, judges, out_dir, fingerprint, overwrite and not resuming, against)
 
 
 def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: str, start_over: bool, against) -> dict:
-    from ..outputs import empty_directory, output_lock
+    """The writes. With --overwrite over an old output, the run builds beside it and swaps in when its first shard
+    is complete (outputs.Replacement): from then on it is a resumable run at the output's own path, and until then
+    a failed or interrupted run leaves the old output as it was."""
+    from ..outputs import Replacement
     from .display import GenDisplay
     from .quality.passes import run_quality
-    from .shards import WORK, generate
+    from .shards import GenerationStopped, generate
 
     started = time.monotonic()
-    with output_lock(out_dir):
-        if start_over and any(out_dir.iterdir()):
-            empty_directory(out_dir)
-        work = out_dir / WORK
-        write_record(out_dir, recipe, generator_record(backend), "running")
-        atomic_write_text(work / PLAN_FILE, json.dumps({"fingerprint": fingerprint, "rows": len(rows),
-                                                        "shard_size": recipe.sections["output"].shard_size}) + "\n")
-        # distilabel's files go inside DIR, never ~/.cache: its cache (also passed as cache_dir)...
-        quiet = "ignore:::pydantic._internal._generate_schema"  # for processes that start afresh (Ray workers)
-        scoped = {**LIBRARY_QUIET, "DISTILABEL_CACHE_DIR": str((work / "distilabel").resolve()),
-                  "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))}
-        if recipe.sections["llm"].backend == "vllm":
-            # ...and the GPU placement file its vLLM class keeps (a module constant under the system temp dir; moving
-            # TMPDIR instead would also move multiprocessing's sockets, whose paths must stay short)
-            from distilabel.models.mixins import cuda_device_placement
-
-            cuda_device_placement._CUDA_DEVICE_PLACEMENT_MIXIN_FILE = (work / "cuda_device_placement.json").resolve()
-        display, labelling = GenDisplay(recipe.kind), GenDisplay(f"{recipe.kind} quality")
-        try:
-            with _scoped_environ(scoped):
-                history = generate(recipe, rows, backend, out_dir, display)
-                display.stop()
-                run_quality(recipe, rows, history, judges, out_dir, labelling)
-        finally:
+    output = Replacement(out_dir, overwrite=start_over)
+    display, labelling = GenDisplay(recipe.kind), GenDisplay(f"{recipe.kind} quality")
+    try:
+        path = output.open()
+        write_record(path, recipe, generator_record(backend), "running")
+        atomic_write_text(path / WORK / PLAN_FILE, json.dumps({
+            "fingerprint": fingerprint, "rows": len(rows), "shard_size": recipe.sections["output"].shard_size}) + "\n")
+        # for processes that start afresh (Ray workers)
+        quiet = "ignore:::pydantic._internal._generate_schema"
+        scoped = {**LIBRARY_QUIET, "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))}
+        with scoped_environ(scoped):
+            history = generate(recipe, rows, backend, output, display)
             display.stop()
-            labelling.stop()
-        return finish(recipe, rows, history, against, out_dir, generator_record(backend), started)
+            run_quality(recipe, rows, history, judges, output.path, labelling)
+        return finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+    except GenerationStopped as stopped:
+        display.stop()
+        labelling.stop()
+        output.discard()
+        raise GenerationStopped(f"{stopped}; {_resume_hint(output)}") from None
+    except BaseException:
+        output.discard()
+        raise
+    finally:
+        display.stop()
+        labelling.stop()
+        output.release()
+
+
+def _resume_hint(output) -> str:
+    """What the user runs next: the same command, which continues from the committed shards. Once an --overwrite
+    run has swapped in, it is that run which continues, so --overwrite is left out."""
+    import shlex
+    import sys
+
+    from ..redact import redact_text
+
+    swapped_in = output.replacing and output.committed
+    argv = [a for a in sys.argv[1:] if a != "--overwrite" or not swapped_in]
+    command = redact_text(shlex.join(["smolalign", *argv])) if sys.argv[0].endswith(("smolalign", "cli.py")) \
+        else "the same command"
+    if output.replacing and not swapped_in:
+        return f"the old output is as it was; run again with: {command}"
+    return f"the rows committed so far are kept; continue with: {command}"

@@ -11,6 +11,7 @@ job without asking the LLM again for anything already committed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -76,6 +77,7 @@ class PipelineLog(logging.Handler):
         super().__init__(level=logging.INFO)
         self.last_error: str | None = None
         self.handlers_list: list | None = None
+        self.on_progress = None
         self.last_step, self.on_batch, self.verbose = last_step, on_batch, verbose
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -91,19 +93,43 @@ class PipelineLog(logging.Handler):
             self.last_error = lines[-1][:300] if lines else None
         elif f"Step '{self.last_step}' sending batch" in message and self.on_batch:
             self.on_batch()
+        if self.on_progress is not None:
+            self.on_progress()
 
 
-def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, on_batch=None):
+@contextlib.contextmanager
+def scoped_environ(values: dict):
+    """Environment for the run's own processes, put back afterwards (gen may be called from Python, e.g. demo)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, where: str, on_batch=None):
     """One distilabel pipeline over `rows`, whose steps `build(source, replicas)` attaches (returning the last one)
     -> (its output rows, the last batch error it logged, and how it ended: complete, interrupted (Ctrl-C) or stopped
-    (a step crashed))."""
+    (a step crashed)). A worker that dies or stalls ends it with GenerationStopped, naming the step and `where`."""
     from distilabel.pipeline import Pipeline
 
     from .steps import PlannedRows
+    from .watchdog import WATCH_ENV, Watchdog, WorkerLost
 
     llm, ray = recipe.sections["llm"], recipe.sections["ray"]
     cache = work / "distilabel"
     shutil.rmtree(cache / name, ignore_errors=True)  # what a killed run of this pass left behind
+    if llm.backend == "vllm":
+        # the GPU placement file distilabel's vLLM class keeps: a module constant under the system temp dir (moving
+        # TMPDIR instead would also move multiprocessing's sockets, whose paths must stay short)
+        from distilabel.models.mixins import cuda_device_placement
+
+        cuda_device_placement._CUDA_DEVICE_PLACEMENT_MIXIN_FILE = (work / "cuda_device_placement.json").resolve()
     with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
         source = PlannedRows(name="rows", data=rows, batch_size=llm.batch_size)
         last = build(source, ray.replicas if ray.enabled else 1)
@@ -122,14 +148,36 @@ def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, on_batc
     sigint = signal.getsignal(signal.SIGINT)  # distilabel installs its own Ctrl-C handler and leaves it behind
     # distilabel reads its outputs back with `datasets.load_dataset`, whose Arrow cache would land in ~/.cache
     datasets_cache, datasets.config.HF_DATASETS_CACHE = datasets.config.HF_DATASETS_CACHE, cache / "datasets"
+    alive = work / "alive" / name
+    shutil.rmtree(alive, ignore_errors=True)  # the registrations of a killed run of this pass: dead pids, not ours
+    # Ray's actors are not this process's children: Ray reports their deaths itself
+    watchdog = Watchdog(alive, recipe.sections["output"].stall_seconds) if not ray.enabled else None
+    listener.on_progress = watchdog.progress if watchdog else None
+    # the pool's workers are forked inside run(): they inherit where to register, and where distilabel's own files go
+    scoped = {WATCH_ENV: str(alive.resolve()), "DISTILABEL_CACHE_DIR": str(cache.resolve())}
     try:
-        distiset = pipeline.run(use_cache=False, logging_handlers=handlers)
+        with scoped_environ(scoped), watchdog or contextlib.nullcontext():
+            distiset = pipeline.run(use_cache=False, logging_handlers=handlers)
         out = distiset["default"]["train"].to_list() if distiset and "default" in distiset else []
+    except WorkerLost as lost:
+        watchdog.wind_down(pipeline)
+        raise GenerationStopped(f"{lost} in {where}") from None
+    except BaseException as error:
+        from distilabel.utils.logging import stop_logging
+
+        stop_logging()  # distilabel leaves its log listener running when run() raises
+        # distilabel's "Failed to load all the steps" has a worker's exception as its cause
+        if not isinstance(error, RuntimeError) or error.__cause__ is None or "load" not in str(error):
+            raise
+        cause = str(error.__cause__).strip().splitlines()[0][:300] if str(error.__cause__).strip() else ""
+        raise GenerationStopped(f"a step failed to load in {where} ({type(error.__cause__).__name__}: "
+                                f"{cause})") from None
     finally:
+        shutil.rmtree(alive, ignore_errors=True)
         signal.signal(signal.SIGINT, sigint)
         datasets.config.HF_DATASETS_CACHE = datasets_cache
-    _keep_log(cache / name, work / "logs" / f"{name}.log")
-    shutil.rmtree(cache / "datasets", ignore_errors=True)
+        _keep_log(cache / name, work / "logs" / f"{name}.log")
+        shutil.rmtree(cache / "datasets", ignore_errors=True)
     status = "interrupted" if stops["ctrl_c"] else "stopped" if stops["stopped"] else "complete"
     return out, listener.last_error, status
 
@@ -178,29 +226,31 @@ def _record(row: dict, outcome, pass_no: int) -> dict:
     return record
 
 
-def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[int, list[dict]]:
-    """Run every shard to completion (or to its last pass); returns each row's committed history."""
+def generate(recipe, rows: list[dict], backend, output, display) -> dict[int, list[dict]]:
+    """Run every shard to completion (or to its last pass); returns each row's committed history. `output` is the
+    run's outputs.Replacement: its path moves from the --overwrite sibling to the output itself when the first shard
+    is complete (`output.commit()`), so every path here is read from it afresh."""
     from .subsets import add_steps, interpret
 
     out = recipe.sections["output"]
-    store = ShardStore(out_dir)
-    work = Path(out_dir) / WORK
-    history = store.records()
+    history = ShardStore(output.path).records()
     shards = [rows[k:k + out.shard_size] for k in range(0, len(rows), out.shard_size)]
     display.start(len(rows), sum(1 for r in rows if not pending([r], history, out.max_passes)))
     for k, shard in enumerate(shards):
         while todo := pending(shard, history, out.max_passes):
+            store, work = ShardStore(output.path), Path(output.path) / WORK
             pass_no = store.next_pass(k)
             display.begin_pass(k, len(shards), pass_no, len(todo), recipe.sections["llm"].batch_size)
             name = f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}"
+            where = f"{recipe.kind} shard {k + 1}/{len(shards)} (pass {pass_no})"
             build = lambda source, replicas: add_steps(recipe, source, backend, replicas=replicas)  # noqa: E731
-            outputs, error, status = run_pipeline(recipe, todo, build, work, name, on_batch=display.batch_done)
+            outputs, error, status = run_pipeline(recipe, todo, build, work, name, where, on_batch=display.batch_done)
             by_id = {o.get("gen_id"): o for o in outputs}
             records = []
             for row in todo:
-                output = by_id.get(row["gen_id"])
-                if output is not None:
-                    records.append(_record(row, interpret(recipe, output, error), pass_no))
+                result = by_id.get(row["gen_id"])
+                if result is not None:
+                    records.append(_record(row, interpret(recipe, result, error), pass_no))
                 elif status == "complete":  # never seen: distilabel returns every row of a finished run
                     records.append(_record(row, _lost(error), pass_no))
             if records:  # what came back is kept, even from a run stopped early; rows it never reached are not tries
@@ -209,6 +259,8 @@ def generate(recipe, rows: list[dict], backend, out_dir: Path, display) -> dict[
             for record in records:
                 history[record["gen_id"]].append(record)
             display.end_pass(sum(1 for r in rows if not pending([r], history, out.max_passes)))
+        output.commit()  # a complete shard: the first complete result of the run
+    output.commit()
     return history
 
 

@@ -9,6 +9,7 @@ texts also have `seeds`. Every value is checked before anything is written or an
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,9 @@ class OutputSection:
     """Tries per row: rows whose batch failed (or whose answer was unusable) are asked again in a later pass."""
     dedup: Literal["exact", "normalized"] = "exact"
     """exact: drop identical conversations; normalized: also those equal up to case, spaces and punctuation."""
+    stall_seconds: int = 60
+    """A pipeline whose steps neither report progress (tokens, answered requests) nor use the CPU for this long is
+    stalled: gen stops with the command that resumes it. A step worker that dies stops it at once."""
 
 
 @dataclass
@@ -161,9 +165,22 @@ SUBSET_SECTIONS = {
 SUMMARY_KEYS = ("one_sentence", "up_to_three_sentences", "article")
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16", "float64", "float", "half", "double")
+DEVICE = re.compile(r"^(cpu|mps|auto|cuda(:\d+)?|xpu(:\d+)?)$")
+
+
+def check_device(value, key: str) -> list[str]:
+    """A device name torch knows (availability is checked when a run starts: run.py's `check_devices`)."""
+    if value is None or DEVICE.match(str(value)):
+        return []
+    return [f"{key}={value} is not a device: write cpu, cuda, cuda:N (or leave it out to let transformers choose)"]
+
+
 def check_llm(llm: dict, prefix: str) -> list[str]:
     """The checks of one LLM's settings: the generator's `llm`, or a judge's merged with it (`labels.llm`)."""
-    problems = []
+    problems = check_device(llm.get("device"), f"{prefix}.device")
+    if llm.get("dtype", "auto") not in DTYPES:
+        problems.append(f"{prefix}.dtype={llm['dtype']} is not a torch dtype: write one of {', '.join(DTYPES)}")
     if llm.get("temperature", 0.0) < 0:
         problems.append(f"{prefix}.temperature={llm['temperature']} must be at least 0")
     if not 0 < llm.get("top_p", 1.0) <= 1:
@@ -200,7 +217,7 @@ def _check(subset: str, checked: dict) -> list[str]:
     if subset == "smol-constraints" and s.get("turns", 1) != 1:
         problems.append("smol-constraints checks one response against one query: set turns=1")
     problems += check_llm(llm, "llm")
-    for key in ("shard_size", "max_passes"):
+    for key in ("shard_size", "max_passes", "stall_seconds"):
         if key in out and out[key] < 1:
             problems.append(f"output.{key}={out[key]} must be at least 1")
     if (checked.get("ray") or {}).get("replicas", 1) < 1:
@@ -214,6 +231,11 @@ def _check(subset: str, checked: dict) -> list[str]:
     from ..config.typecheck import field_types
 
     problems += check_quality(subset, checked, field_types(LLMSection), check_llm)
+    reward, near = checked.get("reward") or {}, checked.get("near_dedup") or {}
+    problems += check_device(reward.get("device"), "reward.device") + check_device(near.get("device"),
+                                                                                   "near_dedup.device")
+    if reward.get("dtype", "auto") not in DTYPES:
+        problems.append(f"reward.dtype={reward['dtype']} is not a torch dtype: write one of {', '.join(DTYPES)}")
     return problems
 
 

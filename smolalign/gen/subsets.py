@@ -41,23 +41,50 @@ def _weighted_choices(weights: dict[str, float], count: int, seed: int) -> list[
 # ---------------------------------------------------------------- the plan: one dict per requested row
 
 
+MAX_ROWS = 1_000_000
+"""A run plans every row before it starts (its fingerprint, its shards, the final tally all read the plan): larger
+runs are split, e.g. into several --output directories with different seed= values."""
+
+
+def check_row_count(recipe, seeds: list[str] | None) -> None:
+    """Refuse, before planning, what the seeds cannot give (a seed text asked twice in the same style only makes a
+    duplicate) or one plan cannot hold."""
+    s, subset = recipe.settings, recipe.kind
+    distinct = None
+    if seeds is not None:
+        styles = len(s.styles) if subset == "smol-rewrite" else 1
+        distinct = len(seeds) * styles
+        what = f"{len(seeds)} seed texts x {styles} styles" if subset == "smol-rewrite" else f"{len(seeds)} seed texts"
+        unit = "distinct seed x style pairs" if subset == "smol-rewrite" else "distinct seed texts"
+        if s.num_rows is not None and s.num_rows > distinct:
+            raise UsageError(f"num_rows={s.num_rows:,} is more than the seeds can give: {subset} has {distinct} "
+                             f"{unit} ({what}): set --num-rows {distinct} or fewer (or leave it out), or add seed "
+                             f"texts (seeds.dataset=FILE)")
+    count = s.num_rows or distinct or 0
+    if count > MAX_ROWS:
+        raise UsageError(f"{count:,} rows are more than one run plans ({MAX_ROWS:,}): split them into runs with "
+                         f"different seed= values (or seeds.limit) and --output directories")
+
+
 def plan_rows(recipe, seeds: list[str] | None) -> list[dict]:
     """Deterministic inputs for every requested row, from the spec (and seed texts) alone."""
+    check_row_count(recipe, seeds)
     s, subset = recipe.settings, recipe.kind
     if subset == "magpie-ultra":
         cats = _weighted_choices(s.category_weights, s.num_rows, s.seed)
         rule = f"\n\n{s.style_rules.strip()}" if s.style_rules.strip() else ""
-        return [{"gen_id": i, "category": c, "system_prompt": s.system_prompts[c].strip() + rule}
-                for i, c in enumerate(cats)]
+        prompts = {c: s.system_prompts[c].strip() + rule for c in s.category_weights}  # one string each, shared
+        return [{"gen_id": i, "category": c, "system_prompt": prompts[c]} for i, c in enumerate(cats)]
     if subset == "smol-constraints":
-        return [{"gen_id": i, "system_prompt": s.system_prompt.strip()} for i in range(s.num_rows)]
+        prompt = s.system_prompt.strip()
+        return [{"gen_id": i, "system_prompt": prompt} for i in range(s.num_rows)]
     if subset == "smol-rewrite":
         pairs = [(j, style) for j in range(len(seeds)) for style in sorted(s.styles)]
         random.Random(s.seed).shuffle(pairs)
         count = s.num_rows or len(pairs)
         rows = []
         for i in range(count):
-            j, style = pairs[i % len(pairs)]
+            j, style = pairs[i]
             messages = [{"role": "system", "content": s.styles[style].strip()}, {"role": "user", "content": seeds[j]}]
             rows.append({"gen_id": i, "seed_index": j, "style": style, "messages": messages})
         return rows
@@ -66,7 +93,7 @@ def plan_rows(recipe, seeds: list[str] | None) -> list[dict]:
     count = s.num_rows or len(order)
     rows = []
     for i in range(count):
-        j = order[i % len(order)]
+        j = order[i]
         text = seeds[j]
         if is_email(text):
             system = s.email_request.strip()
@@ -130,7 +157,8 @@ def add_steps(recipe, source, backend, replicas: int = 1):
         labeller = LabelConstraints(
             name="label", llm=make_llm(llm, backend, magpie=False, temperature=label.temperature,
                                        max_new_tokens=label.max_new_tokens),
-            output_mappings={"generation": "labels", "model_name": "label_model"}, **common)
+            output_mappings={"generation": "labels", "model_name": "label_model"},
+            add_raw_input=False, **common)  # its input is (prompt, schema): no column type holds both
         magpie >> labeller
         return labeller
     answer = AnswerMessages(name="answer", llm=make_llm(llm, backend, magpie=False), **common)
@@ -176,19 +204,22 @@ def _row(recipe, messages: list[dict], **raw) -> dict:
 
 def _magpie_ultra(recipe, row, error) -> Outcome:
     conversation = row.get("conversation")
-    if recipe.settings.turns == 1 and row.get("instruction") is not None:  # Magpie's one-turn output shape
-        conversation = [{"role": "user", "content": row["instruction"]},
-                        {"role": "assistant", "content": row.get("response")}]
     if not conversation:
         _need(None, "conversation", error)
-    turns = [m for m in conversation if m.get("role") != "system"]
     expected = 2 * recipe.settings.turns
-    for m in turns:
+    for m in conversation:
         _need(m.get("content"), f"{m.get('role')} turn", error)
-    if len(turns) != expected:
-        raise RowError(f"{len(turns)} messages instead of {expected}: a turn came back empty")
-    messages = [{"role": m["role"], "content": m["content"].strip()} for m in turns]
-    return Outcome("ok", rows=[_row(recipe, messages, category=row["category"], gen_id=row["gen_id"])])
+    if len(conversation) != expected:
+        raise RowError(f"{len(conversation)} messages instead of {expected}: a turn came back empty")
+    messages = [{"role": m["role"], "content": m["content"].strip()} for m in conversation]
+    return Outcome("ok", rows=[_row(recipe, messages, truncated=_flags(row.get("truncated"), len(messages)),
+                                    category=row["category"], gen_id=row["gen_id"])])
+
+
+def _flags(flags, count: int) -> list[bool]:
+    """One `truncated` flag per message: True where the turn stopped at max_new_tokens (finish reason "length")."""
+    flags = [bool(f) for f in (flags or [])]
+    return (flags + [False] * count)[:count]
 
 
 def _constraints(recipe, row, error) -> Outcome:
@@ -200,7 +231,8 @@ def _constraints(recipe, row, error) -> Outcome:
     if labels is None:
         _need(None, "constraint labels", error)
     messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-    as_row = [_row(recipe, messages, gen_id=row["gen_id"])]  # a filtered row is kept, with its reason, in rejected/
+    truncated = _flags(row.get("truncated"), 2)
+    as_row = [_row(recipe, messages, truncated=truncated, gen_id=row["gen_id"])]  # kept, with its reason, in rejected/
     try:
         ids, kwargs = parse_constraint_labels(labels)
     except ValueError as problem:
@@ -213,13 +245,19 @@ def _constraints(recipe, row, error) -> Outcome:
     if not passes_strict(response, ids, kwargs, prompt=instruction, reading=reading):
         return Outcome("filtered", rows=as_row, reason="response fails the strict IFEval check", detail=", ".join(ids))
     return Outcome("ok", rows=[_row(recipe, messages, instruction_id_list=ids, kwargs=json.dumps(kwargs),
-                                    gen_id=row["gen_id"])])
+                                    truncated=truncated, gen_id=row["gen_id"])])
+
+
+def _answer_flags(row, count: int) -> list[bool]:
+    """The given turns were not generated; the answer (the last message) was."""
+    return [False] * (count - 1) + [bool(row.get("llm_answer_truncated"))]
 
 
 def _chat_answer(recipe, row, error, extra: dict) -> Outcome:
     answer = _need(row.get("generation"), "answer", error)
     messages = [*row["messages"], {"role": "assistant", "content": answer}]
-    return Outcome("ok", rows=[_row(recipe, messages, gen_id=row["gen_id"], **extra)])
+    return Outcome("ok", rows=[_row(recipe, messages, truncated=_answer_flags(row, len(messages)),
+                                    gen_id=row["gen_id"], **extra)])
 
 
 # "Brief: ..." / "**Brief:** ..." at the start of a line; the brief runs up to the "Summary:" line
@@ -249,6 +287,6 @@ def _summaries(recipe, row, error) -> Outcome:
     for kind, text in (("one_sentence", brief), ("up_to_three_sentences", summary)):
         messages = [{"role": "system", "content": prompts[kind].strip()}, {"role": "user", "content": email},
                     {"role": "assistant", "content": text}]
-        rows.append(_row(recipe, messages, gen_id=row["gen_id"], kind="email", summary_type=kind,
-                         seed_index=row["seed_index"]))
+        rows.append(_row(recipe, messages, truncated=_answer_flags(row, len(messages)), gen_id=row["gen_id"],
+                         kind="email", summary_type=kind, seed_index=row["seed_index"]))
     return Outcome("ok", rows=rows)

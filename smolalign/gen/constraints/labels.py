@@ -1,4 +1,5 @@
-"""Labelling: the prompt an LLM answers to name a query's constraints, and the parser for its answer."""
+"""Labelling: the prompt an LLM answers to name a query's constraints, the JSON schema its answer is decoded under,
+and the parser for its answer (which also reads free text, from a server that ignores the schema)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,36 @@ import json
 import re
 
 from .registry import _SPECS
+from .text import LANGUAGES, RELATIONS
 from .validation import _KIND_HELP
+
+MAX_INSTRUCTIONS = 3  # a query with more checkable constraints is rare; the bound keeps every answer short
+# each kwarg kind as JSON: bounded strings, so a complete answer fits label.max_new_tokens (counts are bounded by
+# structured.py, since a schema's integer bounds do not reach the decoder)
+_KIND_SCHEMA = {
+    "count": {"type": "integer"},
+    "relation": {"enum": list(RELATIONS)},
+    "text": {"type": "string", "minLength": 1, "maxLength": 60},
+    "word": {"type": "string", "pattern": "^[A-Za-z][A-Za-z'-]{0,29}$"},
+    "words": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z' -]{0,29}$"},
+              "minItems": 1, "maxItems": 3},
+    "letter": {"type": "string", "pattern": "^[A-Za-z]$"},
+    "language": {"enum": sorted(LANGUAGES)},
+}
+
+
+def _instruction_schema(iid: str) -> dict:
+    kwargs = {name: _KIND_SCHEMA[kind] for name, kind in _SPECS[iid].kwargs.items()}
+    return {"type": "object", "required": ["id", "kwargs"], "additionalProperties": False,
+            "properties": {"id": {"const": iid}, "kwargs": {"type": "object", "properties": kwargs,
+                                                            "required": list(kwargs), "additionalProperties": False}}}
+
+
+LABELS_SCHEMA = {"type": "object", "required": ["instructions"], "additionalProperties": False, "properties": {
+    "instructions": {"type": "array", "minItems": 1, "maxItems": MAX_INSTRUCTIONS,
+                     "items": {"anyOf": [_instruction_schema(iid) for iid in _SPECS]}}}}
+"""What a labelling answer must look like: one to three known ids, each with exactly its kwargs of the right kinds
+(a query with none is filtered either way: "no instructions")."""
 
 
 def _catalogue() -> str:

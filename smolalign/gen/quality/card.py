@@ -11,12 +11,22 @@ FIGURE = "labels.png"
 def count_lines(counts: dict) -> list[tuple[str, int]]:
     """(what, rows) in the order a reader follows a row: asked, answered, labelled, dropped by reason, kept."""
     lines = [("requested", counts["requested"]), ("generated", counts["generated"]),
-             ("failed (see failed.jsonl)", counts["failed"]), ("rows in", counts.get("rows_in", 0))]
+             ("failed (see failed.jsonl)", counts["failed"]), ("rows in", counts.get("rows_in", 0)),
+             ("truncated (a turn cut at max_new_tokens)", counts.get("truncated", 0))]
     if "labelled" in counts:
         lines.append(("labelled (every label parsed)", counts["labelled"]))
     lines += [(f"dropped: {reason}", n) for reason, n in sorted(counts["filtered"].items())]
     lines += [("dropped: exact duplicate", counts["duplicates"]), ("kept", counts["kept"])]
     return lines
+
+
+def empty_reason(counts: dict) -> str:
+    """Why no row was kept, from the counts: nothing to train on (the dropped rows are in rejected/)."""
+    parts = [f"{counts['failed']} failed"] if counts["failed"] else []
+    parts += [f"{n} {reason}" for reason, n in sorted(counts["filtered"].items())]
+    parts += [f"{counts['duplicates']} exact duplicates"] if counts["duplicates"] else []
+    return (f"0 of {counts['requested']} requested rows kept ({', '.join(parts) or 'none generated'}); see the card's "
+            f"counts, and `--refilter` to try other thresholds")
 
 
 def count_rows(counts: dict) -> str:
@@ -41,6 +51,9 @@ def quality_section(recipe, counts: dict, has_rejected: bool) -> str:
             cells = ", ".join(f"{value} {n}" for value, n in values.items())
             parts.append(f"- {name}: {cells}\n")
         parts.append("\n")
+    if "instruction_ids" in counts:
+        cells = ", ".join(f"{iid} {n}" for iid, n in sorted(counts["instruction_ids"].items())) or "none"
+        parts.append(f"## Labels\n\nThe instructions the kept rows were labelled with and pass strictly: {cells}.\n\n")
     filters = {k: v for k, v in vars(recipe.sections["filters"]).items() if v not in (None, False)}
     filters.pop("keep_rejected", None)
     if filters or has_rejected:

@@ -77,5 +77,5 @@ def check_quality_inputs(recipe, generator_backend, chat_checked: bool) -> dict:
         if chat_checked and _same_llm(llm, recipe.sections["llm"]):
             backends[step] = generator_backend
         else:
-            backends[step] = check_backend(llm, magpie=False, chat=True)
+            backends[step] = check_backend(llm, magpie=False, chat=True, structured=step == "judge")
     return backends

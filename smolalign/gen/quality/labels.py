@@ -8,6 +8,11 @@ differ from the allowed one in case, spaces, hyphens or underscores ("Very Easy"
 The prompts are ours, written with the intent of MagPie-Ultra's (distilabel's AssignTags missions and its guard).
 A guard model (safety.method=guard) is not prompted: its own chat template holds the policy, and its first line
 says "safe" or "unsafe" (the next one names the categories).
+
+Each mission also has a JSON schema (`mission_schema`): a local judge decodes under it and a server that honours
+`response_format` gets it, so the answer parses whatever the judge's size; the parser stays the same for servers
+that do not. The free-text field comes first (the judge says why, then rates) and is bounded, so a complete answer
+always fits the judge's max_new_tokens.
 """
 
 from __future__ import annotations
@@ -49,6 +54,27 @@ PROMPTS = {
         "Give a one-line reason, then the verdict. " + JSON_ONLY + " Its form:\n"
         '{{"reason": "...", "verdict": "safe or unsafe"}}'),
 }
+
+
+WHY_CHARS = 160  # the one-line explanation's bound: ~40 tokens
+
+
+def _object(**properties) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def mission_schema(mission: str, categories: list[str]) -> dict | None:
+    """The JSON schema of a mission's answer (None for a guard, whose template fixes its own answer)."""
+    why = {"type": "string", "minLength": 3, "maxLength": WHY_CHARS}
+    if mission == "difficulty":
+        return _object(intent=why, difficulty={"enum": list(DIFFICULTY)})
+    if mission == "input_quality":
+        return _object(explanation=why, input_quality={"enum": list(INPUT_QUALITY)})
+    if mission == "task_category":
+        return _object(task_category={"enum": list(categories)})
+    if mission == "safety":
+        return _object(reason=why, verdict={"enum": ["safe", "unsafe"]})
+    return None
 
 
 def first_user_turn(messages: list[dict]) -> str:

@@ -169,8 +169,10 @@ def run_quality(recipe, plan: list[dict], history: dict, backends: dict, out_dir
             needed = [p for p in passes if any(p.name in r["todo"] for r in work_rows)]
             display.begin_pass(k, len(shards), attempt, len(work_rows), recipe.sections["llm"].batch_size)
             name = f"{recipe.kind}-quality-{k:05d}-pass-{attempt}"
+            where = f"{recipe.kind} quality passes, shard {k + 1}/{len(shards)} (attempt {attempt})"
             build = lambda source, replicas: build_steps(recipe, source, needed, backends, replicas)  # noqa: E731
-            outputs, error, status = run_pipeline(recipe, work_rows, build, work, name, on_batch=display.batch_done)
+            outputs, error, status = run_pipeline(recipe, work_rows, build, work, name, where,
+                                                  on_batch=display.batch_done)
             by_id = {o.get("qid"): o for o in outputs}
             for p in needed:
                 records = []

@@ -99,6 +99,10 @@ class FiltersSection:
     """magpie-ultra: drop rows whose labelled task category is not the sampled one (or is unlabelled)."""
     keep_rejected: bool = True
     """Keep every dropped row, with its reason, in DIR/rejected/ (config `rejected`), for a later --refilter."""
+    drop_truncated: bool = False
+    """Drop rows with a turn cut at max_new_tokens (its `truncated` flag: finish reason "length"): a cut answer
+    teaches a model to stop mid-sentence. The SmolTalk specs turn it on; `--refilter filters.drop_truncated=false`
+    brings the rows back."""
 
 
 QUALITY_SECTIONS = {"labels": LabelsSection, "safety": SafetySection, "reward": RewardSection,

@@ -21,10 +21,11 @@ from distilabel.steps import EmbeddingGeneration, Step, StepInput
 from distilabel.steps.tasks import Task
 from pydantic import PrivateAttr
 
-from .labels import mission_messages
+from ..watchdog import Watched, beat
+from .labels import mission_messages, mission_schema
 
 
-class JudgeRows(Task):
+class JudgeRows(Watched, Task):
     """Asks the judge LLM each row's missions (difficulty, input quality, task category, safety, or a guard's
     verdict); the raw answers go to columns `judge_<mission>`, parsed later (labels.py)."""
 
@@ -45,10 +46,11 @@ class JudgeRows(Task):
     def format_output(self, output, input=None) -> dict:
         return {}
 
-    def _prompt(self, mission: str, row: dict) -> list[dict]:
+    def _prompt(self, mission: str, row: dict):
+        """(messages, JSON schema): the answer is decoded under the mission's schema (none for a guard)."""
         if mission == "guard":  # the guard's chat template wraps the conversation in its policy
-            return [m for m in row["conversation"] if m["role"] != "system"]
-        return mission_messages(mission, row, self.categories)
+            return [m for m in row["conversation"] if m["role"] != "system"], None
+        return mission_messages(mission, row, self.categories), mission_schema(mission, self.categories)
 
     def process(self, inputs: StepInput):  # type: ignore[override]
         asks = [(i, m) for i, row in enumerate(inputs) for m in self.missions if m in row["todo"]]
@@ -63,7 +65,7 @@ class JudgeRows(Task):
         yield inputs
 
 
-class _Classifier(Step):
+class _Classifier(Watched, Step):
     model: str
     max_length: int = 4096
     dtype: str = "auto"
@@ -92,6 +94,8 @@ class _Classifier(Step):
 
     def _forward(self, conversations: list[list[dict]]):
         import torch
+
+        beat()
 
         if getattr(self._tokenizer, "chat_template", None):
             texts = [self._tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
@@ -148,7 +152,7 @@ class SafetyClassifier(_Classifier):
         yield inputs
 
 
-class FirstTurnEmbeddings(EmbeddingGeneration):
+class FirstTurnEmbeddings(Watched, EmbeddingGeneration):
     """Embeds each row's first user turn with a sentence-embedding model (normalised, so inner product is cosine),
     for the near-duplicate search that MagPie-Ultra ran with faiss."""
 
