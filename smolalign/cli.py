@@ -203,29 +203,34 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 @click.option("--data", multiple=True, help="Held-out rows (file, directory or hub id), repeatable. The columns pick "
               "the metric: chosen+rejected -> preference accuracy; chat -> loss, perplexity and, when every answer "
               "is short, exact match; text -> loss, perplexity.")
-@click.option("--tasks", multiple=True, help="lm-evaluation-harness tasks (names or task YAML paths, comma-separated; "
-              "needs `pip install 'smolalign[eval]'`).")
+@click.option("--tasks", multiple=True, help="Benchmarks, comma-separated. ifeval runs offline on the 541 prompts "
+              "shipped with smolalign; other names (or task YAML paths) go to lm-evaluation-harness (needs "
+              "`pip install 'smolalign[eval]'`).")
 @click.option("--metric", "metrics", multiple=True, help="loss, exact_match or preference (repeatable): measure these "
               "instead of choosing from the columns.")
 @click.option("--split", default=None, help="Split to read (default: test; train for a single file).")
-@click.option("--limit", type=int, default=None, help="At most this many rows per dataset or task.")
+@click.option("--limit", type=int, default=None, help="At most this many rows per dataset, prompts or task.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply for exact match.")
+@click.option("--max-new-tokens", type=int, default=None, help="Longest reply: 1024 for ifeval (SmolLM2's setting), "
+              "256 for exact match.")
 @click.option("--text-column", default="text", show_default=True, help="Column that holds plain text.")
 @click.option("--num-fewshot", type=int, default=None, help="Few-shot examples for lm-eval tasks (default: the task's).")
 @click.option("--chat-template/--no-chat-template", default=None,
               help="Run lm-eval tasks through the chat template (default: yes for chat models).")
+@click.option("--backend", type=click.Choice(["transformers", "openai"]), default="transformers", show_default=True,
+              help="openai: MODEL is the name an OpenAI-compatible server at --base-url serves (--tasks ifeval).")
+@click.option("--base-url", default=None, help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--output", type=click.Path(), default=None,
-              help="Directory for eval.json (default: the model directory; needed for a hub id).")
+              help="Directory for eval.json (default: the model directory; needed for a hub id or a server).")
 def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
-                 chat_template, output):
-    """Held-out loss and perplexity, exact match, preference accuracy, lm-eval benchmarks; writes eval.json."""
+                 chat_template, backend, base_url, output):
+    """Held-out loss and perplexity, exact match, preference accuracy, IFEval, lm-eval benchmarks; writes eval.json."""
     from .eval.run import run_eval
 
     _quiet()
     run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
              batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column, num_fewshot=num_fewshot,
-             chat_template=chat_template)
+             chat_template=chat_template, backend=backend, base_url=base_url)
 
 
 @main.command()
