@@ -140,6 +140,7 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
     check_output_dir(output, overwrite)
     folder, name = str(source.path.parent), source.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    split_digits_as_the_file_says(tokenizer, source.path)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = loaded.config
     del config.quantization_config  # the weights are plain tensors now; this only makes save_pretrained refuse
@@ -156,6 +157,30 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
         respect_umask(staging)
     return {"output": str(output), "parameters": sum(p.numel() for p in model.parameters()), "dtype": dtype,
             "chat_template": bool(tokenizer.chat_template), **source.record()}
+
+
+# llama.cpp's pre-tokenizers that split every digit before GPT-2's regex (`\\p{N}`, then the GPT-2 pattern):
+# SmolLM2's tokenizer.json does this with a Digits(individual_digits) step before its ByteLevel one.
+DIGIT_SPLIT_PRE = ("smollm", "starcoder")
+
+
+def read_pre_tokenizer(path: Path) -> str | None:
+    """The file's `tokenizer.ggml.pre` (llama.cpp's name for how text is split before BPE), if it has one."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).fields.get("tokenizer.ggml.pre")
+    return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+
+
+def split_digits_as_the_file_says(tokenizer, path: Path) -> None:
+    """transformers builds a GGUF's byte-level tokenizer with GPT-2's splits only, so "2024" would become other
+    tokens than the model was trained on; where the file says digits are split one by one, split them."""
+    from tokenizers import pre_tokenizers
+
+    if read_pre_tokenizer(path) in DIGIT_SPLIT_PRE:
+        tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
 
 
 def import_file(name: str, output: str, dtype: str = "float32", overwrite: bool = False) -> dict:
