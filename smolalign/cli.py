@@ -319,6 +319,24 @@ def model_import(gguf_file, output, dtype, overwrite):
                f"(sha256 {result['sha256'][:16]})")
 
 
+@model.command("export")
+@click.argument("model")
+@click.option("--output", required=True, help="The .gguf file to write, for llama.cpp (`llama-cli -m FILE`) or Ollama.")
+@click.option("--dtype", default="f16", show_default=True, help="Weights in the file: f32, f16, bf16 or q8_0 (8-bit).")
+@click.option("--name", default=None, help="The model's name in the file (default: the model folder's name).")
+@click.option("--license", "license_name", default=None, help="Licence in the file, e.g. apache-2.0 (default: the "
+              "model card's).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing GGUF file (only once the new one is complete).")
+def model_export(model, output, dtype, name, license_name, overwrite):
+    """A model directory (SFT, DPO, pretrain, model init, or a LoRA adapter, merged) as one GGUF file."""
+    from .model.gguf_export import export_gguf
+
+    _quiet()
+    result = export_gguf(model, output, dtype=dtype, overwrite=overwrite, name=name, license=license_name)
+    click.echo(f"{result['parameters']:,} parameters ({dtype}, {result['bytes'] / 2**20:,.1f} MiB) written to "
+               f"{output}: `llama-cli -m {output}` chats with it")
+
+
 @model.command("info")
 @click.argument("preset_or_path")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -133,11 +133,12 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..outputs import atomic_directory, check_output_dir, respect_umask
+    from ..outputs import atomic_directory, respect_umask
+    from .output_folder import check_output_folder
 
     if dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
-    check_output_dir(output, overwrite)
+    check_output_folder(output, overwrite)
     folder, name = str(source.path.parent), source.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     split_digits_as_the_file_says(tokenizer, source.path)
@@ -187,7 +188,9 @@ def import_file(name: str, output: str, dtype: str = "float32", overwrite: bool 
     """`smolalign model import`: a GGUF file (or a folder holding one) -> a Hugging Face directory at `output`."""
     path = find_gguf(name)
     if path is None:
-        what = "does not exist" if not Path(name).expanduser().exists() else "is not a GGUF file (no GGUF header)"
+        place = Path(name).expanduser()
+        what = ("does not exist" if not place.exists() else "is a folder with no .gguf file in it" if place.is_dir()
+                else "is not a GGUF file (no GGUF header)")
         raise UsageError(f"'{name}' {what}: give a .gguf file, e.g. one that llama.cpp or Ollama uses")
     return import_gguf(inspect_gguf(path), output, dtype=dtype, overwrite=overwrite)
 
