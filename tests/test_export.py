@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from .conftest import assert_user_error, run_cli
+from .conftest import run_cli
 
 SAMPLES = ["In 2024 there were 365 days.", "  Spaces\tand\nnew lines ", "<|im_start|>user\nhé 😀<|im_end|>",
            "Sort the words: cat dog"]
@@ -178,12 +178,12 @@ def test_a_failing_overwrite_keeps_the_old_file(tiny_model_dir, tmp_path, monkey
 
 
 def interrupt(args: list, watch, sig, at_most: float = 120.0) -> subprocess.CompletedProcess:
-    """Run a smolalign command, and send `sig` as soon as `watch()` is true (its output is being written) or after
-    `at_most` seconds; the command must not have finished by then."""
+    """Run a smolalign command, and send `sig` as soon as `watch(process)` is true (e.g. its output is being
+    written) or after `at_most` seconds; the command must not have finished by then."""
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + at_most
-    while not watch() and time.monotonic() < deadline and process.poll() is None:
+    while not watch(process) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     assert process.poll() is None, f"finished before the interrupt: {process.communicate()[1][-2000:]}"
     process.send_signal(sig)
@@ -225,7 +225,7 @@ def test_the_real_model_exports_and_answers_the_same(real_model, tmp_path):
     partials = lambda: list(tmp_path.glob(".real-f32.gguf.partial-*"))  # noqa: E731
     for sig in (signal.SIGINT, signal.SIGKILL):
         result = interrupt(["model", "export", real_model, "--output", target, "--dtype", "q8_0", "--overwrite"],
-                           lambda: bool(partials()), sig)
+                           lambda process: bool(partials()), sig)
         assert result.returncode in (130, -signal.SIGKILL), result.stderr[-2000:]
         assert sha256(target) == good
         assert bool(partials()) == (sig == signal.SIGKILL), "SIGINT cleans up; only kill -9 leaves the partial file"
