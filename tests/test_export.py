@@ -180,8 +180,11 @@ def test_a_failing_overwrite_keeps_the_old_file(tiny_model_dir, tmp_path, monkey
 def interrupt(args: list, watch, sig, at_most: float = 120.0) -> subprocess.CompletedProcess:
     """Run a smolalign command, and send `sig` as soon as `watch(process)` is true (e.g. its output is being
     written) or after `at_most` seconds; the command must not have finished by then."""
+    # SIGINT back to its default in the child: a test run started in the background inherits it ignored, and
+    # Python then never raises KeyboardInterrupt
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + at_most
     while not watch(process) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)

@@ -1,4 +1,5 @@
-"""`smolalign eval MODEL`: held-out figures on the user's data, benchmarks through lm-eval, one `eval.json`.
+"""`smolalign eval MODEL`: held-out figures on the user's data, IFEval offline, benchmarks through lm-eval, one
+`eval.json`.
 
 The data says which measure fits, from its columns: chosen + rejected -> preference accuracy; a chat format
 (the data layer's: messages, conversations, instruction + output, prompt + completion) -> loss and perplexity on
@@ -6,7 +7,9 @@ the assistant tokens, plus exact match when every reference answer is short (a t
 open-ended chat an exact match is noise and costs a generation per row); a text column -> loss and perplexity.
 `--metric` overrides the choice. Rows go through the same data layer as training, so what trains also evaluates.
 
-Every problem with the input is found before the model loads. `eval.json` sits next to the model (or under
+`--tasks ifeval` is answered and scored here (ifeval.py), also for a model behind an OpenAI-compatible server
+(`--backend openai`); other task names go to lm-eval (harness.py). Every problem with the input is found before
+the model loads. `eval.json` sits next to the model (or under
 `--output` for a hub id); a later evaluation updates its entries and keeps the others.
 """
 
@@ -215,21 +218,22 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
         prepared = prepare_tasks(harness_tasks)
     sets = [_load(name, split, text_column, limit, metrics) for name in data or []]
 
+    lm = tokenizer = placement = answers = None
     if backend == "openai":
         from .remote import ServerAnswers
 
-        lm, answers = None, ServerAnswers(base_url, model)
+        answers = ServerAnswers(base_url, model)
     else:
         with quiet_loading():
             lm, tokenizer, placement = load_model(name_or_path=model)
         lm.to(placement.device)
-    if lm is not None and not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
-        raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through it: "
-                         f"evaluate a model saved by `smolalign sft`, or give plain-text data")
-    if lm is not None and TASK in names:
-        from .ifeval import LocalAnswers
+        if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
+            raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through "
+                             f"it: evaluate a model saved by `smolalign sft`, or give plain-text data")
+        if TASK in names:
+            from .ifeval import LocalAnswers
 
-        answers = LocalAnswers(lm, tokenizer)
+            answers = LocalAnswers(lm, tokenizer)
     results = {"model": model, "data": {}, "tasks": {}}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), transient=True)
