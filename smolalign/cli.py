@@ -104,7 +104,8 @@ def dpo(recipe, overrides, model_path, print_config, overwrite, resume, merge, a
         overrides.insert(0, recipe)
         recipe = None
     run_dpo(recipe or "dpo", overrides, model_path=model_path, print_config=print_config, overwrite=overwrite,
-            resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes)
+            resume=resume, merge=merge, accelerate_config=accelerate_config, num_processes=num_processes,
+            recipe_given=recipe is not None)
 
 
 @main.command()
@@ -123,7 +124,7 @@ def pretrain(recipe, overrides, print_config, overwrite, resume, merge, accelera
     if merge:
         raise UsageError("--merge is for LoRA fine-tuning; pretraining writes full weights")
     run_pretrain(recipe or "pretrain", overrides, print_config=print_config, overwrite=overwrite, resume=resume,
-                 accelerate_config=accelerate_config, num_processes=num_processes)
+                 accelerate_config=accelerate_config, num_processes=num_processes, recipe_given=recipe is not None)
 
 
 def _training_command(kind: str):

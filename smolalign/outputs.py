@@ -50,6 +50,8 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
         if str(resolved) == root or str(resolved).startswith(root + "/"):
             raise UsageError(f"{what} '{path}' is inside {root}, a system tree: choose a directory of your own")
     existing = _nearest_existing(resolved)
+    if existing == resolved and not existing.is_dir():
+        raise UsageError(f"{what} '{path}' is a file, not a directory: give a directory, e.g. runs/my-run")
     if existing != resolved and not existing.is_dir():
         raise UsageError(f"{what} '{path}' lies under '{existing}', which is a file: choose another directory")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -71,8 +73,10 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = 
                      can_resume: bool = False) -> Path:
     """Check, before anything is written, that the run may use `path` (`can_resume`: the command has --resume)."""
     path = check_writable(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"output '{path}' exists and is a file: choose another output directory")
+    if resuming and (not path.is_dir() or not any(path.iterdir())):
+        why = "it is empty" if path.is_dir() else "no such directory"
+        raise UsageError(f"--resume: there is no run in '{path}' ({why}): check the path, or leave out --resume to "
+                         f"start a new run")
     if not path.is_dir() or not any(path.iterdir()) or only_a_record(path):
         return path
     if resuming:
@@ -169,20 +173,26 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 class Replacement:
-    """Where a command writes its output, and the swap that makes it the output.
+    """Where a command writes its output, and the step that makes it the output.
 
-    Without an existing output to replace, `path` is the output itself. With one (`--overwrite` of a non-empty
-    directory that `check_output_dir` accepted), `path` is the hidden sibling; `commit()` swaps it in and removes
-    the old output, `discard()` removes the sibling and leaves the old output as it was. `open()` takes the output's
-    lock first (so no other run uses the old output meanwhile) and then the sibling's, which becomes the output's
-    lock after the swap (a flock follows the directory, not its name).
+    - `--overwrite` of a non-empty directory (`check_output_dir` accepted it): `path` is the hidden sibling;
+      `commit()` swaps it in and removes the old output, `discard()` removes the sibling and leaves the old output
+      as it was.
+    - A fresh output (absent, empty, or holding only a failed run's record): `path` is the output itself. With
+      `remove_unfinished`, it is this run's own partial work until `commit()`, and `discard()` removes it (a
+      training run that stopped before its first checkpoint left nothing to resume).
+    - `resume`: the output is the run's already; nothing is ever removed.
+
+    `lock()` takes the output's lock (so no other run uses the old output meanwhile), `open()` then the sibling's,
+    which becomes the output's lock after the swap (a flock follows the directory, not its name).
     """
 
-    def __init__(self, target: str | os.PathLike, overwrite: bool):
+    def __init__(self, target: str | os.PathLike, overwrite: bool, resume: bool = False,
+                 remove_unfinished: bool = False):
         self.target = Path(target)
-        self.replacing = bool(overwrite) and self.target.is_dir() and any(self.target.iterdir())
+        self.replacing = bool(overwrite) and not resume and self.target.is_dir() and any(self.target.iterdir())
         self.path = staging_path(self.target) if self.replacing else self.target
-        self.committed = not self.replacing
+        self.committed = resume or (not self.replacing and not remove_unfinished)
         self.made_target = not self.target.exists()
         self._locks: list[OutputLock] = []
 
@@ -210,30 +220,39 @@ class Replacement:
         return self.path
 
     def commit(self) -> Path:
-        """Make what was written the output (idempotent); the old output is then removed."""
+        """Make what was written the output (idempotent); an old output is then removed."""
         if self.committed:
             return self.target
-        if _exchange(self.path, self.target):
-            shutil.rmtree(self.path, ignore_errors=True)  # the old output now lies at the sibling's name
-        else:
-            old = self.target.with_name(f".{self.target.name}.replaced")
-            shutil.rmtree(old, ignore_errors=True)
-            self.target.rename(old)
-            self.path.rename(self.target)
-            shutil.rmtree(old, ignore_errors=True)
+        if self.replacing:
+            if _exchange(self.path, self.target):
+                shutil.rmtree(self.path, ignore_errors=True)  # the old output now lies at the sibling's name
+            else:
+                old = self.target.with_name(f".{self.target.name}.replaced")
+                shutil.rmtree(old, ignore_errors=True)
+                self.target.rename(old)
+                self.path.rename(self.target)
+                shutil.rmtree(old, ignore_errors=True)
+            for held in [lock for lock in self._locks if lock.path == self.target]:
+                held.release()  # that lock was on the old output's directory, now deleted
+                self._locks.remove(held)
+            for held in self._locks:
+                held.path = self.target
         self.path, self.committed = self.target, True
-        for held in [lock for lock in self._locks if lock.path == self.target]:
-            held.release()  # that lock was on the old output's directory, now deleted
-            self._locks.remove(held)
         return self.target
 
     def discard(self) -> None:
         """After a failure or an interrupt: remove only this run's own partial work."""
-        if not self.committed:
+        if self.committed:
+            if self.made_target and self.target.is_dir() and not any(self.target.iterdir()):
+                self.target.rmdir()
+            return
+        if self.replacing:
             shutil.rmtree(self.path, ignore_errors=True)
-            self.path = self.target
-        elif self.made_target and self.target.is_dir() and not any(self.target.iterdir()):
-            self.target.rmdir()
+        elif self.made_target:
+            shutil.rmtree(self.target, ignore_errors=True)
+        elif self.target.is_dir():
+            empty_directory(self.target)  # it held nothing of value before this run (check_output_dir said so)
+        self.path = self.target
 
     def release(self) -> None:
         for held in self._locks:

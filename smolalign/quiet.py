@@ -3,7 +3,8 @@
 The libraries under smolalign print the same noise on every run, and some of it on every save:
 
 - a `datasets` progress bar for every map step (TRL alone runs three per split; the data report follows anyway);
-- transformers' "Writing model shards" bar at every checkpoint, for a model of one shard;
+- transformers' "Writing model shards" bar at every checkpoint, for a model of one shard, and its "Loading weights"
+  bar at every load (seconds for the models smolalign trains; it showed before one-line errors too);
 - torch's "'pin_memory' ... no accelerator" warning on CPU (pinning is a GPU transfer optimisation);
 - "Caching is incompatible with gradient checkpointing ... Setting `use_cache=False`" (a training run has no
   cache to keep);
@@ -22,7 +23,7 @@ import logging
 import re
 import warnings
 
-PER_SAVE_BARS = {"Writing model shards"}
+HIDDEN_BARS = {"Writing model shards", "Loading weights"}
 _PIN_MEMORY = r"'pin_memory' argument is set as true but no accelerator is found"
 _NOISE = re.compile("|".join([
     r"^There were missing keys in the checkpoint model loaded: \['lm_head\.weight'\]\.?$",
@@ -41,8 +42,8 @@ class _DropNoise(logging.Filter):
 _DROP_NOISE = _DropNoise()
 
 
-def _hide_per_save_bars(factory, args, kwargs):
-    if kwargs.get("desc") in PER_SAVE_BARS:
+def _hide_known_bars(factory, args, kwargs):
+    if kwargs.get("desc") in HIDDEN_BARS:
         kwargs = {**kwargs, "disable": True}
     return factory(*args, **kwargs)
 
@@ -54,7 +55,7 @@ def quiet_output() -> None:
 
     warnings.filterwarnings("ignore", message=_PIN_MEMORY, category=UserWarning)
     datasets.disable_progress_bars()
-    hf_logging.set_tqdm_hook(_hide_per_save_bars)
+    hf_logging.set_tqdm_hook(_hide_known_bars)
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         if _DROP_NOISE not in logger.filters:

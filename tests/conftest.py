@@ -29,6 +29,26 @@ def run_cli(*args, cwd=None, env=None, timeout=1800) -> subprocess.CompletedProc
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def run_in_process(*args):
+    """The CLI in this process (click's runner): exit code and stderr as a user sees them, without paying for a
+    fresh interpreter and its imports each time. Exceptions the CLI does not turn into one line propagate."""
+    from click.testing import CliRunner
+
+    from smolalign.cli import main
+
+    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+    result.returncode = result.exit_code  # the same shape as a subprocess result, for the asserts below
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under `root` (hidden ones too) by relative path -> sha256: equal digests, byte-identical trees."""
+    import hashlib
+
+    return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(Path(root).rglob("*")) if path.is_file()}
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

@@ -369,3 +369,96 @@ def test_lora_problems_through_sft(tmp_path, override, expected):
     line = error_line(sft(tmp_path, override))
     assert expected in line
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- issue 25's cases, in-process (click's runner)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Files the cases below point at: accelerate configs that accelerate would refuse, a text source holding
+    numbers, a plain file where a directory belongs, a directory where a file belongs."""
+    root = tmp_path_factory.mktemp("ws")
+    (root / "magic.yaml").write_text("distributed_type: MAGIC\nnum_processes: 2\n")
+    (root / "empty.yaml").write_text("")
+    (root / "zero.yaml").write_text("distributed_type: MULTI_GPU\nnum_processes: 0\n")
+    (root / "a-dir").mkdir()
+    (root / "a-file").write_text("not a directory\n")
+    write_jsonl(root / "numbers.jsonl", [{"text": n} for n in range(50)])
+    (root / "empty-run").mkdir()
+    return root
+
+
+def _sft(ws, *args):
+    return ["sft", "debug/sft", f"training.output_dir={ws / 'out'}", *args]
+
+
+def _pretrain(ws, *args):
+    return ["pretrain", "debug/pretrain", f"training.output_dir={ws / 'out'}", *args]
+
+
+# (id, argv with {ws} for the workspace, what the one line must say)
+TRAIN_CASES = [
+    ("flash-attn on cpu", lambda ws: _sft(ws, "model.attn_implementation=flash_attention_2"),
+     "flash_attention_2 needs a CUDA GPU"),
+    ("liger not installed", lambda ws: _sft(ws, "training.use_liger_kernel=true"), "needs liger-kernel"),
+    ("block size 0", lambda ws: _pretrain(ws, "data.block_size=0"), "data.block_size=0 must be at least 2"),
+    ("text column of numbers", lambda ws: _pretrain(
+        ws, f"data.sources={{prose: {{dataset: {ws / 'numbers.jsonl'}, text_column: text}}}}",
+        "stages=[{name: s, tokens: 2048, mixture: {prose: 1.0}}]", "training.warmup_steps=0",
+        "training.lr_scheduler_kwargs={num_decay_steps: 0.2}"), "column 'text' holds int64, not text"),
+    ("accelerate type MAGIC", lambda ws: _sft(ws, "--accelerate-config", ws / "magic.yaml"),
+     "distributed_type='MAGIC' is not one accelerate knows"),
+    ("accelerate config empty", lambda ws: _sft(ws, "--accelerate-config", ws / "empty.yaml"), "is empty"),
+    ("accelerate num_processes 0", lambda ws: _sft(ws, "--accelerate-config", ws / "zero.yaml"),
+     "num_processes=0 must be a whole number >= 1"),
+    ("recipe as accelerate config", lambda ws: _sft(ws, "--accelerate-config", REPO / "recipes/debug/sft.yaml"),
+     "is a smolalign recipe, not an accelerate config"),
+    ("accelerate config a directory", lambda ws: _sft(ws, "--accelerate-config", ws / "a-dir"), "is a directory"),
+    ("num-processes 0", lambda ws: _pretrain(ws, "--num-processes", "0"), "--num-processes 0: give at least 1"),
+    ("num-processes without a config", lambda ws: _pretrain(ws, "--num-processes", "2"),
+     "--num-processes goes with --accelerate-config"),
+    ("resume a missing run", lambda ws: _pretrain(ws, "--resume"), "there is no run in"),
+    ("resume an empty folder", lambda ws: ["pretrain", "debug/pretrain", f"training.output_dir={ws / 'empty-run'}",
+                                           "--resume"], "(it is empty)"),
+    ("output is a file", lambda ws: ["sft", "debug/sft", f"training.output_dir={ws / 'a-file'}"],
+     "is a file, not a directory"),
+    ("pretrain with no recipe", lambda ws: ["pretrain", f"training.output_dir={ws / 'out'}"],
+     "no recipe was given, so `smolalign pretrain` used the paper's recipe 'pretrain'"),
+    ("dpo with no recipe", lambda ws: ["dpo", f"training.output_dir={ws / 'out'}"],
+     "no recipe was given, so `smolalign dpo` used the paper's recipe 'dpo'"),
+    ("plan: accelerate type MAGIC", lambda ws: ["plan", "debug/sft", "--accelerate-config", ws / "magic.yaml"],
+     "distributed_type='MAGIC' is not one accelerate knows"),
+    ("plan: accelerate config empty", lambda ws: ["plan", "debug/sft", "--accelerate-config", ws / "empty.yaml"],
+     "is empty"),
+    ("plan: num_processes 0", lambda ws: ["plan", "debug/sft", "--accelerate-config", ws / "zero.yaml"],
+     "num_processes=0 must be a whole number >= 1"),
+    ("plan: tokens per row -3", lambda ws: ["plan", "debug/sft", "--tokens-per-row", "-3", "--rows", "10"],
+     "--tokens-per-row -3"),
+    ("plan: rows 0", lambda ws: ["plan", "debug/sft", "--rows", "0", "--tokens-per-row", "100"], "--rows 0"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", [case[1:] for case in TRAIN_CASES], ids=[case[0] for case in TRAIN_CASES])
+def test_training_commands_refuse_in_one_line_writing_nothing(workspace, argv, expected):
+    from .conftest import run_in_process, tree_digest
+
+    before = tree_digest(workspace)
+    result = run_in_process(*argv(workspace))
+    line = error_line(result)
+    assert expected in line, line
+    assert "Loading weights" not in result.stderr
+    assert tree_digest(workspace) == before and not (workspace / "out").exists()
+    assert sorted(p.name for p in workspace.iterdir()) == ["a-dir", "a-file", "empty-run", "empty.yaml",
+                                                           "magic.yaml", "numbers.jsonl", "zero.yaml"]
+
+
+def test_resuming_another_commands_run_says_whose_run_it_is(tmp_path):
+    from .conftest import run_in_process
+
+    out = tmp_path / "run"
+    first = run_in_process("sft", "debug/sft", f"training.output_dir={out}", "training.max_steps=1",
+                           "training.save_steps=1", "training.report_to=[]", "training.eval_strategy=no")
+    assert first.exit_code == 0, first.stderr[-3000:]
+    wrong = run_in_process("pretrain", "debug/pretrain", f"training.output_dir={out}", "--resume")
+    assert "holds a `smolalign sft` run, not a `smolalign pretrain` one" in error_line(wrong)

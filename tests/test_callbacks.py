@@ -35,6 +35,12 @@ def records(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def args_in(out):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(output_dir=str(out))
+
+
 def state_at(step: int, main: bool):
     from transformers import TrainerState
 
@@ -50,11 +56,11 @@ def test_only_the_main_process_touches_the_metrics_log(tmp_path, resume_step):
     before = "".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (5, 10, 15))
     (tmp_path / "metrics.jsonl").write_text(before)
     for main in (False, True):  # another rank first: it must leave the file alone
-        log = MetricsLog(tmp_path, resume_step)
-        log.on_train_begin(None, state_at(resume_step or 0, main), None)
+        log = MetricsLog(resume_step)
+        log.on_train_begin(args_in(tmp_path), state_at(resume_step or 0, main), None)
         if not main:
             assert (tmp_path / "metrics.jsonl").read_text() == before
-        log.on_log(None, state_at(resume_step or 0, main), None, logs={"loss": 2.0})
+        log.on_log(args_in(tmp_path), state_at(resume_step or 0, main), None, logs={"loss": 2.0})
         if not main:
             assert (tmp_path / "metrics.jsonl").read_text() == before
     steps = [(r["step"], r.get("event")) for r in records(tmp_path)]
@@ -66,7 +72,7 @@ def test_progress_bar_summary_and_log_share_one_tokens_per_second(tmp_path):
 
     bar = RichProgress()
     shown = []
-    trainer = tiny_trainer(tmp_path, [MetricsLog(tmp_path), bar])
+    trainer = tiny_trainer(tmp_path, [MetricsLog(), bar])
     original = bar.on_log
 
     def watch(*args, **kwargs):
@@ -92,11 +98,11 @@ def test_progress_bar_summary_and_log_share_one_tokens_per_second(tmp_path):
 def test_resumed_log_says_what_its_totals_cover(tmp_path):
     from smolalign.train.callbacks import MetricsLog
 
-    first = tiny_trainer(tmp_path, [MetricsLog(tmp_path)], save_strategy="steps", save_steps=2)
+    first = tiny_trainer(tmp_path, [MetricsLog()], save_strategy="steps", save_steps=2)
     first.train()
     seen_at_checkpoint = next(r["tokens_seen"] for r in records(tmp_path) if r["step"] == 2 and "loss" in r)
     # the interrupted run had logged past its checkpoint: those lines go, the resumed run logs them again
-    resumed = tiny_trainer(tmp_path, [MetricsLog(tmp_path, resume_step=2)])
+    resumed = tiny_trainer(tmp_path, [MetricsLog(resume_step=2)])
     result = resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     lines = records(tmp_path)
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4]

@@ -318,6 +318,9 @@ def test_sigkill_and_resume_mid_stage_and_across_stage_boundaries(killed_and_res
     resumed, uninterrupted = losses(out), losses(debug_pretrain_run)
     assert sorted(resumed) == list(range(1, TOTAL + 1))
     assert resumed == pytest.approx(uninterrupted, rel=1e-5)
+    # the epoch goes on from the resumed step (transformers would count it again from 0 after each resume)
+    epochs = {r["step"]: r["epoch"] for r in metrics(out) if "loss" in r}
+    assert epochs == pytest.approx({step: step / TOTAL for step in epochs})
 
 
 def test_resume_with_a_changed_recipe_or_data_is_refused_writing_nothing(killed_and_resumed):

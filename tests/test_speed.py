@@ -11,9 +11,10 @@ from .conftest import run_cli
 
 GiB = 1024**3
 H100 = Machine(gpu=True, bf16=True, name="H100", memory=80 * GiB, liger=True, flash_attn=True)
+H100_NO_LIGER = Machine(gpu=True, bf16=True, name="H100", memory=80 * GiB, liger=False, flash_attn=True)
 CPU = Machine(gpu=False)
 OFF = ["training.use_liger_kernel=false", "training.optim=adamw_torch", "training.torch_compile=false",
-       "model.attn_implementation=sdpa", "speed.fit_micro_batch=false"]
+       "model.attn_implementation=sdpa", "speed.fit_micro_batch=false", "model.dtype=bfloat16"]
 
 
 def chosen(machine: Machine, kind: str) -> dict:
@@ -27,12 +28,50 @@ def test_a_gpu_gets_every_speed_setting_and_a_cpu_none(kind):
     assert gpu["training.optim"] == "adamw_torch_fused"
     assert gpu["model.attn_implementation"] == "flash_attention_2"
     assert gpu["speed.fit_micro_batch"] is True
-    assert gpu["training.torch_compile"] is (kind == "pretrain")  # one shape a batch only in pretraining
+    assert gpu["training.torch_compile"] is False  # Liger is installed: compile is never on beside it
+    assert chosen(H100_NO_LIGER, kind)["training.torch_compile"] is (kind == "pretrain")  # one shape a batch
     cpu = chosen(CPU, kind)
-    assert cpu == {"training.use_liger_kernel": False, "training.optim": None, "training.torch_compile": False,
-                   "model.attn_implementation": None, "speed.fit_micro_batch": False}
+    assert cpu == {"model.dtype": None, "training.use_liger_kernel": False, "training.optim": None,
+                   "training.torch_compile": False, "model.attn_implementation": None,
+                   "speed.fit_micro_batch": False}
     assert speed_defaults(choose_speed(CPU, kind)) == {
         "training": {"use_liger_kernel": False, "torch_compile": False}, "speed": {"fit_micro_batch": False}}
+
+
+@pytest.mark.parametrize("liger", [True, False])
+@pytest.mark.parametrize("kind", ["sft", "dpo", "pretrain"])
+def test_liger_and_torch_compile_are_never_chosen_together(kind, liger):
+    """Together they crashed on an H200 (issue 21); Liger alone was as fast or faster: Liger where installed,
+    compile (pretraining only) where not."""
+    machine = Machine(gpu=True, bf16=True, name="H200", memory=141 * GiB, liger=liger)
+    settings = chosen(machine, kind)
+    assert not (settings["training.use_liger_kernel"] and settings["training.torch_compile"])
+    assert settings["training.use_liger_kernel"] is liger
+    assert settings["training.torch_compile"] is (kind == "pretrain" and not liger)
+
+
+@pytest.mark.parametrize("kind,weights", [("pretrain", "float32"), ("sft", "bfloat16"), ("dpo", "bfloat16")])
+def test_pretraining_keeps_fp32_master_weights_on_a_gpu_and_alignment_bf16(kind, weights):
+    from smolalign.train.speed import choose_weights
+
+    assert choose_weights(H100, kind).value == weights
+    assert choose_weights(CPU, kind).value is None  # `auto`: fp32 on CPU, no autocast
+    no_bf16 = Machine(gpu=True, bf16=False, name="V100", memory=32 * GiB)
+    assert choose_weights(no_bf16, kind).value == "float32"
+
+
+def test_plan_memory_follows_the_weights_choice():
+    """fp32 master weights cost 4 bytes a parameter where pure bf16 costs 2: plan's estimate follows the choice."""
+    from smolalign.plan.memory import estimate
+    from smolalign.plan.model import model_facts
+    from smolalign.plan.shape import shape_of
+
+    master = resolved(H100, "debug/pretrain", []).recipe
+    pure = resolved(H100, "debug/pretrain", ["model.dtype=bfloat16"]).recipe
+    assert master.model.dtype == "float32" and pure.model.dtype == "bfloat16"
+    arch = model_facts(master.model).arch
+    fp32, bf16 = (estimate(arch, shape_of(r, 8, "single"), "single", 1) for r in (master, pure))
+    assert fp32.weights == 2 * bf16.weights and fp32.total > bf16.total
 
 
 def test_what_is_not_installed_is_not_chosen():
@@ -58,20 +97,24 @@ def values(result) -> dict:
     return {s.key: recipe_value(result.recipe, s.key) for s in result.speed}
 
 
-def test_a_recipe_turns_each_setting_off():
+@pytest.mark.parametrize("machine", [H100, H100_NO_LIGER], ids=["liger", "no-liger"])
+def test_a_recipe_turns_each_setting_off(machine):
     from smolalign.train.speed import explain
 
-    on = resolved(H100, "debug/pretrain", [])
-    assert values(on) == {"training.use_liger_kernel": True, "training.optim": "adamw_torch_fused",
-                          "training.torch_compile": True, "model.attn_implementation": "flash_attention_2",
-                          "speed.fit_micro_batch": True}
-    off = resolved(H100, "debug/pretrain", OFF)
-    assert values(off) == {"training.use_liger_kernel": False, "training.optim": "adamw_torch",
-                           "training.torch_compile": False, "model.attn_implementation": "sdpa",
-                           "speed.fit_micro_batch": False}
-    lines = explain(off.speed, off.recipe, H100)[1:]
-    assert len(lines) == 5 and all(" off  " in line and "set by the recipe" in line for line in lines), lines
-    assert all(" on   " in line for line in explain(on.speed, on.recipe, H100)[1:])
+    on = resolved(machine, "debug/pretrain", [])
+    assert values(on) == {"model.dtype": "float32", "training.use_liger_kernel": machine.liger,
+                          "training.optim": "adamw_torch_fused", "training.torch_compile": not machine.liger,
+                          "model.attn_implementation": "flash_attention_2", "speed.fit_micro_batch": True}
+    off = resolved(machine, "debug/pretrain", OFF)
+    assert values(off) == {"model.dtype": "bfloat16", "training.use_liger_kernel": False,
+                           "training.optim": "adamw_torch", "training.torch_compile": False,
+                           "model.attn_implementation": "sdpa", "speed.fit_micro_batch": False}
+    lines = explain(off.speed, off.recipe, machine)[1:]
+    assert len(lines) == 6 and all(" off  " in line for line in lines), lines
+    chosen_on = {s.name for s in on.speed if s.is_on(s.value)}
+    assert all("set by the recipe" in line for line in lines if line.split("  ")[1].strip() in chosen_on)
+    on_lines = explain(on.speed, on.recipe, machine)[1:]
+    assert sum(" on   " in line for line in on_lines) == 5, on_lines  # all but one of Liger and compile
 
 
 def test_on_cpu_the_recipe_runs_as_written():
@@ -112,7 +155,8 @@ def test_print_config_shows_each_setting_and_why(tmp_path):
     result = run_cli("pretrain", "debug/pretrain", "--print-config", "training.optim=adamw_torch", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     comments = [line for line in result.stdout.splitlines() if line.startswith("#   ")]
-    assert [line.split()[1] for line in comments] == ["Liger", "fused", "torch.compile", "flash-attn", "micro-batch"]
+    assert [line.split()[1] for line in comments] == ["fp32", "Liger", "fused", "torch.compile", "flash-attn",
+                                                      "micro-batch"]
     assert "training.optim=adamw_torch: set by the recipe" in result.stdout
     assert "speed:\n  fit_micro_batch: false" in result.stdout  # the section, as the run record keeps it
     assert not any(tmp_path.iterdir())

@@ -57,10 +57,11 @@ class Recipe:
     """The top-level settings dataclass, for schemas that have one."""
     schema: RecipeSchema | None = None
 
-    def training_args(self):
-        """The library's config object (SFTConfig / DPOConfig / TrainingArguments) built from `training`."""
-        return build_training_args(self.schema.training if self.schema else TRAINING_CLASSES[self.kind],
-                                   self.training)
+    def training_args(self, output_dir: str | None = None):
+        """The library's config object (SFTConfig / DPOConfig / TrainingArguments) built from `training`;
+        `output_dir`: where the run writes for now (an `--overwrite` builds beside the old output)."""
+        training = self.training if output_dir is None else {**self.training, "output_dir": output_dir}
+        return build_training_args(self.schema.training if self.schema else TRAINING_CLASSES[self.kind], training)
 
     def lora_config(self):
         if self.lora is None:

@@ -86,6 +86,10 @@ def check_text_column(dataset, source: str, text_column: str) -> None:
                          f"set data.sources.{source}.text_column")
     if len(dataset) == 0:
         raise UsageError(f"source '{source}' is empty: point data.sources.{source}.dataset at text to train on")
+    kind = dataset.features[text_column]
+    if getattr(kind, "dtype", None) not in ("string", "large_string"):
+        raise UsageError(f"source '{source}': column '{text_column}' holds {getattr(kind, 'dtype', kind)}, not text: "
+                         f"set data.sources.{source}.text_column to the column that holds the documents")
 
 
 def tokenize_source(dataset, source: str, text_column: str, tokenizer, block_size: int,

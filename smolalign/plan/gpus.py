@@ -62,11 +62,10 @@ def launch_of(config_name: str | None, gpus: int | None) -> Launch:
         processes = gpus or 1
         return Launch("DDP" if processes > 1 else "single", processes,
                       "no accelerate config: DDP over several GPUs, else one device")
-    from ..config import read_yaml
-    from ..train.launch import resolve_accelerate_config
+    from ..train.launch import check_accelerate_config, resolve_accelerate_config
 
     path = resolve_accelerate_config(config_name)
-    config = read_yaml(path) or {}
+    config = check_accelerate_config(config_name)
     processes = gpus or int(config.get("num_processes") or 1)
     kind = str(config.get("distributed_type", "NO")).upper()
     if kind == "DEEPSPEED":

@@ -124,6 +124,10 @@ def plan_run(command, recipe_name: str, overrides: list[str], gpus: int | None =
 
     if mfu is not None and not 0 < mfu <= 1:
         raise UsageError(f"--mfu {mfu}: a share of the peak, above 0 and at most 1 (e.g. 0.4)")
+    if rows is not None and rows < 1:
+        raise UsageError(f"--rows {rows}: give the number of training rows, at least 1")
+    if tokens_per_row is not None and not tokens_per_row > 0:
+        raise UsageError(f"--tokens-per-row {tokens_per_row}: give the templated tokens of a row, above 0")
     launch = launch_of(accelerate_config, gpus)
     device = gpu(gpu_name) if gpu_name else (local_gpu() or gpu("H100"))
     machine = Machine(gpu=True, bf16=True, name=device.name, memory=device.memory,

@@ -30,10 +30,11 @@ class MetricsLog(TrainerCallback):
 
     A fresh run starts the file anew; a resumed one keeps the lines up to the checkpoint's step (later ones were
     logged by the interrupted run and are logged again), then writes a `resumed` line. The end-of-train record
-    (`train_loss`, `train_runtime`) covers only this `train()` call: after a resume it says so (`since_step`)."""
+    (`train_loss`, `train_runtime`) covers only this `train()` call: after a resume it says so (`since_step`).
+    The file lives in `args.output_dir`, which names the run's directory even when an `--overwrite` swaps it in
+    mid-run (run.py)."""
 
-    def __init__(self, output_dir: str | Path, resume_step: int | None = None):
-        self.path = Path(output_dir) / METRICS_FILE
+    def __init__(self, resume_step: int | None = None):
         self.resume_step = resume_step
         self.start_step = 0
         self.tokens_before = 0
@@ -43,15 +44,16 @@ class MetricsLog(TrainerCallback):
         self.tokens_before = state.num_input_tokens_seen
         if not state.is_world_process_zero:
             return  # every process runs callbacks: only one may touch the shared file
+        path = Path(args.output_dir) / METRICS_FILE
         if self.start_step == 0:
-            self.path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             return
         kept = []
-        if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= self.start_step]
         kept.append(json.dumps({"step": self.start_step, "event": "resumed", "tokens_seen": self.tokens_before}))
-        self.path.write_text("".join(line + "\n" for line in kept))
+        path.write_text("".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -62,7 +64,7 @@ class MetricsLog(TrainerCallback):
                               tokens_per_second(state, logs.get("train_runtime"), self.tokens_before))
             if self.start_step:
                 record["since_step"] = self.start_step  # train_loss and runtime cover the resumed part only
-        with self.path.open("a") as handle:
+        with (Path(args.output_dir) / METRICS_FILE).open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
 

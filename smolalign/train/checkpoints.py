@@ -92,3 +92,14 @@ class CheckpointMarker(TrainerCallback):
                 mark_complete(checkpoint, state.global_step)
                 rotate(args.output_dir, self.save_total_limit, keep=state.best_model_checkpoint)
         PartialState().wait_for_everyone()
+
+
+class OnCompleteCheckpoint(TrainerCallback):
+    """Calls `action` after each save, once `CheckpointMarker` (added before it) has marked the checkpoint
+    complete: a run's first complete checkpoint is its first complete result (run.py swaps it in)."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def on_save(self, args, state, control, **kwargs):
+        self.action()

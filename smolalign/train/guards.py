@@ -209,3 +209,35 @@ def check_lora(model, lora_config) -> None:
             if outside:
                 problems.append(f"lora.layers_to_transform has {outside}, outside the model's layers 0-{count - 1}")
     _raise(problems, "lora section")
+
+
+# attention implementation -> (the module it imports, what to install)
+FLASH_PACKAGES = {"flash_attention_2": ("flash_attn", "flash-attn"),
+                  "flash_attention_3": ("flash_attn_interface", "flash-attn 3 (flash_attn_interface)")}
+
+
+def check_machine(recipe, machine) -> None:
+    """What the recipe asks of this machine (`speed.Machine`): a GPU, a package. Checked before anything is loaded
+    or written, since the libraries fail only at the first training step (flash-attn through transformers'
+    `kernels` fallback, Liger at import)."""
+    problems: list[str] = []
+    attention = getattr(recipe.model, "attn_implementation", "auto") or "auto"
+    if attention in FLASH_PACKAGES:
+        module, package = FLASH_PACKAGES[attention]
+        if not machine.gpu:
+            problems.append(f"model.attn_implementation={attention} needs a CUDA GPU and this machine has none: use "
+                            f"sdpa, or auto (which picks it here)")
+        elif importlib.util.find_spec(module) is None:
+            problems.append(f"model.attn_implementation={attention} needs {package}, which is not installed: "
+                            f"install it, or use sdpa (auto picks flash attention only where it is installed)")
+    elif "/" in attention and importlib.util.find_spec("kernels") is None:
+        problems.append(f"model.attn_implementation={attention} is a hub kernel, which needs the `kernels` package "
+                        f"and the hub: use sdpa")
+    if recipe.training.get("use_liger_kernel"):
+        if not machine.liger:
+            problems.append("training.use_liger_kernel=true needs liger-kernel, which is not installed: pip install "
+                            "'smolalign[gpu]', or training.use_liger_kernel=false")
+        elif not machine.gpu:
+            problems.append("training.use_liger_kernel=true needs a CUDA GPU (Liger's kernels are Triton's): "
+                            "training.use_liger_kernel=false on this machine")
+    _raise(problems, "settings for this machine")

@@ -18,7 +18,7 @@ import click
 
 from ..config import Recipe, RecipeSchema
 from ..errors import UsageError
-from ..outputs import OutputLock, check_output_dir, empty_directory, is_ours
+from ..outputs import Replacement, check_output_dir
 from ..quiet import show_data_progress
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
@@ -33,6 +33,8 @@ class RunFlags:
     merge: bool = False
     accelerate_config: str | None = None
     num_processes: int | None = None
+    recipe_given: bool = True
+    """False: the command line named no recipe and the command's paper recipe stands in (pretrain, dpo)."""
 
 
 @dataclass
@@ -97,8 +99,18 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
 
     from .speed import explain, load_command_recipe, machine_facts
 
+    check_launch_flags(flags)
     machine = machine_facts()
-    resolved = load_command_recipe(recipe_name, kind, overrides, defaults, schema, machine)
+    try:
+        resolved = load_command_recipe(recipe_name, kind, overrides, defaults, schema, machine)
+        if not flags.print_config:
+            check_recipe(resolved.recipe, kind, flags.merge)
+    except UsageError as error:
+        if flags.recipe_given:
+            raise
+        raise UsageError(f"no recipe was given, so `smolalign {kind}` used the paper's recipe '{recipe_name}' "
+                         f"(recipes/{recipe_name}.yaml, for GPUs), which fails here: {error}. Name a recipe for this "
+                         f"machine, e.g. `smolalign {kind} debug/{kind}`") from error
     recipe = resolved.recipe
     if flags.print_config:
         click.echo(recipe.to_yaml(), nl=False)
@@ -108,11 +120,26 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
     if resolved.note and os.environ.get("RANK", "0") == "0":
         click.echo(f"speed: {resolved.note}", err=True)
     move_token_to_environment(recipe)
-    check_recipe(recipe, kind, flags.merge)
+    from .guards import check_machine
+
+    check_machine(recipe, machine)
     if flags.accelerate_config and not inside_launch():
-        check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume)
+        check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume, can_resume=True)
         sys.exit(relaunch(flags.accelerate_config, flags.num_processes))
     return recipe
+
+
+def check_launch_flags(flags: RunFlags) -> None:
+    """The launch flags, and the accelerate config they name, before anything is loaded or written."""
+    from .launch import check_accelerate_config
+
+    if flags.num_processes is not None and flags.num_processes < 1:
+        raise UsageError(f"--num-processes {flags.num_processes}: give at least 1")
+    if flags.num_processes is not None and not flags.accelerate_config:
+        raise UsageError("--num-processes goes with --accelerate-config, which starts the processes: add e.g. "
+                         "--accelerate-config cpu-ddp (CPU) or zero3 (GPUs)")
+    if flags.accelerate_config:
+        check_accelerate_config(flags.accelerate_config)
 
 
 def check_recipe(recipe: Recipe, kind: str, merge: bool = False, args=None) -> None:
@@ -150,23 +177,31 @@ def move_token_to_environment(recipe: Recipe) -> None:
 
 @dataclass
 class OutputPlan:
-    output_dir: Path
+    output: Replacement
+    """Where the run writes until its first complete result, and the swap that then makes it the output."""
     resume_from: Path | None
-    lock: OutputLock | None = None
-    existed: bool = False
+
+    @property
+    def output_dir(self) -> Path:
+        """The directory the run writes to now: the output, or before the swap the sibling that replaces it."""
+        return self.output.path
 
 
 def plan_output(recipe: Recipe, flags: RunFlags) -> OutputPlan:
-    """Check the output directory before anything heavy runs, lock it, and pick the checkpoint to resume from."""
-    output_dir = check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume)
-    plan = OutputPlan(output_dir=output_dir, resume_from=None, existed=output_dir.exists())
+    """Check the output directory before anything heavy runs, lock it, and pick the checkpoint to resume from.
+
+    A run that stops before its first complete result (a marked checkpoint, or the final save) leaves the output
+    as it found it: an `--overwrite` builds beside the old output, and a fresh output is removed again."""
+    target = check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume,
+                              can_resume=True)
+    output = Replacement(target, flags.overwrite, resume=flags.resume, remove_unfinished=True)
     if is_main_process():
-        plan.lock = OutputLock(output_dir)
-        plan.lock.acquire()  # writes nothing; a directory that does not exist yet is locked once it is made
+        output.lock()  # writes nothing; a directory that does not exist yet is locked once it is made
+    plan = OutputPlan(output=output, resume_from=None)
     if flags.resume:
-        plan.resume_from = newest_complete_checkpoint(output_dir)
+        plan.resume_from = newest_complete_checkpoint(target)
         if plan.resume_from is None:
-            click.echo(f"no complete checkpoint in {output_dir}: starting from the beginning", err=True)
+            click.echo(f"no complete checkpoint in {target}: starting from the beginning", err=True)
     return plan
 
 
@@ -191,6 +226,10 @@ def check_resumable(plan: OutputPlan, recipe: Recipe, fingerprints: dict) -> Non
     if plan.resume_from is None:
         return
     previous = read_run_info(plan.output_dir) or {}
+    if previous.get("command") not in (None, recipe.kind):
+        raise UsageError(f"'{plan.output_dir}' holds a `smolalign {previous['command']}` run, not a `smolalign "
+                         f"{recipe.kind}` one: resume it with `smolalign {previous['command']} ... --resume`, or give "
+                         f"{recipe.kind} another training.output_dir")
     old, new = _flatten(previous.get("recipe") or {}), _flatten(recipe.to_dict())
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "training.output_dir")
     breaking = [k for k in changed if any(k == b or k.startswith(b + ".") for b in BREAKING_KEYS)]
@@ -211,10 +250,7 @@ def open_output(plan: OutputPlan, recipe: Recipe, fingerprints: dict, flags: Run
     """The first write of the run: everything before this point only read."""
     if not is_main_process():
         return
-    if flags.overwrite and not flags.resume and plan.output_dir.is_dir() and is_ours(plan.output_dir):
-        empty_directory(plan.output_dir)  # the directory itself stays, and so does its lock
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
-    plan.lock.acquire()
+    plan.output.open()
     if plan.resume_from is not None:
         for path in remove_incomplete(plan.output_dir):
             click.echo(f"removed half-written {path.name}", err=True)
@@ -223,16 +259,51 @@ def open_output(plan: OutputPlan, recipe: Recipe, fingerprints: dict, flags: Run
                    resumed_from=str(plan.resume_from) if plan.resume_from else None)
 
 
+def swap_in(plan: OutputPlan, trainer) -> None:
+    """The run has its first complete result: make its directory the output, on every process alike."""
+    if plan.output.committed:
+        return
+    before = str(plan.output.path)
+    trainer.accelerator.wait_for_everyone()  # every rank has finished writing into the sibling
+    tensorboard = open_tensorboard_writers(trainer)
+    for callback in tensorboard:  # its files are reopened by name at each write: close them before they move
+        callback.tb_writer.close()
+    if is_main_process():
+        plan.output.commit()
+    else:
+        plan.output.path, plan.output.committed = plan.output.target, True
+    trainer.accelerator.wait_for_everyone()
+    after = str(plan.output.target)
+    args, state = trainer.args, trainer.state
+    args.output_dir = after
+    for callback in tensorboard:  # it opens a writer again at its next log, in the moved directory
+        callback.tb_writer = None
+        if callback.logging_dir and callback.logging_dir.startswith(before):
+            callback.logging_dir = after + callback.logging_dir[len(before):]
+    if state.best_model_checkpoint and state.best_model_checkpoint.startswith(before):
+        state.best_model_checkpoint = after + state.best_model_checkpoint[len(before):]
+        if is_main_process():  # the checkpoints' own trainer states name it too, for a later resume
+            for state_file in plan.output.target.glob("checkpoint-*/trainer_state.json"):
+                state_file.write_text(state_file.read_text().replace(before, after))
+
+
+def open_tensorboard_writers(trainer) -> list:
+    from transformers.integrations import TensorBoardCallback
+
+    return [callback for callback in trainer.callback_handler.callbacks
+            if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None]
+
+
 def install_callbacks(trainer, plan: OutputPlan) -> None:
     from transformers.trainer_callback import ProgressCallback
 
     from .callbacks import MetricsLog, RichProgress
-    from .checkpoints import CheckpointMarker, take_over_rotation
+    from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
 
     resume_step = int(plan.resume_from.name.split("-")[-1]) if plan.resume_from else None
     trainer.remove_callback(ProgressCallback)
-    for callback in (CheckpointMarker(take_over_rotation(trainer)), MetricsLog(plan.output_dir, resume_step),
-                     RichProgress()):
+    for callback in (CheckpointMarker(take_over_rotation(trainer)), OnCompleteCheckpoint(lambda: swap_in(plan, trainer)),
+                     MetricsLog(resume_step), RichProgress()):
         trainer.add_callback(callback)
 
 
@@ -259,25 +330,18 @@ def load_recipe_model(recipe: Recipe, seed: int):
 
 
 def construct_trainer(command: Command, plan: OutputPlan, model, tokenizer, args, data, recipe):
-    """Build the trainer and check its tokenized data before the first write: a config error becomes one line,
-    and the empty output directory the Trainer makes for itself is removed again."""
+    """Build the trainer and check its tokenized data before the first write: a config error becomes one line
+    (and the empty output directory the Trainer makes for itself goes with the run's other partial work)."""
     try:
         trainer = command.build_trainer(model, tokenizer, args, data, recipe)
         if command.check_data is not None:
             command.check_data(trainer, data, recipe, args)
         return trainer
     except UsageError:
-        remove_if_made_empty(plan)
         raise
     except (ValueError, TypeError, AssertionError, NotImplementedError, ImportError) as error:
-        remove_if_made_empty(plan)
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UsageError(f"the trainer refused the recipe: {text}") from error
-
-
-def remove_if_made_empty(plan: OutputPlan) -> None:
-    if not plan.existed and plan.output_dir.is_dir() and not any(plan.output_dir.iterdir()):
-        plan.output_dir.rmdir()
 
 
 def dataset_names(recipe: Recipe) -> list[str]:
@@ -319,7 +383,7 @@ def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panel
             trainer, "_initial_num_input_tokens_seen", 0)) if runtime else None
         if rate:
             summary["tokens/s"] = rate
-        print_summary(f"{recipe.kind} → {plan.output_dir}", summary)
+        print_summary(f"{recipe.kind} → {plan.output.target}", summary)
         base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
         write_model_card(plan.output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
                          recipe_path=recipe.path, metrics=metrics, notes=list(notes))
@@ -327,10 +391,11 @@ def finish(trainer, recipe: Recipe, plan: OutputPlan, result, merge: bool, panel
         from ..outputs import respect_umask
 
         respect_umask(plan.output_dir)
+    swap_in(plan, trainer)  # the finished model is a complete result, if no checkpoint came first
     if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
         trainer.push_to_hub()
     if is_main_process():
-        click.echo(f"model written to {plan.output_dir}", err=True)
+        click.echo(f"model written to {plan.output.target}", err=True)
     return metrics
 
 
@@ -339,8 +404,8 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
     recipe = resolve(recipe_name, command.kind, overrides, command.defaults(), flags, schema=command.schema)
     if recipe is None:
         return None
-    args = recipe.training_args()
     plan = plan_output(recipe, flags)
+    args = recipe.training_args(output_dir=str(plan.output_dir))  # the sibling, until the first checkpoint
     try:
         model, tokenizer, placement = load_recipe_model(recipe, args.seed)
         from .guards import check_lora
@@ -367,6 +432,9 @@ def run_command(command: Command, recipe_name: str, overrides: list[str], flags:
         panels = command.panels(recipe) if callable(command.panels) else command.panels
         return finish(trainer, recipe, plan, result, flags.merge, panels=panels, metric_keys=command.metric_keys,
                       notes=command.notes(data, args))
+    except BaseException:  # a failure or an interrupt (ctrl-C) before the first complete result leaves no trace
+        if is_main_process():
+            plan.output.discard()
+        raise
     finally:
-        if plan.lock is not None:
-            plan.lock.release()
+        plan.output.release()

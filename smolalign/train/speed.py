@@ -8,8 +8,15 @@ there they only cost (as TRL's bf16 and gradient checkpointing defaults do, whic
   and apply only Liger's layer kernels (and warn that the switch will move to the hub's kernels in TRL 2).
 - Fused AdamW, `training.optim: adamw_torch_fused`: one kernel launch for the whole update, not one per tensor.
 - torch.compile, `training.torch_compile`: pretraining only, where every batch has the same shape so one graph
-  serves the run. SFT's packed rows and DPO's pairs change shape from batch to batch (a recompile each), and on CPU
-  compiling packed rows gained 1.05x for a long start-up (README, Benchmarks).
+  serves the run, and only where Liger is not installed: Liger's Triton kernels inside a compiled graph crashed on
+  an H200 (torch 2.11, triton 3.6, liger-kernel 0.8.5: a Triton CompilationError, then an illegal memory access in
+  the fused cross-entropy backward), and Liger alone was as fast at 360M and faster at 1.7B (58% MFU against 50%).
+  SFT's packed rows and DPO's pairs change shape from batch to batch (a recompile each), and on CPU compiling
+  packed rows gained 1.05x for a long start-up (README, Benchmarks).
+- Weights, `model.dtype` (`choose_weights`): on a GPU, pretraining keeps fp32 master weights under bf16 autocast,
+  as nanotron (the paper's engine) does, so that updates smaller than bf16's resolution are not lost over millions
+  of steps; `model.dtype=bfloat16` opts into pure bf16 (faster, less memory). SFT and DPO train bf16 weights, as the
+  alignment-handbook recipes do (a few thousand steps, from a trained model); `model.dtype=float32` opts out.
 - flash-attn, `model.attn_implementation: flash_attention_2`, when the package is installed: varlen kernels over
   TRL's padding-free batches, no mask; sdpa otherwise.
 - The micro-batch, `speed.fit_micro_batch`: the largest per-device batch that fits the GPU by `smolalign plan`'s
@@ -101,13 +108,33 @@ class Setting:
 
 
 ON = {"training.optim": lambda value: value == "adamw_torch_fused",
-      "model.attn_implementation": lambda value: str(value).startswith("flash_attention")}
+      "model.attn_implementation": lambda value: str(value).startswith("flash_attention"),
+      "model.dtype": lambda value: value == "float32"}
+# What `auto` resolves to where the machine chose nothing (model/load.py's `choose_placement` on a CPU).
+AUTO_ON_CPU = {"model.attn_implementation": "sdpa", "model.dtype": "float32"}
+
+
+def choose_weights(machine: Machine, kind: str) -> Setting:
+    """The dtype a run's weights are kept in: one plain function of the command and the machine (module docstring).
+    On CPU nothing is chosen: `auto` is fp32 there, and bf16 autocast is off."""
+    if not machine.gpu:
+        return Setting("fp32 weights", "model.dtype", None, "no GPU: fp32 weights, no autocast")
+    if not machine.bf16:
+        return Setting("fp32 weights", "model.dtype", "float32", f"{machine.name} has no bf16: fp32 throughout")
+    if kind == "pretrain":
+        return Setting("fp32 weights", "model.dtype", "float32",
+                       "fp32 master weights under bf16 autocast, as nanotron pretrains (model.dtype=bfloat16: pure "
+                       "bf16, faster and smaller, but updates below bf16's resolution are lost)")
+    return Setting("fp32 weights", "model.dtype", "bfloat16",
+                   f"{kind} trains bf16 weights, as the alignment-handbook recipes do (model.dtype=float32: fp32 "
+                   f"master weights under bf16 autocast)")
 
 
 def choose_speed(machine: Machine, kind: str) -> list[Setting]:
     """The speed settings for a run of `kind` (sft, dpo, pretrain) on `machine`: a plain function of its facts."""
     if not machine.gpu:
-        return [Setting("Liger kernels", "training.use_liger_kernel", False, "no GPU"),
+        return [choose_weights(machine, kind),
+                Setting("Liger kernels", "training.use_liger_kernel", False, "no GPU"),
                 Setting("fused AdamW", "training.optim", None, "not chosen without a GPU (transformers' own "
                         "default applies)"),
                 Setting("torch.compile", "training.torch_compile", False, "no GPU"),
@@ -117,13 +144,15 @@ def choose_speed(machine: Machine, kind: str) -> list[Setting]:
         " and linear cross-entropy (no logits held)" if kind == "pretrain" else
         " (TRL's tiled LM head already holds no logits)") if machine.liger else
         "liger-kernel is not installed: pip install 'smolalign[gpu]'")
-    compiled = kind == "pretrain"
+    compiled = kind == "pretrain" and not machine.liger  # never both: they crashed together (module docstring)
+    compile_why = ("every batch has the same shape: one graph for the run" if compiled else
+                   "Liger is on instead: Liger inside torch.compile crashed on an H200 (README, Speed settings)"
+                   if kind == "pretrain" else f"{kind} batches change shape (a recompile each)")
     return [
+        choose_weights(machine, kind),
         Setting("Liger kernels", "training.use_liger_kernel", machine.liger, liger_why),
         Setting("fused AdamW", "training.optim", "adamw_torch_fused", "one kernel for the whole update"),
-        Setting("torch.compile", "training.torch_compile", compiled,
-                "every batch has the same shape: one graph for the run" if compiled else
-                f"{kind} batches change shape (a recompile each)"),
+        Setting("torch.compile", "training.torch_compile", compiled, compile_why),
         Setting("flash-attn", "model.attn_implementation", "flash_attention_2" if machine.flash_attn else None,
                 "flash-attn installed: varlen kernels, no mask" if machine.flash_attn else
                 "flash-attn is not installed (pip install flash-attn): sdpa"),
@@ -275,8 +304,8 @@ def explain(settings: list[Setting], recipe, machine: Machine) -> list[str]:
     lines = [f"speed settings on {machine.name} (smolalign/train/speed.py; the key after each turns it off):"]
     for setting in settings:
         value = recipe_value(recipe, setting.key)
-        if setting.key == "model.attn_implementation" and value == "auto":
-            value = setting.value or "sdpa"  # `auto` resolves as the machine's choice
+        if value == "auto" and setting.key in AUTO_ON_CPU:
+            value = setting.value or AUTO_ON_CPU[setting.key]  # `auto` resolves as the machine's choice
         chosen = setting.value if setting.value is not None else defaults.get(setting.key.split(".")[-1], value)
         why = setting.why if value == chosen else \
             f"set by the recipe (this machine would choose {chosen}: {setting.why})"

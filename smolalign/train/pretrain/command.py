@@ -44,7 +44,8 @@ def check_pretrain(checked: dict) -> list[str]:
     problems += check_sources(sources)
     block_size = data.get("block_size", 2048)
     if block_size < 2:
-        problems.append(f"data.block_size={block_size} must be at least 2 tokens")
+        problems.append(f"data.block_size={block_size} must be at least 2 tokens (SmolLM2: 2048)")
+        return problems  # every stage's steps are counted in blocks of this size
     stages = parse_stages(checked.get("stages"), sources if isinstance(sources, dict) else {}, block_size, problems)
     if stages:
         plan = make_plan(stages, training.get("per_device_train_batch_size", 8),

@@ -173,6 +173,9 @@ class PretrainTrainer(Trainer):
             self.state.num_input_tokens_seen += inputs["input_ids"].numel() * self.args.world_size
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
+        # One pass over the index is the whole plan. transformers counts the epoch from the batches it drew since
+        # train() began, which a resume restarts (the sampler starts at the resumed step): count it from the step.
+        self.state.epoch = self.state.global_step / self.plan.total_steps
         if "loss" in logs:
             self._add_pretrain_logs(logs, start_time)
         super().log(logs, start_time)
