@@ -282,6 +282,7 @@ def tokenizer_train(corpus, vocab_size, output, overwrite):
     """Byte-level BPE with <|endoftext|>, <|im_start|>, <|im_end|> at ids 0-2 and SmolLM2's chat template."""
     from .model.tokenizer import train_tokenizer
 
+    _quiet()
     tok = train_tokenizer(list(corpus), vocab_size, output, overwrite=overwrite)
     click.echo(f"tokenizer with {len(tok)} tokens written to {output}")
 
@@ -301,6 +302,7 @@ def model_init(preset, tokenizer_path, output, seed, overwrite):
     """A randomly initialised model, saved as a standard Hugging Face directory."""
     from .model.write import init_model
 
+    _quiet()
     result = init_model(preset, tokenizer_path, output, overwrite=overwrite, seed=seed)
     click.echo(f"{preset}: {result['parameters']:,} parameters written to {output}")
 
@@ -315,6 +317,7 @@ def model_import(gguf_file, output, dtype, overwrite):
     """A GGUF file (llama.cpp, Ollama) as a standard Hugging Face directory: weights, tokenizer, chat template."""
     from .model.gguf import import_file
 
+    _quiet()
     result = import_file(gguf_file, output, dtype=dtype, overwrite=overwrite)
     click.echo(f"{Path(gguf_file).name}: {result['parameters']:,} parameters ({dtype}) written to {output} "
                f"(sha256 {result['sha256'][:16]})")

@@ -5,7 +5,6 @@ output byte for byte; a file where a folder belongs, a folder where a file belon
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 
@@ -13,13 +12,8 @@ import pytest
 
 from smolalign.errors import UsageError
 
+from .conftest import tree_digest
 from .test_export import interrupt
-
-
-def snapshot(folder) -> dict[str, str]:
-    """sha256 of every file under the folder, by relative path."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def leftovers(folder) -> list[str]:
@@ -33,12 +27,12 @@ def test_overwrite_replaces_smolaligns_own_outputs(tokenizer_dir, corpus_file, t
 
     model = tmp_path / "model"
     init_model("tiny", str(tokenizer_dir), str(model), seed=0)
-    first = snapshot(model)
+    first = tree_digest(model)
     with pytest.raises(UsageError, match="is not empty: pass --overwrite to replace it, or choose another") as error:
         init_model("tiny", str(tokenizer_dir), str(model), seed=1)
     assert "--resume" not in str(error.value), "model init has no --resume"
     init_model("tiny", str(tokenizer_dir), str(model), seed=1, overwrite=True)
-    assert snapshot(model)["model.safetensors"] != first["model.safetensors"] and (model / ".smolalign").is_file()
+    assert tree_digest(model)["model.safetensors"] != first["model.safetensors"] and (model / ".smolalign").is_file()
 
     tokenizer = tmp_path / "tok"
     train_tokenizer([str(corpus_file)], 300, str(tokenizer))
@@ -63,7 +57,7 @@ def test_a_failing_overwrite_keeps_the_old_output(tokenizer_dir, corpus_file, ti
     init_model("tiny", str(tokenizer_dir), str(model))
     import_file(str(gguf_file), str(imported))
     train_tokenizer([str(corpus_file)], 300, str(tokenizer))
-    before = {folder: snapshot(folder) for folder in (model, imported, tokenizer)}
+    before = {folder: tree_digest(folder) for folder in (model, imported, tokenizer)}
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -76,7 +70,7 @@ def test_a_failing_overwrite_keeps_the_old_output(tokenizer_dir, corpus_file, ti
         with pytest.raises(OSError, match="No space left"):
             write()
     for folder, files in before.items():
-        assert snapshot(folder) == files and not leftovers(folder), folder
+        assert tree_digest(folder) == files and not leftovers(folder), folder
 
 
 def test_paths_of_the_wrong_kind_are_named(tmp_path, tokenizer_dir, corpus_file):
@@ -142,9 +136,9 @@ def test_an_interrupted_overwrite_keeps_the_old_output(sig, tokenizer_dir, corpu
          lambda process: cpu_seconds(process.pid) > 6),
     ]
     for folder, args, watch in runs:
-        before = snapshot(folder)
+        before = tree_digest(folder)
         result = interrupt([*args, "--overwrite"], watch, sig)
         assert result.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), result.stderr[-2000:]
-        assert snapshot(folder) == before, folder
+        assert tree_digest(folder) == before, folder
         if sig == signal.SIGINT:
             assert not leftovers(folder) and "interrupted" in result.stderr, "ctrl-C removes its own partial work"

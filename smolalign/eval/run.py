@@ -202,7 +202,7 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..model.load import check_model_source, load_model, quiet_loading
+    from ..model.load import check_model_source, load_model
 
     _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens, num_fewshot)
     names = task_names(tasks)
@@ -224,8 +224,7 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
 
         answers = ServerAnswers(base_url, model)
     else:
-        with quiet_loading():
-            lm, tokenizer, placement = load_model(name_or_path=model)
+        lm, tokenizer, placement = load_model(name_or_path=model)
         lm.to(placement.device)
         if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
             raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through "

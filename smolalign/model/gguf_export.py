@@ -118,17 +118,16 @@ def load_for_export(model: str, adapter: Path | None):
     from transformers import AutoModelForCausalLM
 
     from .gguf import resolve_model
-    from .load import load_tokenizer, quiet_loading
+    from .load import load_tokenizer
 
-    with quiet_loading():
-        if adapter is not None:
-            from peft import AutoPeftModelForCausalLM
+    if adapter is not None:
+        from peft import AutoPeftModelForCausalLM
 
-            merged = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32).merge_and_unload()
-            tokenizer_from = adapter if any(adapter.glob("tokenizer*.json")) else merged.config._name_or_path
-            return merged, load_tokenizer(str(tokenizer_from))
-        source = str(Path(resolve_model(model)[0]).expanduser())
-        return AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32), load_tokenizer(source)
+        merged = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32).merge_and_unload()
+        tokenizer_from = adapter if any(adapter.glob("tokenizer*.json")) else merged.config._name_or_path
+        return merged, load_tokenizer(str(tokenizer_from))
+    source = str(Path(resolve_model(model)[0]).expanduser())
+    return AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32), load_tokenizer(source)
 
 
 def permute_for_llama_cpp(weights, heads: int):

@@ -4,7 +4,6 @@ becomes (model, tokenizer, placement), on the device and in the dtype the machin
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,21 +59,6 @@ def check_model_source(name: str, gguf_file: str | None = None) -> None:
             raise UsageError(f"model directory '{name}' has no config.json: point to a saved Hugging Face model")
     else:
         check_hub_name("model", name, cache_files=("config.json",))
-
-
-@contextlib.contextmanager
-def quiet_loading():
-    """No transformers progress bars in the block: its "Loading weights" and "Writing model shards" bars take a
-    second for a model of this size and would stand before a one-line error or a short command's result."""
-    from transformers.utils import logging as hf_logging
-
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")

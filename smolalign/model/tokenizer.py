@@ -6,8 +6,7 @@ from pathlib import Path
 
 from .chat_template import END_OF_TEXT, SMOLLM2_CHAT_TEMPLATE, SPECIAL_TOKENS
 from ..errors import UsageError
-from ..outputs import atomic_directory
-from .output_folder import check_output_folder
+from ..outputs import atomic_directory, check_output_dir
 
 
 # Far above any published vocabulary (SmolLM2 49,152; the largest common ones ~256k): a typo, not a wish.
@@ -62,7 +61,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: 
                          f"{MAX_VOCAB_SIZE:,}")
     if not any(_has_text(name) for name in corpus):
         raise UsageError(f"the corpus ({', '.join(corpus)}) has no text: pass non-empty text files to --corpus")
-    check_output_folder(output, overwrite)
+    check_output_dir(output, overwrite)
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
