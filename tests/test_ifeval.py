@@ -159,7 +159,7 @@ def test_an_lm_eval_task_without_its_data_offline_is_one_line(cat_model, tmp_pat
 @pytest.mark.slow
 def test_the_real_model_on_eight_prompts(real_model, tmp_path):
     out = tmp_path / "eval"
-    result = run_cli("eval", real_model, "--tasks", "ifeval", "--limit", 8, "--max-new-tokens", 48, "--output", out)
+    result = run_cli("eval", real_model, "--tasks", "ifeval", "--limit", 8, "--max-new-tokens", 32, "--output", out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "prompt level" in result.stdout and "instruction level" in result.stdout
     written = json.loads((out / "eval.json").read_text())
@@ -172,8 +172,8 @@ def test_the_real_model_on_eight_prompts(real_model, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(real_model)
     for response in details["responses"]:  # an answer counted as cut is as long as the limit allows
         length = len(tokenizer(response["response"], add_special_tokens=False)["input_ids"])
-        assert (length >= 44) if response["truncated"] else (length < 48), response
-    assert details["truncated"] >= 1, "a 135M model writes more than 48 tokens on most IFEval prompts"
+        assert (length >= 28) if response["truncated"] else (length <= 32), response
+    assert details["truncated"] >= 1, "a 135M model writes more than 32 tokens on most IFEval prompts"
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def test_an_interrupted_overwrite_keeps_the_old_output(sig, tokenizer_dir, corpu
         (model, ["model", "init", "--preset", "smollm2-135m", "--tokenizer", tokenizer_dir, "--output", model],
          lambda process: bool(leftovers(model))),
         (imported, ["model", "import", real_gguf, "--output", imported],
-         lambda process: bool(leftovers(imported)) or cpu_seconds(process.pid) > 12),
+         lambda process: bool(leftovers(imported)) or cpu_seconds(process.pid) > 8),
         (tokenizer, ["tokenizer", "train", "--corpus", big, "--vocab-size", 4000, "--output", tokenizer],
          lambda process: cpu_seconds(process.pid) > 6),
     ]

@@ -111,13 +111,6 @@ class LocalAnswers:
     def template(self) -> str:
         return self.tokenizer.chat_template
 
-    def order(self, rows: list[dict]) -> list[dict]:
-        """Longest prompts first, so a batch holds prompts of similar length and little padding."""
-        from .metrics import chat_prompt_ids
-
-        lengths = {row["key"]: len(chat_prompt_ids(self.tokenizer, _messages(row))) for row in rows}
-        return sorted(rows, key=lambda row: -lengths[row["key"]])
-
     def answer(self, rows: list[dict], max_new_tokens: int) -> list[tuple[str, bool]]:
         from .metrics import chat_prompt_ids, generate_batch
 
@@ -139,7 +132,8 @@ def run_ifeval(answers, model: str, place: Path, limit: int | None, batch_size: 
     partial = place / PARTIAL_FILE
     done = read_partial(partial, settings)
     start_partial(partial, settings, done)
-    todo = answers.order([row for row in rows if row["key"] not in done])
+    # file order, so that the first batches of a run are the first prompts: a shorter `--limit` reuses them
+    todo = [row for row in rows if row["key"] not in done]
     started = time.monotonic()
     if progress:
         progress(len(rows) - len(todo), len(rows))

@@ -31,9 +31,6 @@ class ServerAnswers:
     def template(self) -> str:
         return f"served by {self.base_url}"  # the template lives on the server; its URL stands for it
 
-    def order(self, rows: list[dict]) -> list[dict]:
-        return rows
-
     def answer(self, rows: list[dict], max_new_tokens: int) -> list[tuple[str, bool]]:
         with ThreadPoolExecutor(max_workers=len(rows)) as pool:
             return list(pool.map(lambda row: self._one(row["prompt"], max_new_tokens), rows))
