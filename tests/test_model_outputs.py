@@ -90,6 +90,8 @@ def test_paths_of_the_wrong_kind_are_named(tmp_path, tokenizer_dir, corpus_file)
         (["tokenizer", "train", "--corpus", tmp_path / "folder", "--vocab-size", 300, "--output", tmp_path / "t"],
          "is a folder: pass the text files in it"),
         (["tokenizer", "train", "--corpus", noise, "--vocab-size", 300, "--output", tmp_path / "t"], "is not text"),
+        (["model", "info", a_file], "is a file but not a GGUF file"),
+        (["eval", a_file, "--tasks", "ifeval"], "is a file but not a GGUF file"),
     ]
     for args, message in cases:
         result = CliRunner().invoke(main, [str(a) for a in args])
