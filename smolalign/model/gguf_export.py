@@ -269,7 +269,8 @@ def export_gguf(model: str, output: str, dtype: str = "f16", overwrite: bool = F
     loaded, tokenizer = load_for_export(model, adapter)
     pre = pre_tokenizer_name(tokenizer)
     config = loaded.config
-    name = name or (Path(model).expanduser().name or str(model))
+    place = Path(model).expanduser()
+    name = name or (place.stem if place.is_file() else place.name) or str(model)
     license = license or _card_licence(model)
 
     remove_stale_partials(path)
