@@ -1,38 +1,81 @@
 #!/usr/bin/env bash
-# The GPU figures in the README, in one command on one GPU (CUDA torch installed; liger-kernel and flash-attn are
-# used where installed, and the output says which were):
-#   bash bench/gpu.sh [OUTPUT_DIR] [PARTS]        PARTS: any of pretrain,sft,memory (default: all three)
-# 1. pretrain: MFU and peak memory of the 135M, 360M and 1.7B presets at 2,048 tokens, `smolalign pretrain` with the
-#    speed settings train/speed.py chooses (Liger, fused AdamW, torch.compile, flash-attn where installed) against a
-#    bare PyTorch loop with the same weights and kernels (~3 minutes a preset on an H100, compiling included).
-# 2. sft: SFT of the 135M and 360M presets in bf16, smolalign with its GPU speed settings against TRL's best GPU
-#    setting (padding-free, flash-attn where installed, Liger, fused AdamW) at equal tokens a step, and TRL's
-#    padded and length-grouped settings; peak memory of each side; median of 3.
-# 3. memory: `smolalign plan`'s memory estimate against torch.cuda.max_memory_allocated (bench/plan_memory.py).
-# Without a GPU, `python bench/<script> --tiny` runs the same code on CPU (tests/test_bench.py, tests/test_plan.py).
+# Every GPU claim of the README in one run on one H100/H200, about 8 minutes, compiling included:
+#   [WHEELS=DIR] bash bench/gpu.sh OUT [PARTS]
+# PARTS (comma-separated, default all): smoke, attention, pretrain, sft, dpo, memory. Each part writes OUT/PART.txt;
+# a part that fails or runs out of its time is reported and the others still run; OUT/summary.txt lists them all.
+# 1. smoke: `smolalign pretrain` (pretrain-135m on the repo's text), `sft` (sft-smol) and `dpo` (dpo) from it, and
+#    `chat` on the result, each the shipped recipe with its GPU defaults and only its size shrunk: exit 0, loss falls.
+# 2. attention: packed rows through the 4-D mask, per-document sdpa and torch's varlen kernel on one batch of
+#    8,192-token rows: loss and gradients equal, forward + backward timed (bench/packed_attention.py).
+# 3. pretrain: MFU of the 360M and 1.7B presets at 2,048 tokens with fp32 master weights and in pure bf16,
+#    smolalign's Trainer against a bare loop with the same kernels (bench/pretrain_throughput.py --gpu --best).
+# 4. sft: the recipe's shape (SmolTalk-like rows, max_length 8,192, ~64k tokens a step), smolalign against TRL's
+#    best GPU setting at equal tokens a step, with peak memory (bench/sft_throughput.py --smoltalk).
+# 5. dpo: pairs/s and peak memory at max_length 1,024, with and without precomputed reference log-probs, against
+#    TRL's best GPU setting (bench/dpo_throughput.py).
+# 6. memory: `smolalign plan`'s memory estimate against torch.cuda.max_memory_allocated (bench/plan_memory.py).
+# A machine with CUDA torch but none of our other packages and no network: bring the wheels that
+# bench/gpu_wheels.sh downloads (here, with a network) and give their folder as WHEELS; they are installed with
+# --no-index --no-deps into OUT/site, on top of the machine's torch, and the repo itself is used from PYTHONPATH.
+# TINY=1 runs every part's CPU mode instead (tests/test_bench.py): it proves the script, it measures nothing.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 out=${1:-bench-gpu}
-parts=${2:-pretrain,sft,memory}
+parts=${2:-smoke,attention,pretrain,sft,dpo,memory}
+tiny=${TINY:-}
+python=${PYTHON:-python3}  # the Python that holds torch (a venv's, for TINY=1 here)
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/machine.txt"
-python3 -c "import importlib.util as u; print('liger-kernel', bool(u.find_spec('liger_kernel')), '| flash-attn',
-bool(u.find_spec('flash_attn')))" | tee -a "$out/machine.txt"
-progress='it/s\]\|s/it\]'
-if [[ $parts == *pretrain* ]]; then
-  for run in "smollm2-135m 16" "smollm2-360m 8" "smollm2-1.7b 4"; do
-    set -- $run
-    timeout 420 python3 bench/pretrain_throughput.py --gpu --best --preset "$1" --batch "$2" --steps 40 2>&1 \
-      | grep -v "$progress" | tee "$out/pretrain_$1.txt"
-  done
+out=$(cd "$out" && pwd)
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [[ -n ${WHEELS:-} ]]; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$out/site" \
+    "$WHEELS"/*.whl > "$out/install.txt" 2>&1 || { echo "installing the wheels failed: see $out/install.txt"; exit 1; }
+  export PYTHONPATH="$PYTHONPATH:$out/site"  # after the repo; the machine's own torch stays first in sys.path
 fi
-if [[ $parts == *sft* ]]; then
-  for preset in smollm2-135m smollm2-360m; do
-    timeout 900 python3 bench/sft_throughput.py --preset "$preset" --rows 3000 --reps 3 --no-compile \
-      --sides "=smolalign packed;TRL best GPU;group_by_length, batch;=TRL packed (padding-free)" 2>&1 \
-      | grep -v "$progress" | tee "$out/sft_$preset.txt"
-  done
+"$python" - <<'EOF' | tee "$out/machine.txt"
+import importlib.metadata as m, torch
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+memory = f", {torch.cuda.get_device_properties(0).total_memory / 2**20:,.0f} MiB" if torch.cuda.is_available() else ""
+print(f"machine: {gpu}{memory}; torch {torch.__version__}, CUDA {torch.version.cuda}")
+versions = []
+for name in ("transformers", "trl", "datasets", "accelerate", "peft", "liger-kernel", "flash-attn", "triton"):
+    try:
+        versions.append(f"{name} {m.version(name)}")
+    except m.PackageNotFoundError:
+        versions.append(f"{name} -")
+print("; ".join(versions))
+EOF
+: > "$out/summary.txt"
+part() {  # part NAME SECONDS COMMAND...: run it under a time limit, record how it ended, never stop the script
+  local name=$1 limit=$2
+  shift 2
+  [[ ",$parts," == *",$name,"* ]] || return 0
+  echo "== $name (limit ${limit}s): $*"
+  local started=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" > "$out/$name.txt" 2>&1
+  local rc=$?
+  grep -v 'it/s\]\|s/it\]' "$out/$name.txt" | tail -40
+  local verdict="ok"
+  [[ $rc == 0 ]] || verdict="FAILED (exit $rc$([[ $rc == 124 ]] && echo ', out of time'))"
+  echo "$name: $verdict in $((SECONDS - started)) s" | tee -a "$out/summary.txt"
+}
+if [[ -n $tiny ]]; then
+  part smoke 600 "$python" bench/gpu_smoke.py "$out/smoke" --tiny
+  part attention 300 "$python" bench/packed_attention.py --tiny
+  part pretrain 300 "$python" bench/pretrain_throughput.py --gpu --best --preset tiny:2 --weights fp32,bf16 --steps 12 --block 64
+  part sft 300 "$python" bench/sft_throughput.py --tiny --smoltalk
+  part dpo 300 "$python" bench/dpo_throughput.py --tiny
+  part memory 300 "$python" bench/plan_memory.py --tiny
+else
+  part smoke 110 "$python" bench/gpu_smoke.py "$out/smoke"
+  part attention 40 "$python" bench/packed_attention.py
+  part pretrain 170 "$python" bench/pretrain_throughput.py --gpu --best --preset smollm2-360m:8,smollm2-1.7b:4 \
+    --weights fp32,bf16 --steps 20
+  part sft 100 "$python" bench/sft_throughput.py --smoltalk --preset smollm2-135m --reps 1 --no-compile
+  part dpo 50 "$python" bench/dpo_throughput.py
+  part memory 40 "$python" bench/plan_memory.py --presets smollm2-360m
 fi
-if [[ $parts == *memory* ]]; then
-  timeout 420 python3 bench/plan_memory.py 2>&1 | tee "$out/plan_memory.txt"
-fi
+echo "== summary"
+cat "$out/summary.txt"
+! grep -q FAILED "$out/summary.txt"

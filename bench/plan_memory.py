@@ -56,8 +56,10 @@ def batch(config, rows: int, length: int, device: str, block_mask: bool):
     return inputs
 
 
-def gpu_case(preset: str, rows: int, checkpointing: bool, liger: bool, block_mask: bool) -> tuple[float, float]:
-    """(measured peak bytes, planned bytes) on this GPU."""
+def gpu_case(preset: str, rows: int, checkpointing: bool, liger: bool, block_mask: bool,
+             master: bool = False) -> tuple[float, float]:
+    """(measured peak bytes, planned bytes) on this GPU; `master`: fp32 weights under bf16 autocast (pretraining's
+    default on a GPU), else bf16 weights."""
     import torch
 
     from smolalign.plan.memory import Shape, estimate
@@ -65,17 +67,20 @@ def gpu_case(preset: str, rows: int, checkpointing: bool, liger: bool, block_mas
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model, config = build(preset, None, torch.bfloat16, "cuda", liger)
+    model, config = build(preset, None, torch.float32 if master else torch.bfloat16, "cuda", liger)
     if checkpointing:
         model.activation_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     for _ in range(3):
-        model(**batch(config, rows, 2048, "cuda", block_mask)).loss.backward()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=master):
+            loss = model(**batch(config, rows, 2048, "cuda", block_mask)).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     torch.cuda.synchronize()
     measured = torch.cuda.max_memory_allocated()
-    shape = Shape(rows=rows, sequence=2048, checkpointing=checkpointing, liger=liger, block_mask=block_mask)
+    shape = Shape(rows=rows, sequence=2048, checkpointing=checkpointing, liger=liger, block_mask=block_mask,
+                  weight_bytes=4 if master else 2, compute_bytes=2)
     planned = estimate(arch_of(config), shape, "single", 1).total
     del model, optimizer
     return measured, planned
@@ -125,15 +130,18 @@ def main() -> None:
             print(f"ratio measured / plan (tiny, fp32, CPU, {what}): {measured / planned:.3f}x")
         return
     liger = importlib.util.find_spec("liger_kernel") is not None
-    print(f"bf16 weights, fused AdamW, sdpa, rows of 2,048 tokens; Liger {'installed' if liger else 'not installed'}")
+    print(f"bf16 weights (or fp32 under bf16 autocast where named), fused AdamW, sdpa, rows of 2,048 tokens; Liger "
+          f"{'installed' if liger else 'not installed'}")
     for preset in options.presets.split(","):
         rows = {"smollm2-1.7b": 4}.get(preset, 8)
-        cases = [(False, False, False), (True, False, False), (False, False, True)] + [(False, True, False)] * liger
-        for checkpointing, with_liger, mask in cases:
+        cases = [(False, False, False, False), (True, False, False, False), (False, False, True, False),
+                 (False, False, False, True)] + [(False, True, False, False)] * liger
+        for checkpointing, with_liger, mask, master in cases:
             name = (f"{preset}, {rows} rows, checkpointing {'on' if checkpointing else 'off'}"
-                    + (", Liger" if with_liger else "") + (", 4-D mask" if mask else ""))
+                    + (", Liger" if with_liger else "") + (", 4-D mask" if mask else "")
+                    + (", fp32 master weights" if master else ""))
             try:
-                measured, planned = gpu_case(preset, rows, checkpointing, with_liger, mask)
+                measured, planned = gpu_case(preset, rows, checkpointing, with_liger, mask, master)
             except torch.OutOfMemoryError:
                 print(f"{name}: out of memory")
                 continue

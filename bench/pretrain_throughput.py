@@ -9,7 +9,8 @@
    late in a run (same work after it). (b) Positioning the data at step 10 and at step 1,000,000 through the
    Trainer's own data loader, against the replay transformers does by default (`skip_first_batches`). Target:
    flat.
-3. `--gpu [--preset P] [--best]`: a preset (360M by default) at 2,048 tokens in bf16 on synthetic blocks: tokens/s,
+3. `--gpu [--preset P[:BATCH],...] [--best] [--weights fp32,bf16]`: presets (360M by default) at 2,048 tokens on
+   synthetic blocks, with fp32 master weights under bf16 autocast and/or pure bf16 weights: tokens/s,
    MFU (6N + 12·L·H·Q·T FLOPs a token against the device's dense bf16 peak) and peak GPU memory for the pretraining
    Trainer and a bare loop with the same weights and kernels; `--best` gives both the speed settings that
    train/speed.py chooses for the machine. Under 3 minutes a preset on one H100.
@@ -230,11 +231,12 @@ def synthetic_files(root: Path, vocab: int, block: int, blocks: int) -> dict:
     return files
 
 
-def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_: bool, best: bool = False) -> None:
-    """Tokens/s, MFU and peak memory of the pretraining Trainer and of a bare loop with the same weights (in the
-    dtype `smolalign pretrain` loads them: bf16 on a GPU) and the same kernels. `best`: the speed settings
-    train/speed.py chooses for this machine (Liger when installed, fused AdamW, torch.compile, flash-attn when
-    installed), on both sides."""
+def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_: bool, best: bool = False,
+            weights: str = "bf16") -> None:
+    """Tokens/s, MFU and peak memory of the pretraining Trainer and of a bare loop with the same weights and the same
+    kernels. `weights`: fp32 (master weights under bf16 autocast: `smolalign pretrain`'s default on a GPU) or bf16
+    (pure bf16, `model.dtype=bfloat16`). `best`: the speed settings train/speed.py chooses for this machine (Liger
+    where installed, else torch.compile; fused AdamW; flash-attn where installed), on both sides."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
@@ -251,7 +253,7 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     liger = bool(speed.get("training.use_liger_kernel"))
     compile_ = compile_ or bool(speed.get("training.torch_compile"))
     attention = speed.get("model.attn_implementation") or "sdpa"
-    dtype = choose_placement().torch_dtype
+    dtype = torch.float32 if weights == "fp32" or not on_gpu else choose_placement().torch_dtype
     config = llama_config(preset, vocab_size=49_152)
     config._attn_implementation = attention
     config.use_cache = False
@@ -323,7 +325,8 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
         value = mfu(rate, per_token, peak, 1)
         peak_text = f"   peak memory {memory / 2**30:.1f} GiB" if memory is not None else ""
         print(f"  {name:20s} {rate:12,.0f} tokens/s   MFU {f'{value:.1%}' if value is not None else 'n/a'}{peak_text}")
-    print(f"ratio smolalign pretrain / bare PyTorch loop (GPU, {preset}): {ours / bare:.3f}x (target >= 0.98x)")
+    print(f"ratio smolalign pretrain / bare PyTorch loop (GPU, {preset}, {weights} weights): {ours / bare:.3f}x "
+          f"(target >= 0.98x)", flush=True)
 
 
 # ---------------------------------------------------------------- main
@@ -340,13 +343,18 @@ def main() -> None:
     parser.add_argument("--preset", default="smollm2-360m")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--best", action="store_true", help="With --gpu: the speed settings train/speed.py chooses.")
+    parser.add_argument("--weights", default="bf16", help="With --gpu: fp32 (master weights, bf16 autocast), bf16, "
+                        "or both as fp32,bf16.")
     options = parser.parse_args()
     print(machine(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if options.gpu:
-            gpu_mfu(tmp, options.preset, 2048 if options.block == 256 else options.block, options.batch,
-                    options.steps, options.compile, options.best)
+        if options.gpu:  # presets and weights may be lists: one process, one compile cache, every figure
+            for preset_batch in options.preset.split(","):
+                preset, _, batch = preset_batch.partition(":")
+                for weights in options.weights.split(","):
+                    gpu_mfu(tmp, preset, 2048 if options.block == 256 else options.block, int(batch or options.batch),
+                            options.steps, options.compile, options.best, weights)
             return
         steps, repeats = (4, 1) if options.tiny else (options.steps, options.repeats)
         block = 64 if options.tiny else options.block

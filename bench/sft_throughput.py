@@ -17,6 +17,11 @@ process's CPU time. On a machine shared with other work, wall time measures the 
 CPU time (best with `--threads 1`, where no thread waits on another) measures the work. Each side runs a few
 steps once to warm up, then `--reps` times interleaved; the median is printed.
 
+`--smoltalk` is the recipe's shape on a GPU: multi-turn rows whose lengths follow SmolTalk's (log-normal turns, a
+long tail past 8,192 tokens), max_length 8,192, ~64k tokens a step through accumulation, smolalign packed (4-D mask,
+and torch's varlen kernel) against TRL's best GPU setting and TRL's padded, length-grouped batches at equal tokens
+a step, with the peak memory of each (bench/gpu.sh runs it).
+
 Run by hand: `python bench/sft_throughput.py [--reps 3] [--attn sdpa] [--no-compile] [--threads N]`
 (`--steps N` stops each side after N steps instead of an epoch; `--sides "a;=b"` runs only the sides whose names
 contain a or are b). `--tiny` runs every side in seconds (tests/test_bench.py) and measures nothing worth quoting.
@@ -57,6 +62,8 @@ class Settings:
     threads: int | None = None  # torch's choice
     preset: str = "tiny"
     model: str | None = None  # a saved model directory (e.g. the real SmolLM2 from `smolalign model import`)
+    accumulation: int = 1  # gradient accumulation of every side (equal tokens a step)
+    smoltalk: bool = False  # SmolTalk-like multi-turn lengths (the recipe's shape) instead of repeated words
 
 
 TINY = Settings(rows=48, max_length=96, batch=2, steps=4, warmup_steps=2, logging_steps=2, reps=1, compile=False,
@@ -74,6 +81,7 @@ class Side:
     block_mask: bool = False  # smolalign packed rows with the 4-D block-causal mask (its GPU path) on CPU too
     by_document: bool = False  # smolalign packed rows with per-document attention (its CPU path) on GPU too
     best: bool = False  # TRL's best GPU setting: padding-free, flash-attn where installed, Liger, fused AdamW
+    varlen: bool = False  # smolalign packed rows through torch's varlen kernel (speed.packed_attention=varlen)
 
 
 def installed(module: str) -> bool:
@@ -114,6 +122,25 @@ def variable_length_data(path: Path, rows: int, max_length: int, seed: int = 0) 
     return path
 
 
+def smoltalk_like_data(path: Path, rows: int, max_length: int, seed: int = 0) -> Path:
+    """Multi-turn chat rows shaped like SmolTalk's: 1-4 turns, user turns log-normal around 60 tokens and answers
+    around 300, so that rows average several hundred tokens and a tail reaches past `max_length` (cut there, as
+    TRL cuts them). Each word is one token of the debug tokenizer."""
+    from smolalign.data.debug_tasks import WORDS
+
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(rows):
+        messages = []
+        for _turn in range(rng.choice((1, 1, 2, 3, 4))):
+            for role, median in (("user", 60), ("assistant", 300)):
+                words = max(1, min(max_length, int(rng.lognormvariate(math.log(median), 1.0))))
+                messages.append({"role": role, "content": " ".join(rng.choice(WORDS) for _ in range(words))})
+        lines.append(json.dumps({"messages": messages}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def chat_tokenizer(model: str | None = None):
     from transformers import AutoTokenizer
 
@@ -148,9 +175,9 @@ def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list)
     import smolalign.train.sft as sft
     from smolalign.train.packing import use_document_attention, use_packed_rows
 
-    def packed_rows(trainer, attn):  # sft.py calls this on every trainer it builds: our way in
+    def packed_rows(trainer, attn, packed_attention="auto"):  # sft.py calls this on every trainer: our way in
         trainer.add_callback(clock(records))
-        used = use_packed_rows(trainer, attn)
+        used = use_packed_rows(trainer, attn, packed_attention)
         if used and side.block_mask:  # back to plain sdpa over the 4-D mask
             trainer.model.config._attn_implementation = attn
             trainer.data_collator.by_document = False
@@ -168,7 +195,9 @@ def smolalign_run(side: Side, data: Path, out: Path, s: Settings, records: list)
         "training.eval_strategy=no", "training.report_to=[]", f"training.logging_steps={s.logging_steps}",
         f"training.max_length={s.max_length}", f"training.per_device_train_batch_size={side.batch}",
         f"training.packing={str(side.packing).lower()}", f"training.torch_compile={str(side.compile).lower()}",
-    ] + ([f"model.attn_implementation={s.attn}"] if s.attn else [])
+        f"training.gradient_accumulation_steps={s.accumulation}", "data.max_truncated_fraction=1.0",
+    ] + ([f"model.attn_implementation={s.attn}"] if s.attn else []) + (
+        ["speed.packed_attention=varlen"] if side.varlen else [])
     sft.use_packed_rows = packed_rows
     try:
         sft.run_sft("debug/sft", overrides, overwrite=True)
@@ -195,6 +224,7 @@ def trl_run(side: Side, data: Path, out: Path, s: Settings, records: list) -> No
     best = {"use_liger_kernel": installed("liger_kernel"), "optim": "adamw_torch_fused"} if side.best else {}
     args = SFTConfig(output_dir=str(out), max_steps=s.steps, num_train_epochs=1, save_strategy="no", report_to=[],
                      logging_steps=s.logging_steps, max_length=s.max_length, per_device_train_batch_size=side.batch,
+                     gradient_accumulation_steps=s.accumulation,
                      packing=side.packing, bf16=torch.cuda.is_available(), activation_checkpointing=False, assistant_only_loss=True,
                      learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=0.1, seed=42,
                      include_num_input_tokens_seen="non_padding", torch_compile=side.compile,
@@ -228,7 +258,20 @@ def on_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def realistic_sides(s: Settings, equal_batch: int) -> list[Side]:
+    """The recipe's shape: packed rows of max_length against TRL at the batch that carries as many real tokens."""
+    rows = [Side("smolalign packed", "smolalign", True, s.batch),
+            Side("TRL unpacked, group_by_length", "trl", False, equal_batch, grouped=True)]
+    if on_gpu():
+        rows.insert(1, Side("smolalign packed, varlen", "smolalign", True, s.batch, varlen=True))
+        rows.append(Side("TRL best GPU setting (padding-free, flash-attn if installed, Liger, fused AdamW)", "trl",
+                         True, s.batch, best=True))
+    return rows
+
+
 def sides(s: Settings, equal_batch: int) -> list[Side]:
+    if s.smoltalk:
+        return realistic_sides(s, equal_batch)
     b, small = s.batch, max(1, s.batch // 4)
     rows = [
         Side("smolalign packed", "smolalign", True, b),
@@ -257,7 +300,8 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
     """The table, then every ratio whose two sides ran (`--sides` may leave some out)."""
     results = {name: [statistics.median(r[i] for r in done) for i in range(4)] for name, done in runs.items()}
     print(f"\nmachine: {machine()}")
-    print(f"data: {s.rows} chat rows, tokens per row mean {statistics.mean(lengths):.0f}, median "
+    print(f"data: {s.rows} {'SmolTalk-like multi-turn' if s.smoltalk else 'chat'} rows, {s.batch} x "
+          f"{s.accumulation} accumulation a step ({s.batch * s.accumulation * s.max_length:,} packed tokens), tokens per row mean {statistics.mean(lengths):.0f}, median "
           f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention "
           f"{s.attn or 'each side its own (smolalign: its speed settings; TRL: sdpa, or flash for its best)'}; "
           f"flash-attn {'installed' if installed('flash_attn') else 'not installed'}, liger-kernel "
@@ -309,6 +353,12 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
          best_gpu, " (target >= 1.0x)")
     line("smolalign packed / TRL packed (padding-free)", "smolalign packed", "TRL packed (padding-free)",
          " (reference)")
+    line("smolalign packed, varlen / TRL best GPU setting, equal tokens a step", "smolalign packed, varlen", best_gpu,
+         " (target >= 1.2x)")
+    line("varlen / 4-D mask, smolalign packed", "smolalign packed, varlen", "smolalign packed")
+    if s.smoltalk:
+        line("smolalign packed / TRL group_by_length, equal tokens a step", "smolalign packed",
+             "TRL unpacked, group_by_length")
     line("smolalign unpacked / TRL unpacked (same)", "smolalign unpacked", "TRL unpacked (padded)",
          " (target >= 0.98x)")
     line("packed / unpacked at equal tokens a step", "smolalign packed", f"smolalign unpacked, batch {equal_batch}")
@@ -334,9 +384,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, help="rows a step of the main sides (default 8)")
     parser.add_argument("--rows", type=int, help="chat rows (default 1500)")
     parser.add_argument("--sides", help='run only these sides: "part of a name;=whole name;..."')
+    parser.add_argument("--accumulation", type=int, help="gradient accumulation of every side (default 1)")
+    parser.add_argument("--smoltalk", action="store_true", help="the recipe's shape: SmolTalk-like multi-turn rows, "
+                        "max_length 8192, 1 packed row x 8 accumulation (~64k tokens a step) unless given")
     options = parser.parse_args(argv)
     s = TINY if options.tiny else Settings()
-    s = replace(s, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
+    if options.smoltalk:
+        s = replace(s, smoltalk=True, **({} if options.tiny else {"max_length": 8192, "batch": 1, "accumulation": 8,
+                                                                   "rows": 2000, "steps": 12, "warmup_steps": 4,
+                                                                   "logging_steps": 2}))
+    s = replace(s, accumulation=options.accumulation or s.accumulation, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
                 compile=s.compile and not options.no_compile, threads=options.threads or s.threads,
                 preset=options.preset or s.preset, rows=options.rows or s.rows, model=options.model or s.model,
                 max_length=options.max_length or s.max_length, batch=options.batch or s.batch)
@@ -350,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = variable_length_data(tmp / "varlen.jsonl", s.rows, s.max_length)
+        data = (smoltalk_like_data if s.smoltalk else variable_length_data)(tmp / "rows.jsonl", s.rows, s.max_length)
         lengths = token_lengths(data, s.max_length, s.model)
         # unpacked rows per step that carry as many real tokens as a full packed step
         equal_batch = max(s.batch, round(s.batch * s.max_length / statistics.mean(lengths)))

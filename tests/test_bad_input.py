@@ -402,6 +402,10 @@ TRAIN_CASES = [
     ("flash-attn on cpu", lambda ws: _sft(ws, "model.attn_implementation=flash_attention_2"),
      "flash_attention_2 needs a CUDA GPU"),
     ("liger not installed", lambda ws: _sft(ws, "training.use_liger_kernel=true"), "needs liger-kernel"),
+    ("varlen attention on cpu", lambda ws: _sft(ws, "speed.packed_attention=varlen"),
+     "speed.packed_attention=varlen needs a CUDA GPU"),
+    ("packed attention misspelt", lambda ws: _sft(ws, "speed.packed_attention=varlne"),
+     "speed.packed_attention='varlne' is not one of auto, mask, by_document, varlen"),
     ("block size 0", lambda ws: _pretrain(ws, "data.block_size=0"), "data.block_size=0 must be at least 2"),
     ("text column of numbers", lambda ws: _pretrain(
         ws, f"data.sources={{prose: {{dataset: {ws / 'numbers.jsonl'}, text_column: text}}}}",

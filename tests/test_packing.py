@@ -139,3 +139,62 @@ def test_torch_compile_gets_one_fixed_shape(tmp_path):
     trainer = packed_trainer(tmp_path, torch_compile=True)
     shapes = {tuple(batch["input_ids"].shape[1:]) for batch in trainer.get_train_dataloader()}
     assert shapes == {(trainer.args.max_length,)}
+
+
+@pytest.mark.parametrize("setting,attn,device,way", [
+    ("auto", "sdpa", "cpu", "by_document"), ("auto", "sdpa", "cuda", "mask"), ("auto", "eager", "cpu", "mask"),
+    ("auto", "flash_attention_2", "cuda", "kernel"), ("varlen", "sdpa", "cuda", "varlen"),
+    ("varlen", "eager", "cuda", "mask"), ("mask", "sdpa", "cpu", "mask"), ("by_document", "sdpa", "cuda", "by_document"),
+])
+def test_the_way_packed_documents_are_kept_apart(setting, attn, device, way):
+    """`auto` is per-document sdpa on CPU and the 4-D mask on a GPU until bench/gpu.sh has measured varlen there."""
+    from smolalign.train.packing import choose_packed_attention
+
+    assert choose_packed_attention(setting, attn, device) == way
+
+
+def reference_varlen(query, key, value, offsets, longest, scale, gqa):
+    """A CPU stand-in for torch's CUDA-only varlen kernel (injected, said so): causal sdpa on each segment of the
+    flattened [tokens, heads, dim] layout. It checks what smolalign does around the kernel: flattening, offsets, GQA
+    and the shape back; bench/gpu.sh checks the kernel itself against the 4-D mask on a GPU."""
+    import torch
+
+    bounds = offsets.tolist()
+    assert longest == max(b - a for a, b in zip(bounds, bounds[1:]))
+    pieces = [torch.nn.functional.scaled_dot_product_attention(
+        query[a:b].transpose(0, 1), key[a:b].transpose(0, 1), value[a:b].transpose(0, 1), is_causal=True,
+        scale=scale, enable_gqa=gqa).transpose(0, 1) for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(pieces)
+
+
+def test_the_varlen_twin_equals_the_4d_mask_in_outputs_and_gradients(tmp_path):
+    import functools
+
+    import torch
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    from smolalign.train.packing import _mask_for_document_attention, block_causal_mask, sdpa_varlen
+
+    trainer = packed_trainer(tmp_path, attn="sdpa")  # on CPU its batches carry the document offsets
+    batch = first_batch(trainer)
+    model = trainer.model
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # GQA is exercised
+    AttentionInterface.register("varlen_stand_in", functools.partial(sdpa_varlen, kernel=reference_varlen))
+    AttentionMaskInterface.register("varlen_stand_in", _mask_for_document_attention)
+    real = batch["input_ids"] != trainer.processing_class.pad_token_id
+    runs = {}
+    for name, extra in (("sdpa", {"attention_mask": block_causal_mask(batch["position_ids"], real)}),
+                        ("varlen_stand_in", {"cu_seq_lens_q": batch["cu_seq_lens_q"],
+                                             "max_length_q": batch["max_length_q"]})):
+        model.config._attn_implementation = name
+        model.zero_grad()
+        out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"],
+                    use_cache=False, **extra)
+        out.loss.backward()
+        runs[name] = (out.logits.detach(), [p.grad.clone() for p in model.parameters()])
+    (mask_logits, mask_grads), (varlen_logits, varlen_grads) = runs["sdpa"], runs["varlen_stand_in"]
+    rows = real.unsqueeze(-1)  # padding positions attend differently (alone vs. as one segment): not compared
+    torch.testing.assert_close(varlen_logits * rows, mask_logits * rows, rtol=1e-5, atol=1e-5)
+    for a, b in zip(varlen_grads, mask_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

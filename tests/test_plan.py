@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from smolalign.errors import UsageError
 import torch
 
 from smolalign.plan.memory import Shape, activations, model_states
@@ -122,6 +124,25 @@ def test_the_papers_17b_pretraining_is_524m_steps():
     assert result["flops"]["total"] == pytest.approx(1.1e13 * (6 * 1_711_376_384 + 12 * 24 * 32 * 64 * 2048),
                                                      rel=1e-6)
     assert "measured in bench/" in result["time"]["mfu_source"] and result["time"]["mfu"] == 0.199
+
+
+@pytest.mark.parametrize("gpus", [1, 8, 64])
+def test_the_papers_global_batch_on_any_number_of_gpus(gpus):
+    """batch.global_tokens: the accumulation follows from the processes, and the run is the paper's on each."""
+    result = plan("pretrain", ["stages=[{name: all, tokens: 1.1e13, mixture: {fineweb-edu: 0.6, dclm: 0.4}}]",
+                               "speed.fit_micro_batch=false"], gpus=gpus)
+    assert result["batch"]["accumulation"] == 2_097_152 // (gpus * 4 * 2048)
+    assert result["run"]["phases"][0]["tokens_per_step"] == 2_097_152 and result["run"]["steps"] == 5_245_209
+    assert any(f"batch.global_tokens 2,097,152 / ({gpus} process(es) x 4 per device" in n for n in result["notes"])
+
+
+def test_a_global_batch_that_cannot_be_met_is_refused_as_the_training_command_refuses_it():
+    with pytest.raises(UsageError, match=r"batch.global_tokens=2,097,152 cannot be met exactly on 3 process\(es\)"):
+        plan("pretrain", ["speed.fit_micro_batch=false"], gpus=3)
+    sft = plan("sft", ["speed.fit_micro_batch=false"], gpus=8, rows=1000, tokens_per_row=500)
+    assert sft["batch"]["accumulation"] == 4 and sft["batch"]["rows_per_step"] == 128
+    with pytest.raises(UsageError, match="batch.global_rows=128 cannot be met exactly"):
+        plan("dpo", ["speed.fit_micro_batch=false"], gpus=3, rows=1000, tokens_per_row=500)
 
 
 def test_plan_of_the_shipped_pretraining_recipe_through_the_cli():

@@ -233,6 +233,18 @@ def check_machine(recipe, machine) -> None:
     elif "/" in attention and importlib.util.find_spec("kernels") is None:
         problems.append(f"model.attn_implementation={attention} is a hub kernel, which needs the `kernels` package "
                         f"and the hub: use sdpa")
+    speed = recipe.sections.get("speed")
+    packed = getattr(speed, "packed_attention", "auto")
+    from .packing import PACKED_ATTENTION, varlen_available
+
+    if packed not in PACKED_ATTENTION:
+        problems.append(f"speed.packed_attention={packed!r} is not one of {', '.join(PACKED_ATTENTION)}")
+    elif packed == "varlen" and not varlen_available():
+        problems.append("speed.packed_attention=varlen needs a CUDA GPU and torch's varlen kernel (torch >= 2.10): "
+                        "use auto")
+    elif packed in ("by_document", "varlen") and attention not in ("auto", "sdpa"):
+        problems.append(f"speed.packed_attention={packed} replaces sdpa, but model.attn_implementation={attention}: "
+                        f"set model.attn_implementation=sdpa, or speed.packed_attention=auto")
     if recipe.training.get("use_liger_kernel"):
         if not machine.liger:
             problems.append("training.use_liger_kernel=true needs liger-kernel, which is not installed: pip install "

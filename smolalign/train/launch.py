@@ -62,6 +62,11 @@ def check_accelerate_config(name: str) -> dict:
     return config
 
 
+def launched_processes(config_name: str, num_processes: int | None) -> int:
+    """How many processes `accelerate launch` will start: --num-processes, else the config's own count."""
+    return num_processes or int(check_accelerate_config(config_name).get("num_processes") or 1)
+
+
 def strip_launch_flags(argv: list[str]) -> list[str]:
     out, skip = [], False
     for arg in argv:

@@ -17,7 +17,11 @@ On CPU with sdpa there is a cheaper way that is just as explicit: the collator p
 `sdpa_by_document`, runs causal sdpa on each document alone. No L x L mask is built, and each document costs its
 own length squared (halved by `is_causal`) instead of the whole row's: 1.22x the 4-D mask on variable-length
 chat data, about as cheap per real token as TRL's length-grouped padded batches (bench/sft_throughput.py). On GPU
-the per-document loop is bound by kernel launches, so there (and for eager or flex attention) the 4-D mask stays.
+the per-document loop is bound by kernel launches. There the same offsets can feed PyTorch's own FlashAttention
+varlen kernel (`torch.nn.attention.varlen.varlen_attn`, in torch's CUDA build, no flash-attn package): one launch
+for the batch, no mask, no cross-document work (`sdpa_varlen`). Which way packed documents are kept apart is
+`speed.packed_attention` (`choose_packed_attention`): `auto` is per-document sdpa on CPU and the 4-D mask on a GPU
+until bench/gpu.sh has measured varlen there; `varlen` opts in.
 
 Two Trainer counters read `inputs["attention_mask"].sum()` as "real tokens", which is true only of a 2-D padding
 mask, and fall back to other counts without one. For packed rows `use_packed_rows` points both at the
@@ -52,6 +56,32 @@ def block_causal_mask(position_ids, padding, additive: bool = False):
 
 
 DOCUMENT_ATTENTION = "sdpa_by_document"
+VARLEN_DOCUMENT_ATTENTION = "sdpa_varlen"
+PACKED_ATTENTION = ("auto", "mask", "by_document", "varlen")
+
+
+def choose_packed_attention(setting: str, attn_implementation: str, device_type: str) -> str:
+    """How packed documents are kept apart: `kernel` (flash-attn reads the boundaries from position ids),
+    `by_document` (sdpa one document at a time), `varlen` (torch's varlen flash kernel over the offsets) or `mask`
+    (the 4-D block-causal mask, which every kernel takes). `setting` is the recipe's `speed.packed_attention`."""
+    if attn_implementation in VARLEN_ATTENTION:
+        return "kernel"
+    if setting == "auto":
+        return "by_document" if attn_implementation == "sdpa" and device_type == "cpu" else "mask"
+    if setting in ("by_document", "varlen") and attn_implementation != "sdpa":
+        return "mask"  # both replace sdpa; eager and flex keep the mask (check_machine says so before a run)
+    return setting
+
+
+def varlen_available() -> bool:
+    """torch's FlashAttention varlen kernel: in the CUDA build from torch 2.10 on."""
+    import torch
+
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def document_offsets(position_ids, padding):
@@ -94,6 +124,40 @@ def sdpa_by_document(module, query, key, value, attention_mask, dropout: float =
     return out.view(heads, batch, length, dim).permute(1, 2, 0, 3), None
 
 
+def _causal_varlen(query, key, value, offsets, longest: int, scale, gqa: bool):
+    """torch's varlen kernel, causal: torch 2.11 takes `is_causal`, later ones a (left, right) window of (-1, 0)."""
+    import inspect
+
+    from torch.nn.attention.varlen import varlen_attn
+
+    causal = {"is_causal": True} if "is_causal" in inspect.signature(varlen_attn).parameters else \
+        {"window_size": (-1, 0)}
+    extra = {"enable_gqa": True} if gqa else {}
+    return varlen_attn(query, key, value, offsets, offsets, longest, longest, scale=scale, **causal, **extra)
+
+
+def sdpa_varlen(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, cu_seq_lens_q=None,
+                max_length_q=None, kernel=None, **kwargs):
+    """Packed rows through one varlen kernel call over the document offsets ([batch, heads, L, dim] in, [batch,
+    L, heads, dim] out). `kernel` stands in for torch's CUDA kernel in CPU tests; without offsets it is sdpa."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    batch, heads, length, dim = query.shape
+
+    def flat(states):  # [batch x L, heads, dim]: the token axis the offsets index
+        return states.transpose(1, 2).reshape(batch * length, states.shape[1], dim)
+
+    offsets = cu_seq_lens_q.to(device=query.device, dtype=torch.int32)
+    longest = int(max_length_q) if max_length_q is not None else int((offsets[1:] - offsets[:-1]).max())
+    out = (kernel or _causal_varlen)(flat(query), flat(key), flat(value), offsets, longest, scaling,
+                                     key.shape[1] != heads)
+    return out.view(batch, length, heads, dim), None
+
+
 def _mask_for_document_attention(*args, attention_mask=None, **kwargs):
     """Packed rows carry their structure in the offsets, so they need no mask; any other caller (a padded
     `generate`) gets sdpa's own."""
@@ -102,25 +166,27 @@ def _mask_for_document_attention(*args, attention_mask=None, **kwargs):
     return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 
 
-def use_document_attention(model) -> None:
-    """Run `model`'s attention through `sdpa_by_document`. Only in memory: transformers does not save the
-    attention implementation in config.json, so a saved model loads as plain sdpa anywhere."""
+def use_document_attention(model, varlen: bool = False) -> None:
+    """Run `model`'s attention through `sdpa_by_document` (or `sdpa_varlen`). Only in memory: transformers does
+    not save the attention implementation in config.json, so a saved model loads as plain sdpa anywhere."""
     import torch
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    # A Python loop over data-dependent offsets: under torch_compile the rest of the model is compiled around it.
-    AttentionInterface.register(DOCUMENT_ATTENTION, torch.compiler.disable(sdpa_by_document))
-    AttentionMaskInterface.register(DOCUMENT_ATTENTION, _mask_for_document_attention)
-    model.config._attn_implementation = DOCUMENT_ATTENTION
+    name, function = (VARLEN_DOCUMENT_ATTENTION, sdpa_varlen) if varlen else (DOCUMENT_ATTENTION, sdpa_by_document)
+    # Data-dependent offsets: under torch_compile the rest of the model is compiled around the function.
+    AttentionInterface.register(name, torch.compiler.disable(function))
+    AttentionMaskInterface.register(name, _mask_for_document_attention)
+    model.config._attn_implementation = name
 
 
-def attend_documents_alone(model, attn_implementation: str, device) -> bool:
-    """Switch `model` to `sdpa_by_document` where it pays, sdpa on CPU (on GPU the per-document loop is bound by
-    kernel launches); True when it did, and the batches must then carry document offsets."""
-    if attn_implementation != "sdpa" or device.type != "cpu":
+def attend_documents_alone(model, attn_implementation: str, device, setting: str = "auto") -> bool:
+    """Switch `model` to attention by document offsets where `choose_packed_attention` says so; True when it
+    did, and the batches must then carry the offsets instead of a 4-D mask."""
+    way = choose_packed_attention(setting, attn_implementation, device.type)
+    if way not in ("by_document", "varlen"):
         return False
-    use_document_attention(model)
+    use_document_attention(model, varlen=way == "varlen")
     return True
 
 
@@ -147,7 +213,9 @@ class PackedRowsCollator:
     def __call__(self, examples: list[dict]) -> dict:
         batch = self._rows(examples)
         if self.by_document:  # the offsets carry the structure; no mask is built or read
-            batch["cu_seq_lens_q"] = document_offsets(batch["position_ids"], batch.pop("attention_mask"))
+            offsets = document_offsets(batch["position_ids"], batch.pop("attention_mask"))
+            batch["cu_seq_lens_q"] = offsets
+            batch["max_length_q"] = int((offsets[1:] - offsets[:-1]).max())  # on the host: no GPU sync later
         else:
             batch["attention_mask"] = block_causal_mask(batch["position_ids"], batch["attention_mask"],
                                                         additive=self.additive_mask)
@@ -197,7 +265,7 @@ def _is_packed_rows(inputs) -> bool:
     return "cu_seq_lens_q" in inputs or (mask is not None and mask.dim() == 4)
 
 
-def use_packed_rows(trainer, attn_implementation: str) -> bool:
+def use_packed_rows(trainer, attn_implementation: str, packed_attention: str = "auto") -> bool:
     """Swap TRL's flattened padding-free collator for packed rows unless a varlen (flash) kernel is in use.
 
     TRL refuses a custom collator together with BFD packing, so the swap happens after construction; the
@@ -208,7 +276,7 @@ def use_packed_rows(trainer, attn_implementation: str) -> bool:
     pad_to = trainer.args.pad_to_multiple_of
     if trainer.args.torch_compile and trainer.args.max_length:
         pad_to = trainer.args.max_length
-    by_document = attend_documents_alone(trainer.model, attn_implementation, trainer.args.device)
+    by_document = attend_documents_alone(trainer.model, attn_implementation, trainer.args.device, packed_attention)
     trainer.data_collator = PackedRowsCollator(pad_token_id=trainer.processing_class.pad_token_id,
                                                pad_to_multiple_of=pad_to, by_document=by_document,
                                                additive_mask=attn_implementation not in BOOLEAN_MASK_ATTENTION)

@@ -9,6 +9,7 @@ bad input runs before the first write, so a failed command leaves nothing behind
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,11 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
 
     check_launch_flags(flags)
     machine = machine_facts()
+    if flags.accelerate_config and not inside_launch():  # the checks count the processes the launch will start
+        from .launch import launched_processes
+
+        machine = dataclasses.replace(machine, processes=launched_processes(flags.accelerate_config,
+                                                                            flags.num_processes))
     try:
         resolved = load_command_recipe(recipe_name, kind, overrides, defaults, schema, machine)
         if not flags.print_config:
@@ -118,7 +124,7 @@ def resolve(recipe_name: str, kind: str, overrides: list[str], defaults: dict, f
         click.echo("\n".join(f"# {line}" for line in lines))
         return None
     if resolved.note and os.environ.get("RANK", "0") == "0":
-        click.echo(f"speed: {resolved.note}", err=True)
+        click.echo(f"note: {resolved.note}", err=True)
     move_token_to_environment(recipe)
     from .guards import check_machine
 
@@ -206,7 +212,7 @@ def plan_output(recipe: Recipe, flags: RunFlags) -> OutputPlan:
 
 
 # Recipe keys whose change makes a resumed run a different run (model, data, batch geometry, seed).
-BREAKING_KEYS = ("model", "data", "stages", "training.per_device_train_batch_size",
+BREAKING_KEYS = ("model", "data", "stages", "batch", "training.per_device_train_batch_size",
                  "training.gradient_accumulation_steps", "training.max_length", "training.packing",
                  "training.seed", "training.data_seed")
 

@@ -131,7 +131,8 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
             raise UsageError("a row has no assistant tokens to train on: check the chat template's generation "
                              "markers") from error
         raise
-    use_packed_rows(trainer, model.config._attn_implementation)
+    packed_attention = getattr(recipe.sections.get("speed"), "packed_attention", "auto")
+    use_packed_rows(trainer, model.config._attn_implementation, packed_attention)
     return trainer
 
 

@@ -176,6 +176,9 @@ class SpeedSection:
     fit_micro_batch: bool = False
     """On a GPU (the default there): the largest per-device batch that fits, by `smolalign plan`'s memory estimate,
     with gradient_accumulation_steps changed so that per-device batch x accumulation stays as written."""
+    packed_attention: str = "auto"
+    """How packed documents are kept apart under sdpa (train/packing.py): auto (per-document sdpa on CPU, the 4-D
+    block-causal mask on a GPU), mask, by_document, or varlen (torch's FlashAttention varlen kernel, CUDA only)."""
 
 
 def fit_micro_batch(per_device: int, accumulation: int, fits) -> tuple[int, int]:
@@ -229,23 +232,28 @@ class Resolved:
 def load_command_recipe(recipe_name: str, kind: str, overrides: list[str], defaults: dict,
                         schema, machine: Machine) -> Resolved:
     """The recipe as a run on `machine` (speed.Machine) gets it: defaults with the machine's and the speed settings
-    (below the YAML and the command line), the `speed` section, and the micro-batch that fits."""
+    (below the YAML and the command line), the `speed` and `batch` sections, the accumulation that meets a global
+    batch on the machine's processes, and the micro-batch that fits."""
     import dataclasses
 
     from ..config import SCHEMAS, deep_merge, load_recipe
+    from .batch import BatchSection, derive_accumulation
 
     settings = choose_speed(machine, kind)
     defaults = deep_merge(deep_merge(defaults, {"training": base_defaults(machine)}), speed_defaults(settings))
     schema = schema or SCHEMAS[kind]
-    schema = dataclasses.replace(schema, sections={**schema.sections, "speed": SpeedSection})
+    schema = dataclasses.replace(schema, sections={**schema.sections, "speed": SpeedSection, "batch": BatchSection})
     recipe = load_recipe(recipe_name, kind, overrides, defaults, schema=schema)
+    batch_note = derive_accumulation(recipe, machine.processes)
     if needs_checkpointing_on_cpu(recipe, machine):
         # a default only: a recipe or command line that writes activation_checkpointing keeps its value
         recipe = load_recipe(recipe_name, kind, overrides,
                              deep_merge(defaults, {"training": {"activation_checkpointing": True}}), schema=schema)
+        derive_accumulation(recipe, machine.processes)
         if training_value_of(recipe, "activation_checkpointing"):
-            return Resolved(recipe, settings, CPU_CHECKPOINTING_NOTE)
-    return Resolved(recipe, settings, apply_micro_batch(recipe, machine))
+            return Resolved(recipe, settings, "; ".join(filter(None, [batch_note, CPU_CHECKPOINTING_NOTE])))
+    notes = [batch_note, apply_micro_batch(recipe, machine)]
+    return Resolved(recipe, settings, "; ".join(filter(None, notes)) or None)
 
 
 CPU_CHECKPOINTING_NOTE = ("activation checkpointing on: without it this run's activations would not fit in this "

@@ -167,14 +167,15 @@ def build_trainer(model, tokenizer, args, data: PreparedData, recipe):
     from ...model.load import choose_placement
 
     attention = choose_placement(recipe.model.dtype, recipe.model.attn_implementation).attn_implementation
+    packed_attention = getattr(recipe.sections.get("speed"), "packed_attention", "auto")
     trainer = make_trainer(model, tokenizer, args, data.train, plan_for(recipe, args), recipe.training,
-                           recipe.data.cross_document_attention, attention)
+                           recipe.data.cross_document_attention, attention, packed_attention)
     data.summary = trainer.summary  # read by the notes once training is done
     return trainer
 
 
 def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_document_attention: bool = True,
-                 attn_implementation: str = "sdpa"):
+                 attn_implementation: str = "sdpa", packed_attention: str = "auto"):
     """The pretraining Trainer over an index and its plan (also used as is by bench/pretrain_throughput.py)."""
     from ...data.blocks import document_separator
     from ...model.build import count_parameters
@@ -192,7 +193,8 @@ def make_trainer(model, tokenizer, args, index, plan, training: dict, cross_docu
     final_positions = rope_by_stage(plan, model.config)[-1][1]
     tokenizer.model_max_length = max(final_positions, plan.stages[-1].block_size)
     # documents kept apart on CPU with sdpa: each attended alone (see packing.py), no [block x block] mask
-    by_document = not cross_document_attention and attend_documents_alone(model, attn_implementation, args.device)
+    by_document = not cross_document_attention and attend_documents_alone(model, attn_implementation, args.device,
+                                                                           packed_attention)
     collator = BlockCollator(separator_id=document_separator(tokenizer), by_document=by_document,
                              cross_document_attention=cross_document_attention, attn_implementation=attn_implementation)
     return PretrainTrainer(model=model, args=args, train_dataset=index, data_collator=collator,

@@ -54,7 +54,9 @@ class BlockCollator:
         labels[positions == 0] = -100  # the first token of a document is not predicted from the one before
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": positions}
         if self.by_document:
-            batch["cu_seq_lens_q"] = document_offsets(positions, torch.ones_like(input_ids))
+            offsets = document_offsets(positions, torch.ones_like(input_ids))
+            batch["cu_seq_lens_q"] = offsets
+            batch["max_length_q"] = int((offsets[1:] - offsets[:-1]).max())
         elif self.attn_implementation not in VARLEN_ATTENTION:  # flash kernels read boundaries from position ids
             batch["attention_mask"] = block_causal_mask(positions, torch.ones_like(input_ids),
                                                         additive=self.attn_implementation != "sdpa")
