@@ -212,29 +212,34 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 @click.option("--data", multiple=True, help="Held-out rows (file, directory or hub id), repeatable. The columns pick "
               "the metric: chosen+rejected -> preference accuracy; chat -> loss, perplexity and, when every answer "
               "is short, exact match; text -> loss, perplexity.")
-@click.option("--tasks", multiple=True, help="lm-evaluation-harness tasks (names or task YAML paths, comma-separated; "
-              "needs `pip install 'smolalign[eval]'`).")
+@click.option("--tasks", multiple=True, help="Benchmarks, comma-separated. ifeval runs offline on the 541 prompts "
+              "shipped with smolalign; other names (or task YAML paths) go to lm-evaluation-harness (needs "
+              "`pip install 'smolalign[eval]'`).")
 @click.option("--metric", "metrics", multiple=True, help="loss, exact_match or preference (repeatable): measure these "
               "instead of choosing from the columns.")
 @click.option("--split", default=None, help="Split to read (default: test; train for a single file).")
-@click.option("--limit", type=int, default=None, help="At most this many rows per dataset or task.")
+@click.option("--limit", type=int, default=None, help="At most this many rows per dataset, prompts or task.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Longest reply for exact match.")
+@click.option("--max-new-tokens", type=int, default=None, help="Longest reply: 1024 for ifeval (SmolLM2's setting), "
+              "256 for exact match.")
 @click.option("--text-column", default="text", show_default=True, help="Column that holds plain text.")
 @click.option("--num-fewshot", type=int, default=None, help="Few-shot examples for lm-eval tasks (default: the task's).")
 @click.option("--chat-template/--no-chat-template", default=None,
               help="Run lm-eval tasks through the chat template (default: yes for chat models).")
+@click.option("--backend", type=click.Choice(["transformers", "openai"]), default="transformers", show_default=True,
+              help="openai: MODEL is the name an OpenAI-compatible server at --base-url serves (--tasks ifeval).")
+@click.option("--base-url", default=None, help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--output", type=click.Path(), default=None,
-              help="Directory for eval.json (default: the model directory; needed for a hub id).")
+              help="Directory for eval.json (default: the model directory; needed for a hub id or a server).")
 def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
-                 chat_template, output):
-    """Held-out loss and perplexity, exact match, preference accuracy, lm-eval benchmarks; writes eval.json."""
+                 chat_template, backend, base_url, output):
+    """Held-out loss and perplexity, exact match, preference accuracy, IFEval, lm-eval benchmarks; writes eval.json."""
     from .eval.run import run_eval
 
     _quiet()
     run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
              batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column, num_fewshot=num_fewshot,
-             chat_template=chat_template)
+             chat_template=chat_template, backend=backend, base_url=base_url)
 
 
 @main.command()
@@ -285,6 +290,7 @@ def tokenizer_train(corpus, vocab_size, output, overwrite):
     """Byte-level BPE with <|endoftext|>, <|im_start|>, <|im_end|> at ids 0-2 and SmolLM2's chat template."""
     from .model.tokenizer import train_tokenizer
 
+    _quiet()
     tok = train_tokenizer(list(corpus), vocab_size, output, overwrite=overwrite)
     click.echo(f"tokenizer with {len(tok)} tokens written to {output}")
 
@@ -310,6 +316,7 @@ def model_init(preset, tokenizer_path, output, seed, overwrite):
     """A randomly initialised model, saved as a standard Hugging Face directory."""
     from .model.write import init_model
 
+    _quiet()
     result = init_model(preset, tokenizer_path, output, overwrite=overwrite, seed=seed)
     click.echo(f"{preset}: {result['parameters']:,} parameters written to {output}")
 
@@ -324,9 +331,28 @@ def model_import(gguf_file, output, dtype, overwrite):
     """A GGUF file (llama.cpp, Ollama) as a standard Hugging Face directory: weights, tokenizer, chat template."""
     from .model.gguf import import_file
 
+    _quiet()
     result = import_file(gguf_file, output, dtype=dtype, overwrite=overwrite)
     click.echo(f"{Path(gguf_file).name}: {result['parameters']:,} parameters ({dtype}) written to {output} "
                f"(sha256 {result['sha256'][:16]})")
+
+
+@model.command("export")
+@click.argument("model")
+@click.option("--output", required=True, help="The .gguf file to write, for llama.cpp (`llama-cli -m FILE`) or Ollama.")
+@click.option("--dtype", default="f16", show_default=True, help="Weights in the file: f32, f16, bf16 or q8_0 (8-bit).")
+@click.option("--name", default=None, help="The model's name in the file (default: the model folder's name).")
+@click.option("--license", "license_name", default=None, help="Licence in the file, e.g. apache-2.0 (default: the "
+              "model card's).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing GGUF file (only once the new one is complete).")
+def model_export(model, output, dtype, name, license_name, overwrite):
+    """A model directory (SFT, DPO, pretrain, model init, or a LoRA adapter, merged) as one GGUF file."""
+    from .model.gguf_export import export_gguf
+
+    _quiet()
+    result = export_gguf(model, output, dtype=dtype, overwrite=overwrite, name=name, license=license_name)
+    click.echo(f"{result['parameters']:,} parameters ({dtype}, {result['bytes'] / 2**20:,.1f} MiB) written to "
+               f"{output}: `llama-cli -m {output}` chats with it")
 
 
 @model.command("info")

@@ -11,6 +11,9 @@ COMMANDS = ("train.sft", "train.dpo", "train.pretrain", "gen", "eval", "chat", "
 TOP = {"cli", "demo"}  # the CLI and the demo call every command
 # `smolalign plan` costs a training run: it reads the training commands' own facts (train/run.py's TrainingCommand)
 READS = {"plan": {"train.sft", "train.dpo", "train.pretrain"}}
+# Packages in a command's folder that other commands may use: leaves that import nothing of smolalign's outside
+# themselves (checked below). gen/constraints holds IFEval's checkers: gen labels data with them, eval scores IFEval.
+SHARED_LEAVES = ("gen.constraints",)
 
 
 def module_name(path: Path) -> tuple[str, bool]:
@@ -42,8 +45,14 @@ def imports() -> dict[str, set[str]]:
     return graph
 
 
+def in_package(short: str, package: str) -> bool:
+    return short == package or short.startswith(package + ".")
+
+
 def room(module: str) -> str | None:
     short = module.removeprefix("smolalign.")
+    if any(in_package(short, leaf) for leaf in SHARED_LEAVES):
+        return None
     hits = [c for c in COMMANDS if short == c or short.startswith(c + ".")]
     return max(hits, key=len) if hits else None
 
@@ -98,6 +107,13 @@ def test_training_commands_read_top_to_bottom_and_train_never_imports_plan():
     upward = [f"{module} imports {target}" for module, targets in imports().items()
               if module.startswith("smolalign.train") for target in targets if target.startswith("smolalign.plan")]
     assert not upward, upward
+
+
+def test_shared_leaves_import_nothing_of_smolalign_outside_themselves():
+    wrong = [f"{module} imports {target}" for module, targets in imports().items() for leaf in SHARED_LEAVES
+             if in_package(module.removeprefix("smolalign."), leaf)
+             for target in targets if not in_package(target.removeprefix("smolalign."), leaf)]
+    assert not wrong, wrong
 
 
 def test_every_folder_says_what_lives_there_and_files_stay_small():

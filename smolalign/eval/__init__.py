@@ -1,2 +1,3 @@
 """`smolalign eval`: the command (run.py), its metrics (loss, perplexity, exact match, preference accuracy; also
-used by `demo` and reports) and the lm-eval hand-off (harness.py). Imports data, model and leaves only."""
+used by `demo` and reports), IFEval offline (ifeval.py, ifeval_score.py, remote.py for a served model) and the
+lm-eval hand-off (harness.py). Imports data, model, leaves and gen/constraints' IFEval checkers (a shared leaf)."""

@@ -63,7 +63,21 @@ def prepare_tasks(tasks: list[str]):
             raise UsageError(f"task file '{name}' does not exist: give the path of an lm-eval task YAML")
         if not Path(name).is_file() and name not in manager.all_tasks:
             raise UsageError(f"lm-eval has no task '{name}': see `lm-eval ls tasks`, or give a task YAML path")
+    check_task_data(names, manager)
     return names, manager
+
+
+def check_task_data(names: list[str], manager) -> None:
+    """Build the tasks once before any model loads: that is when lm-eval fetches their data, and without a network
+    (or offline mode) a task whose data is not cached fails there with a long ConnectionError."""
+    from lm_eval.tasks import get_task_dict
+
+    try:
+        get_task_dict(names, manager)
+    except (ConnectionError, FileNotFoundError) as error:
+        raise UsageError(f"lm-eval could not get the data of --tasks {','.join(names)} ({error}): its data must be "
+                         f"cached to run offline (run it once with a network), or give a task YAML over local "
+                         f"files; IFEval runs offline as --tasks ifeval") from None
 
 
 def run_tasks(model_source: str, prepared, chat: bool, device: str, dtype: str, batch_size: int = 8,

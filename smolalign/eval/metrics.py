@@ -46,30 +46,47 @@ def _cut_at_stop(ids: list[int], stops: set[int]) -> list[int]:
 def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 24, batch_size: int = 64,
                      progress: Progress = None) -> list[str]:
     """Greedy replies to chat prompts (each a list of messages ending on the user), decoded without specials."""
-    import torch
-
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    stops = stop_token_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    encoded = [chat_prompt_ids(tokenizer, p) for p in prompts]
     replies: list[str] = [""] * len(prompts)
-    model.eval()
     for group in _batches([len(e) for e in encoded], batch_size, token_budget=1 << 30):
-        width = max(len(encoded[i]) for i in group)
-        # left padding: every prompt ends at the same column, so the new tokens start together
-        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in group], device=model.device)
-        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in group],
-                            device=model.device)
-        with torch.no_grad():
-            output = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=False, temperature=None, top_p=None, top_k=None,
-                                    eos_token_id=stops, pad_token_id=pad)
-        for row, i in enumerate(group):
-            new = _cut_at_stop(output[row, width:].tolist(), set(stops))
-            replies[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+        for i, (reply, _) in zip(group, generate_batch(model, tokenizer, [encoded[i] for i in group],
+                                                       max_new_tokens)):
+            replies[i] = reply
         if progress:
             progress(len(group))
     return replies
+
+
+def chat_prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """A conversation through the model's chat template, ready for the assistant's reply (its default system
+    prompt included when the template adds one)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def generate_batch(model, tokenizer, encoded: list[list[int]], max_new_tokens: int) -> list[tuple[str, bool]]:
+    """(reply, cut at the token limit) for each prompt, generated greedily in one batch and stopped at the
+    model's stop tokens."""
+    import torch
+
+    stops = stop_token_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    width = max(len(e) for e in encoded)
+    # left padding: every prompt ends at the same column, so the new tokens start together
+    ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=model.device)
+    mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=model.device)
+    model.eval()
+    with torch.no_grad():
+        output = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                do_sample=False, temperature=None, top_p=None, top_k=None,
+                                eos_token_id=stops, pad_token_id=pad)
+    results = []
+    for row in range(len(encoded)):
+        generated = output[row, width:].tolist()
+        new = _cut_at_stop(generated, set(stops))
+        cut = len(new) == len(generated) and len(generated) >= max_new_tokens
+        results.append((tokenizer.decode(new, skip_special_tokens=True).strip(), cut))
+    return results
 
 
 def exact_match(model, tokenizer, conversations: list[list[dict]], **kwargs) -> float:

@@ -1,4 +1,5 @@
-"""`smolalign eval MODEL`: held-out figures on the user's data, benchmarks through lm-eval, one `eval.json`.
+"""`smolalign eval MODEL`: held-out figures on the user's data, IFEval offline, benchmarks through lm-eval, one
+`eval.json`.
 
 The data says which measure fits, from its columns: chosen + rejected -> preference accuracy; a chat format
 (the data layer's: messages, conversations, instruction + output, prompt + completion) -> loss and perplexity on
@@ -6,7 +7,9 @@ the assistant tokens, plus exact match when every reference answer is short (a t
 open-ended chat an exact match is noise and costs a generation per row); a text column -> loss and perplexity.
 `--metric` overrides the choice. Rows go through the same data layer as training, so what trains also evaluates.
 
-Every problem with the input is found before the model loads. `eval.json` sits next to the model (or under
+`--tasks ifeval` is answered and scored here (ifeval.py), also for a model behind an OpenAI-compatible server
+(`--backend openai`); other task names go to lm-eval (harness.py). Every problem with the input is found before
+the model loads. `eval.json` sits next to the model (or under
 `--output` for a hub id); a later evaluation updates its entries and keeps the others.
 """
 
@@ -20,12 +23,14 @@ from ..data import normalise
 from ..data.formats import detect_format
 from ..data.loading import load_split
 from ..errors import UsageError
+from .ifeval import TASK
 
 EVAL_FILE = "eval.json"
 KIND_METRICS = {"chat": ("loss", "exact_match"), "text": ("loss",), "preference": ("preference",)}
 METRICS = ("loss", "exact_match", "preference")
 SHORT_ANSWER_TOKENS = 32  # a task set's answers are short; longer ones are open-ended chat
 SAMPLES = 3  # replies kept in eval.json beside each exact match, to see what the model said
+EXACT_MATCH_TOKENS = 256  # the longest reply exact match waits for, unless --max-new-tokens says otherwise
 
 
 def _kind(columns: list[str], name: str, text_column: str) -> tuple[str, str]:
@@ -71,7 +76,7 @@ def _load(name: str, split: str | None, text_column: str, limit: int | None, met
     return {"dataset": name, "split": split, "kind": kind, "format": fmt, "rows": rows, "metrics": metrics}
 
 
-def _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens) -> None:
+def _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens, num_fewshot) -> None:
     if not data and not tasks:
         raise UsageError("nothing to evaluate: give --data PATH (held-out chat, text or preference rows) or "
                          "--tasks NAME (lm-evaluation-harness), e.g. --data recipes/debug/data/tasks-sft")
@@ -81,6 +86,26 @@ def _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens) -> None
     for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}={value} must be at least 1")
+    if num_fewshot is not None and num_fewshot < 0:
+        raise UsageError(f"--num-fewshot={num_fewshot} must be 0 or more (leave it out for the task's own number)")
+
+
+def task_names(tasks: list[str] | None) -> list[str]:
+    return [t.strip() for item in tasks or [] for t in item.split(",") if t.strip()]
+
+
+def _check_backend(backend: str, base_url: str | None, data, names: list[str]) -> None:
+    """`--backend openai` asks a server for answers, so only generated answers can be scored: IFEval."""
+    if backend == "transformers":
+        if base_url:
+            raise UsageError("--base-url is for --backend openai: add it, or leave --base-url out")
+        return
+    if not base_url:
+        raise UsageError("--backend openai needs --base-url, e.g. --base-url http://127.0.0.1:8000/v1")
+    other = [n for n in names if n != TASK]
+    if data or other or not names:
+        raise UsageError(f"--backend openai scores answers from a server, which is --tasks {TASK} only: losses "
+                         f"and lm-eval tasks need the weights (give a model directory without --backend)")
 
 
 def _eval_dir(model: str, output: str | None) -> Path:
@@ -137,9 +162,11 @@ def _write(place: Path, model: str, results: dict) -> Path:
         previous = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         previous = {}  # an unreadable old file is replaced, not merged
-    merged = {"model": model, "data": {**previous.get("data", {}), **results["data"]},
+    merged = {**previous, "model": model, "data": {**previous.get("data", {}), **results["data"]},
               "tasks": {**previous.get("tasks", {}), **results["tasks"]},
               "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if TASK in results:
+        merged[TASK] = results[TASK]  # every IFEval response, its verdicts, families and settings
     atomic_write_text(path, json.dumps(merged, indent=2) + "\n")
     return path
 
@@ -157,6 +184,8 @@ def _table(results: dict):
                 table.add_row(entry["dataset"], entry["split"], str(entry["rows"]), metric,
                               f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}")
     for task, values in results["tasks"].items():
+        if task == TASK:
+            continue  # IFEval has tables of its own
         for metric, value in values.items():
             table.add_row(task, "lm-eval", "", metric, f"{value:.4f}")
     return table
@@ -164,29 +193,46 @@ def _table(results: dict):
 
 def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None = None, output: str | None = None,
              *, metrics: list[str] | None = None, split: str | None = None, limit: int | None = None,
-             batch_size: int = 32, max_new_tokens: int = 256, text_column: str = "text",
-             num_fewshot: int | None = None, chat_template: bool | None = None, console=None) -> dict:
-    """Evaluate MODEL on each --data set and lm-eval task; print a table, write eval.json, return the figures."""
+             batch_size: int = 32, max_new_tokens: int | None = None, text_column: str = "text",
+             num_fewshot: int | None = None, chat_template: bool | None = None, backend: str = "transformers",
+             base_url: str | None = None, console=None) -> dict:
+    """Evaluate MODEL on each --data set and task; print tables, write eval.json, return the figures.
+
+    `--tasks ifeval` runs offline here (ifeval.py); other tasks go to lm-eval."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..model.load import check_model_source, load_model
 
-    _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens)
-    check_model_source(model)
+    _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens, num_fewshot)
+    names = task_names(tasks)
+    _check_backend(backend, base_url, data, names)
+    harness_tasks = [n for n in names if n != TASK]
+    if backend == "transformers":
+        check_model_source(model)
     place = _eval_dir(model, output)
     prepared = None
-    if tasks:
+    if harness_tasks:
         from .harness import prepare_tasks
 
-        prepared = prepare_tasks(tasks)
+        prepared = prepare_tasks(harness_tasks)
     sets = [_load(name, split, text_column, limit, metrics) for name in data or []]
 
-    lm, tokenizer, placement = load_model(name_or_path=model)
-    lm.to(placement.device)
-    if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
-        raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through it: "
-                         f"evaluate a model saved by `smolalign sft`, or give plain-text data")
+    lm = tokenizer = placement = answers = None
+    if backend == "openai":
+        from .remote import ServerAnswers
+
+        answers = ServerAnswers(base_url, model)
+    else:
+        lm, tokenizer, placement = load_model(name_or_path=model)
+        lm.to(placement.device)
+        if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
+            raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through "
+                             f"it: evaluate a model saved by `smolalign sft`, or give plain-text data")
+        if TASK in names:
+            from .ifeval import LocalAnswers
+
+            answers = LocalAnswers(lm, tokenizer)
     results = {"model": model, "data": {}, "tasks": {}}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), transient=True)
@@ -197,18 +243,38 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
 
     with progress:
         for item in sets:
-            figures = _measure(lm, tokenizer, item, batch_size, max_new_tokens, bar)
+            figures = _measure(lm, tokenizer, item, batch_size, max_new_tokens or EXACT_MATCH_TOKENS, bar)
             key = f"{item['dataset']} [{item['split']}]"
             results["data"][key] = {"dataset": item["dataset"], "split": item["split"], "kind": item["kind"],
                                     "format": item["format"], "rows": len(item["rows"]), **figures}
-    if tasks:
+        if TASK in names:
+            from .ifeval import DEFAULT_MAX_NEW_TOKENS, run_ifeval
+
+            ifeval_bar = progress.add_task(f"{TASK} answers", total=None)
+
+            def advance(done: int, total: int | None):
+                progress.update(ifeval_bar, advance=done, **({"total": total} if total else {}))
+
+            scored = run_ifeval(answers, model, place, limit, batch_size, max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                                backend, progress=advance)
+            results["tasks"][TASK], results[TASK] = scored["figures"], scored["details"]
+    if harness_tasks:
         from .harness import is_chat_model, run_tasks
 
         source = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
         chat = is_chat_model(tokenizer) if chat_template is None else chat_template
         del lm  # lm-eval loads its own copy
-        results["tasks"] = run_tasks(source, prepared, chat=chat, device=placement.device, dtype=placement.dtype,
-                                     batch_size=batch_size, limit=limit, num_fewshot=num_fewshot)
+        results["tasks"].update(run_tasks(source, prepared, chat=chat, device=placement.device,
+                                          dtype=placement.dtype, batch_size=batch_size, limit=limit,
+                                          num_fewshot=num_fewshot))
     results["eval_json"] = str(_write(place, model, results))
-    (console or Console()).print(_table(results))
+    out = console or Console()
+    if sets or harness_tasks:
+        out.print(_table(results))
+    if TASK in results:
+        from .ifeval import finish, tables
+
+        finish(place)
+        for table in tables({"figures": results["tasks"][TASK], "details": results[TASK]}, model):
+            out.print(table)
     return results

@@ -134,12 +134,13 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ..outputs import atomic_directory, check_output_dir, respect_umask
-
+    
     if dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
     check_output_dir(output, overwrite)
     folder, name = str(source.path.parent), source.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    split_digits_as_the_file_says(tokenizer, source.path)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = loaded.config
     del config.quantization_config  # the weights are plain tensors now; this only makes save_pretrained refuse
@@ -158,11 +159,37 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
             "chat_template": bool(tokenizer.chat_template), **source.record()}
 
 
+# llama.cpp's pre-tokenizers that split every digit before GPT-2's regex (`\\p{N}`, then the GPT-2 pattern):
+# SmolLM2's tokenizer.json does this with a Digits(individual_digits) step before its ByteLevel one.
+DIGIT_SPLIT_PRE = ("smollm", "starcoder")
+
+
+def read_pre_tokenizer(path: Path) -> str | None:
+    """The file's `tokenizer.ggml.pre` (llama.cpp's name for how text is split before BPE), if it has one."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).fields.get("tokenizer.ggml.pre")
+    return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+
+
+def split_digits_as_the_file_says(tokenizer, path: Path) -> None:
+    """transformers builds a GGUF's byte-level tokenizer with GPT-2's splits only, so "2024" would become other
+    tokens than the model was trained on; where the file says digits are split one by one, split them."""
+    from tokenizers import pre_tokenizers
+
+    if read_pre_tokenizer(path) in DIGIT_SPLIT_PRE:
+        tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
+
+
 def import_file(name: str, output: str, dtype: str = "float32", overwrite: bool = False) -> dict:
     """`smolalign model import`: a GGUF file (or a folder holding one) -> a Hugging Face directory at `output`."""
     path = find_gguf(name)
     if path is None:
-        what = "does not exist" if not Path(name).expanduser().exists() else "is not a GGUF file (no GGUF header)"
+        place = Path(name).expanduser()
+        what = ("does not exist" if not place.exists() else "is a folder with no .gguf file in it" if place.is_dir()
+                else "is not a GGUF file (no GGUF header)")
         raise UsageError(f"'{name}' {what}: give a .gguf file, e.g. one that llama.cpp or Ollama uses")
     return import_gguf(inspect_gguf(path), output, dtype=dtype, overwrite=overwrite)
 

@@ -60,6 +60,9 @@ def check_model_source(name: str, gguf_file: str | None = None) -> None:
         inspect_gguf(gguf)
         return
     path = Path(name).expanduser()
+    if path.is_file():
+        raise UsageError(f"model '{name}' is a file but not a GGUF file: give a model directory (with config.json) "
+                         f"or a .gguf file")
     if path.exists():
         if not (path / "config.json").is_file():
             raise UsageError(f"model directory '{name}' has no config.json: point to a saved Hugging Face model")

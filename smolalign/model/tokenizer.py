@@ -13,6 +13,23 @@ from ..outputs import atomic_directory, check_output_dir
 MAX_VOCAB_SIZE = 1 << 20
 
 
+TEXT_SAMPLE = 1 << 20  # bytes read to decide: enough for any file's character, quick for a large corpus
+
+
+def _is_text(name: str) -> bool:
+    """UTF-8 without NUL bytes in the first megabyte (a cut multi-byte character at its end is allowed): random or
+    binary bytes fail this, and BPE on them would learn byte noise that no text ever uses."""
+    with open(name, "rb") as handle:
+        sample = handle.read(TEXT_SAMPLE)
+    if b"\0" in sample:
+        return False
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return len(sample) == TEXT_SAMPLE and error.start >= len(sample) - 3
+    return True
+
+
 def _has_text(name: str) -> bool:
     with open(name, encoding="utf-8", errors="replace") as handle:
         return any(line.strip() for line in handle)
@@ -28,9 +45,15 @@ def _read_corpus(files: list[str]):
 
 def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: bool = False, min_frequency: int = 2):
     """Train on text files and save a standard transformers tokenizer directory; returns the tokenizer."""
-    missing = [name for name in corpus if not Path(name).is_file()]
-    if missing:
-        raise UsageError(f"corpus file '{missing[0]}' does not exist: pass existing text files to --corpus")
+    for name in corpus:
+        if Path(name).is_dir():
+            raise UsageError(f"--corpus '{name}' is a folder: pass the text files in it, e.g. --corpus "
+                             f"{Path(name) / 'part1.txt'}")
+        if not Path(name).is_file():
+            raise UsageError(f"corpus file '{name}' does not exist: pass existing text files to --corpus")
+        if not _is_text(name):
+            raise UsageError(f"corpus file '{name}' is not text (not UTF-8, or binary): pass plain text files, "
+                             f"one document or paragraph a line")
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise UsageError(f"--vocab-size {vocab_size} is too small: a byte-level BPE needs at least 259")
     if vocab_size > MAX_VOCAB_SIZE:

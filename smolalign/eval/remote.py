@@ -1,0 +1,57 @@
+"""Answers from a model behind an OpenAI-compatible server (`smolalign eval NAME --backend openai --base-url URL`).
+
+The server applies the model's chat template (and its default system prompt), so a prompt goes as one user
+message to `/v1/chat/completions`, greedy (temperature 0), at most `max_tokens` new tokens; a reply whose
+`finish_reason` is "length" was cut at the limit. A batch is sent as concurrent requests: vLLM or TGI batch them
+on their side. Plain HTTP through the standard library: nothing here needs a client package.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import UsageError
+
+TIMEOUT_S = 900  # one long answer on a slow CPU server
+
+
+class ServerAnswers:
+    def __init__(self, base_url: str, model: str):
+        self.base_url, self.model = base_url.rstrip("/"), model
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/models", timeout=30) as response:
+                json.load(response)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise UsageError(f"no OpenAI-compatible server answers at --base-url {base_url} ({_reason(error)}): "
+                             f"start it, or give its URL ending in /v1") from None
+
+    def template(self) -> str:
+        return f"served by {self.base_url}"  # the template lives on the server; its URL stands for it
+
+    def answer(self, rows: list[dict], max_new_tokens: int) -> list[tuple[str, bool]]:
+        with ThreadPoolExecutor(max_workers=len(rows)) as pool:
+            return list(pool.map(lambda row: self._one(row["prompt"], max_new_tokens), rows))
+
+    def _one(self, prompt: str, max_new_tokens: int) -> tuple[str, bool]:
+        body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                "max_tokens": max_new_tokens, "stream": False}
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                choice = json.load(response)["choices"][0]
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError) as error:
+            raise UsageError(f"the server at {self.base_url} failed to answer for model '{self.model}' "
+                             f"({_reason(error)}): check the model name it serves; the answers so far are kept, "
+                             f"the same command continues") from None
+        text = (choice.get("message") or {}).get("content") or ""
+        return text.strip(), choice.get("finish_reason") == "length"
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    return str(getattr(error, "reason", None) or error) or type(error).__name__

@@ -1,0 +1,191 @@
+"""`smolalign eval --tasks ifeval`, offline: the shipped prompts, IFEval's strict and loose scoring on fixed answers,
+a model whose answers are known (figures, eval.json, a resumed run), bad input, the real SmolLM2-135M on 8 prompts,
+and the same answers through a real OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smolalign.errors import UsageError
+
+from .conftest import DEBUG_DIR, run_cli
+from .known_model import ANSWERS_CAT, bigram_model
+
+
+@pytest.fixture(scope="module")
+def cat_model(tmp_path_factory):
+    """Always answers "cat", then <|im_end|>."""
+    return bigram_model(DEBUG_DIR / "tokenizer", tmp_path_factory.mktemp("known") / "cat", ANSWERS_CAT)
+
+
+def row(ids: list[str], kwargs: list[dict]) -> dict:
+    return {"key": 0, "prompt": "a request", "instruction_id_list": ids, "kwargs": kwargs}
+
+
+def test_the_shipped_prompts_are_ifevals_541():
+    from smolalign.eval.ifeval import load_prompts, prompts_digest
+    from smolalign.gen.constraints import INSTRUCTION_IDS, validate_instructions
+
+    rows = load_prompts()
+    assert len(rows) == 541 and len({r["key"] for r in rows}) == 541
+    assert sum(len(r["instruction_id_list"]) for r in rows) == 834  # IFEval's instruction count
+    assert {i for r in rows for i in r["instruction_id_list"]} == set(INSTRUCTION_IDS)
+    assert not [r["key"] for r in rows if validate_instructions(r["instruction_id_list"], r["kwargs"])]
+    data = Path(__import__("smolalign.eval", fromlist=["x"]).__file__).parent / "data"
+    assert prompts_digest() in (data / "README.md").read_text(), "the README names the file it describes"
+    assert "Apache License" in (data / "LICENSE-IFEVAL").read_text()
+    assert load_prompts(8) == rows[:8]
+
+
+def test_scoring_fixed_answers_strict_and_loose():
+    from smolalign.eval.ifeval_score import accuracies, by_family, score_response
+
+    lowercase = row(["change_case:english_lowercase"], [{}])
+    quoted = row(["punctuation:no_comma", "startend:quotation"], [{}, {}])
+    cases = [  # (row, answer, strict, loose)
+        (quoted, '"I like tea and cake"', [True, True], [True, True]),  # follows both
+        (quoted, "I like tea, and cake", [False, False], [False, False]),  # follows neither, however read
+        (lowercase, "Sure! Here is my question:\nwhat are the boys holding?", [False], [True]),  # first line off
+        (quoted, '**"I like tea and cake"**', [True, False], [True, True]),  # markdown asterisks off
+        (lowercase, "   ", [False], [False]),  # an empty answer follows nothing
+    ]
+    verdicts = []
+    for case_row, answer, strict, loose in cases:
+        verdict = score_response(case_row, answer)
+        assert (verdict["strict"], verdict["loose"]) == (strict, loose), answer
+        verdicts.append(verdict)
+    rows = [c[0] for c in cases]
+    figures = accuracies(rows, verdicts)
+    assert figures["prompt_level_strict_acc"] == 1 / 5 and figures["prompt_level_loose_acc"] == 3 / 5
+    assert figures["inst_level_strict_acc"] == 3 / 8 and figures["inst_level_loose_acc"] == 5 / 8
+    assert figures["average_strict"] == pytest.approx((1 / 5 + 3 / 8) / 2)
+    families = by_family(rows, verdicts)
+    assert families["change_case"] == {"instructions": 2, "strict_acc": 0.0, "loose_acc": 0.5}
+
+
+def expected_figures(limit: int, answer: str) -> dict:
+    from smolalign.eval.ifeval import load_prompts
+    from smolalign.eval.ifeval_score import accuracies, score_response
+
+    rows = load_prompts(limit)
+    return accuracies(rows, [score_response(r, answer) for r in rows])
+
+
+def test_a_known_model_is_scored_written_and_resumed(cat_model, tmp_path, monkeypatch):
+    """Injected fault: the second batch raises KeyboardInterrupt, as ctrl-C would; the same command then
+    answers only the prompts the first run did not."""
+    from smolalign.eval import ifeval
+    from smolalign.eval.run import run_eval
+
+    out = tmp_path / "eval"
+    real_answer, calls, interrupt_at = ifeval.LocalAnswers.answer, [], [2]
+
+    def interrupted(self, rows, max_new_tokens):
+        calls.append(len(rows))
+        if len(calls) in interrupt_at:
+            raise KeyboardInterrupt
+        return real_answer(self, rows, max_new_tokens)
+
+    monkeypatch.setattr(ifeval.LocalAnswers, "answer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(str(cat_model), tasks=["ifeval"], limit=6, batch_size=2, output=str(out))
+    partial = out / ifeval.PARTIAL_FILE
+    with partial.open("a") as handle:
+        handle.write('{"key": 99, "respo')  # a line torn by a kill in the middle of a write
+    calls.clear()
+    interrupt_at.clear()
+    results = run_eval(str(cat_model), tasks=["ifeval"], limit=6, batch_size=2, output=str(out))
+    assert calls == [2, 2], "only the 4 prompts not answered before"
+    assert results["ifeval"]["resumed_answers"] == 2 and not partial.exists()
+
+    written = json.loads((out / "eval.json").read_text())
+    assert written["tasks"]["ifeval"] == pytest.approx(expected_figures(6, "cat"))
+    assert [r["response"] for r in written["ifeval"]["responses"]] == ["cat"] * 6
+    assert written["ifeval"]["truncated"] == 0 and written["ifeval"]["settings"]["max_new_tokens"] == 1024
+    assert set(written["ifeval"]["families"]) >= {"punctuation", "detectable_format"}
+
+    calls.clear()  # other settings are another evaluation: nothing is reused
+    run_eval(str(cat_model), tasks=["ifeval"], limit=2, batch_size=2, max_new_tokens=1, output=str(out))
+    written = json.loads((out / "eval.json").read_text())
+    assert calls == [2] and written["ifeval"]["truncated"] == 2, "one token is cut before <|im_end|>"
+
+
+def test_bad_input_is_refused_before_anything_runs(cat_model, tmp_path):
+    from click.testing import CliRunner
+
+    from smolalign.cli import main
+    from smolalign.eval.run import run_eval
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for item in cat_model.iterdir():
+        if item.name not in ("chat_template.jinja", "eval.json"):
+            (plain / item.name).write_bytes(item.read_bytes())
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    (plain / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "chat_template"}))
+    cases = [
+        (dict(tasks=["ifeval"], backend="openai"), "--backend openai needs --base-url"),
+        (dict(tasks=["ifeval"], base_url="http://127.0.0.1:1/v1"), "--base-url is for --backend openai"),
+        (dict(tasks=["ifeval"], data=[str(tmp_path / "x.jsonl")], backend="openai", base_url="http://127.0.0.1:1/v1"),
+         "--tasks ifeval only"),
+        (dict(tasks=["ifeval"], backend="openai", base_url="http://127.0.0.1:1/v1", output=str(tmp_path / "o")),
+         "no OpenAI-compatible server answers"),
+        (dict(tasks=["ifeval"], num_fewshot=-1), "--num-fewshot=-1 must be 0 or more"),
+        (dict(tasks=["ifeval"], max_new_tokens=0), "--max-new-tokens=0"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+            run_eval(str(cat_model), output=kwargs.pop("output", str(tmp_path / "o")), **kwargs)
+    with pytest.raises(UsageError, match="has no chat template"):
+        run_eval(str(plain), tasks=["ifeval"], limit=1)
+    assert not (tmp_path / "o").exists() and not (plain / "eval.json").exists()
+
+    result = CliRunner().invoke(main, ["eval", str(cat_model), "--tasks", "ifeval", "--num-fewshot", "-1"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_an_lm_eval_task_without_its_data_offline_is_one_line(cat_model, tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install 'smolalign[eval]')")
+    from smolalign.eval.run import run_eval
+
+    with pytest.raises(UsageError, match=r"arc_easy.*must be cached.*--tasks ifeval") as error:
+        run_eval(str(cat_model), tasks=["arc_easy"], output=str(tmp_path / "o"))
+    assert "\n" not in str(error.value) and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_the_real_model_on_eight_prompts(real_model, tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli("eval", real_model, "--tasks", "ifeval", "--limit", 8, "--max-new-tokens", 32, "--output", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "prompt level" in result.stdout and "instruction level" in result.stdout
+    written = json.loads((out / "eval.json").read_text())
+    figures, details = written["tasks"]["ifeval"], written["ifeval"]
+    assert len(details["responses"]) == 8 and all(r["response"].strip() for r in details["responses"])
+    for reading in ("prompt_level", "inst_level"):
+        assert 0 <= figures[f"{reading}_strict_acc"] <= figures[f"{reading}_loose_acc"] <= 1
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(real_model)
+    for response in details["responses"]:  # an answer counted as cut is as long as the limit allows
+        length = len(tokenizer(response["response"], add_special_tokens=False)["input_ids"])
+        assert (length >= 28) if response["truncated"] else (length <= 32), response
+    assert details["truncated"] >= 1, "a 135M model writes more than 32 tokens on most IFEval prompts"
+
+
+@pytest.mark.slow
+def test_a_served_model_gives_the_same_answers_and_figures(cat_model, tmp_path):
+    from smolalign.eval.run import run_eval
+    from smolalign.serve import local_server
+
+    local = run_eval(str(cat_model), tasks=["ifeval"], limit=4, output=str(tmp_path / "local"))
+    with local_server(cat_model, tmp_path / "serve.log") as base_url:
+        served = run_eval(str(cat_model), tasks=["ifeval"], limit=4, backend="openai", base_url=base_url,
+                          output=str(tmp_path / "served"))
+    assert [r["response"] for r in served["ifeval"]["responses"]] == ["cat"] * 4
+    assert served["tasks"]["ifeval"] == local["tasks"]["ifeval"]
+    assert served["ifeval"]["settings"]["backend"] == "openai"
+    assert not (tmp_path / "served" / "ifeval-responses.jsonl").exists()
