@@ -33,6 +33,8 @@ def run_cli(*args, cwd=None, env=None, timeout=1800, fresh=False):
     cores, paid again by every call. A fresh process (`fresh=True`, or any `env`, which a process reads at start:
     offline mode, a hub endpoint) where the test is about the process itself, and always for `gen` and `demo`,
     whose distilabel pipelines fork workers: after torch has run in the parent they can hang (STACK notes)."""
+    # --accelerate-config relaunches under `accelerate launch`, whose workers write to the process's own stderr
+    fresh = fresh or "--accelerate-config" in map(str, args)
     if fresh or env or (args and str(args[0]) in FRESH_COMMANDS):
         return subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, args)], capture_output=True,
                               text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
@@ -56,12 +58,15 @@ def run_in_process(*args, catch: bool = False):
     from smolalign.cli import main
 
     argv = [str(arg) for arg in args]
-    saved_argv = sys.argv
+    saved_argv, saved_environ = sys.argv, dict(os.environ)
     sys.argv = ["smolalign", *argv]  # what a run record keeps
     try:
         result = CliRunner().invoke(main, argv, catch_exceptions=catch)
     finally:
+        # a process's environment ends with it: --debug (SMOLALIGN_DEBUG), HF_TOKEN from a recipe, ...
         sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_environ)
     result.returncode = result.exit_code  # the same shape as a subprocess result, for the asserts below
     if catch and result.exception is not None and not isinstance(result.exception, SystemExit):
         trace = "".join(traceback.format_exception(result.exception))

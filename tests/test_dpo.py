@@ -79,7 +79,7 @@ def test_hub_layout_ultrafeedback_loads_and_trains(tmp_path, weak_sft):
     # the shipped paper recipe (train_prefs / test_prefs), shrunk to run on CPU
     result = run_cli("dpo", "dpo", "--model", weak_sft, f"data.dataset={repo}", f"training.output_dir={out}",
                      "training.bf16=false", "training.activation_checkpointing=false", "training.max_steps=3",
-                     "training.per_device_train_batch_size=4", "training.gradient_accumulation_steps=1",
+                     "training.per_device_train_batch_size=4", "batch.global_rows=4",
                      "training.eval_steps=3", "training.save_strategy=no", "training.report_to=[]")
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((out / "smolalign_run.json").read_text())

@@ -137,8 +137,10 @@ def started_training(staging) -> bool:
 def test_a_real_signal_mid_overwrite_leaves_the_old_output(good_runs, tmp_path, name, sig):
     target, argv = copy_of(good_runs, name, tmp_path)
     before = tree_digest(target)
+    # a shell that starts pytest in the background leaves SIGINT ignored in its children: a user's terminal does not
     process = subprocess.Popen([sys.executable, "-m", "smolalign.cli", *argv, *LONG_BY_COMMAND[name], "--overwrite"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600
     while not started_training(staging_path(target)) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
