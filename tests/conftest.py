@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 _HOME = tempfile.mkdtemp(prefix="smolalign-tests-hf-")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one thread each, not four
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.update({
     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": _HOME,
     "SMOLALIGN_CACHE": os.path.join(_HOME, "smolalign"),  # GGUF files given to a command are imported here
