@@ -15,6 +15,7 @@ Steady state: the first logs are left out; one run a side after a warm-up (bench
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -103,7 +104,9 @@ def trl_side(data: Path, out: Path, preset: str, steps: int, batch: int, max_len
                      use_liger_kernel=on_gpu and importlib.util.find_spec("liger_kernel") is not None,
                      optim="adamw_torch_fused" if on_gpu else "adamw_torch", use_cpu=not on_gpu)
     train = datasets.load_dataset("json", data_files=str(data), split="train")
-    DPOTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+    # a model built in memory has no path for TRL to load the reference from: the same weights, frozen
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=train, processing_class=tokenizer,
                callbacks=[clock(records)]).train()
 
 

@@ -246,11 +246,12 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     from smolalign.model.load import choose_placement
     from smolalign.train.mfu import device_peak_flops, flops_per_token, mfu
     from smolalign.train.pretrain.command import make_trainer
+    from smolalign.train.pretrain import command as pretrain
     from smolalign.train.pretrain.stages import Stage, make_plan
     from smolalign.train.speed import choose_speed, machine_facts
 
     on_gpu = torch.cuda.is_available()
-    speed = {s.key: s.value for s in choose_speed(machine_facts(), "pretrain")} if best else {}
+    speed = {s.key: s.value for s in choose_speed(machine_facts(), pretrain)} if best else {}
     liger = bool(speed.get("training.use_liger_kernel"))
     compile_ = compile_ or bool(speed.get("training.torch_compile"))
     attention = speed.get("model.attn_implementation") or "sdpa"

@@ -129,12 +129,15 @@ def smoltalk_like_data(path: Path, rows: int, max_length: int, seed: int = 0) ->
     from smolalign.data.debug_tasks import WORDS
 
     rng = random.Random(seed)
+    scale = min(1.0, max_length / 2048)  # a short max_length (--tiny) shrinks the turns with it
     lines = []
     for _ in range(rows):
         messages = []
         for _turn in range(rng.choice((1, 1, 2, 3, 4))):
-            for role, median in (("user", 60), ("assistant", 300)):
-                words = max(1, min(max_length, int(rng.lognormvariate(math.log(median), 1.0))))
+            for role, median in (("user", 60 * scale), ("assistant", 300 * scale)):
+                # a first question longer than half the window would leave no answer token to train on
+                cap = max_length // 2 if role == "user" else max_length
+                words = max(1, min(cap, int(rng.lognormvariate(math.log(median), 1.0))))
                 messages.append({"role": role, "content": " ".join(rng.choice(WORDS) for _ in range(words))})
         lines.append(json.dumps({"messages": messages}))
     path.write_text("\n".join(lines) + "\n")
