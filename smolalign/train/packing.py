@@ -130,9 +130,14 @@ def _causal_varlen(query, key, value, offsets, longest: int, scale, gqa: bool):
 
     from torch.nn.attention.varlen import varlen_attn
 
-    causal = {"is_causal": True} if "is_causal" in inspect.signature(varlen_attn).parameters else \
-        {"window_size": (-1, 0)}
-    extra = {"enable_gqa": True} if gqa else {}
+    accepts = inspect.signature(varlen_attn).parameters
+    causal = {"is_causal": True} if "is_causal" in accepts else {"window_size": (-1, 0)}
+    extra = {}
+    if gqa and "enable_gqa" in accepts:
+        extra = {"enable_gqa": True}
+    elif gqa:  # torch 2.11's kernel has no enable_gqa (it raised on an H200): each key head repeated per query head
+        repeats = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(repeats, dim=1), value.repeat_interleave(repeats, dim=1)
     return varlen_attn(query, key, value, offsets, offsets, longest, longest, scale=scale, **causal, **extra)
 
 
