@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,6 +42,11 @@ def falling(run_dir: Path) -> tuple[bool, str]:
     losses = [line["loss"] for line in logged if "loss" in line]
     if len(losses) < 2:
         return False, f"only {len(losses)} loss logged"
+    # the H200's first smoke "fell" from 6.80 to 0.0000: NaN gradients from step 1, the NaN losses logged as 0
+    norms = [line["grad_norm"] for line in logged if "grad_norm" in line]
+    broken = [value for value in losses + norms if not math.isfinite(value) or value == 0]
+    if broken:
+        return False, f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, {len(broken)} losses or gradient norms NaN or 0"
     return losses[-1] < losses[0], f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
 
 
@@ -72,8 +78,8 @@ def main() -> None:
                       *(["model.preset=tiny"] if options.tiny else []),
                       "data.sources={prose: {dataset: " + str(DEBUG / "data/pretrain/prose.jsonl") + "}, arith: "
                       "{dataset: " + str(DEBUG / "data/pretrain/arith.jsonl") + ", text_column: content}}",
-                      # 12 steps of the recipe's global batch at 2,048 tokens: ~12.6M tokens
-                      "stages=[{name: smoke, tokens: 1.26e7, mixture: {prose: 0.7, arith: 0.3}}]",
+                      # 6 steps of the recipe's global batch (1,048,576 tokens)
+                      "stages=[{name: smoke, tokens: 6.3e6, mixture: {prose: 0.7, arith: 0.3}}]",
                       "training.warmup_steps=2", "data.num_proc=null",
                       *(["data.block_size=64", "batch.global_tokens=1024",
                          "stages=[{name: smoke, tokens: 8192, mixture: {prose: 0.7, arith: 0.3}}]"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import NotImplementedYet, UsageError
+from .errors import NotImplementedYet, TrainingDiverged, UsageError
 
 def _fail(message: str, code: int) -> None:
     from .redact import redact_text
@@ -29,7 +29,7 @@ class SmolGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (UsageError, NotImplementedYet) as error:
+        except (UsageError, NotImplementedYet, TrainingDiverged) as error:
             if os.environ.get("SMOLALIGN_DEBUG"):
                 raise
             _fail(str(error), error.exit_code)

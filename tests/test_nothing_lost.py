@@ -100,6 +100,31 @@ def test_a_run_that_stops_before_its_first_checkpoint_leaves_the_old_output(good
     assert_untouched(target, before)
 
 
+@pytest.mark.parametrize("name", ["sft", "pretrain"])
+def test_a_run_whose_loss_turns_nan_stops_in_one_line_and_keeps_the_old_output(good_runs, tmp_path, monkeypatch,
+                                                                                name):
+    """On an H200 a pretraining run's gradients turned NaN at step 1 and it trained on, logging loss 0 (the NaN
+    filtered out) and writing NaN weights. Injected here: the loss of step 2 is NaN, as it came back there."""
+    import torch
+    from transformers import Trainer
+
+    target, argv = copy_of(good_runs, name, tmp_path)
+    before = tree_digest(target)
+    original, calls = Trainer.training_step, {"n": 0}
+
+    def training_step(self, *args, **kwargs):
+        calls["n"] += 1
+        loss = original(self, *args, **kwargs)
+        return loss * torch.nan if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(Trainer, "training_step", training_step)
+    result = run_in_process(*argv, *LONG_BY_COMMAND[name], "--overwrite")
+    assert result.exit_code == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "loss is nan at step 2" in errors[0] and "Traceback" not in result.stderr
+    assert_untouched(target, before)
+
+
 def test_the_first_checkpoint_swaps_the_new_run_in_and_it_resumes(good_runs, tmp_path, monkeypatch):
     target, argv = copy_of(good_runs, "sft", tmp_path)
     before = tree_digest(target)

@@ -167,6 +167,32 @@ def reference_varlen(query, key, value, offsets, longest, scale, gqa):
     return torch.cat(pieces)
 
 
+@pytest.mark.parametrize("api", ["torch 2.11", "torch 2.13"])
+def test_the_varlen_call_fits_each_torch_api_and_repeats_shared_heads_where_there_is_no_gqa(monkeypatch, api):
+    """torch 2.11's varlen_attn takes `is_causal` and has no `enable_gqa` (a TypeError on an H200); later ones take
+    a window and `enable_gqa`. Injected, said so: stand-ins with each signature, computing as reference_varlen."""
+    import torch
+    import torch.nn.attention.varlen as varlen
+
+    from smolalign.train.packing import _causal_varlen
+
+    def as_2_11(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, is_causal=False):
+        assert is_causal and key.shape[1] == query.shape[1], "2.11 has no GQA: key heads must be repeated"
+        return reference_varlen(query, key, value, cu_seq_q, max_q, scale, False)
+
+    def as_2_13(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1),
+                enable_gqa=False):
+        assert window_size == (-1, 0) and enable_gqa
+        return reference_varlen(query, key, value, cu_seq_q, max_q, scale, True)
+
+    monkeypatch.setattr(varlen, "varlen_attn", as_2_11 if api == "torch 2.11" else as_2_13)
+    torch.manual_seed(0)
+    query, key, value = torch.randn(10, 6, 8), torch.randn(10, 2, 8), torch.randn(10, 2, 8)
+    offsets = torch.tensor([0, 3, 10], dtype=torch.int32)
+    out = _causal_varlen(query, key, value, offsets, 7, 0.25, True)
+    torch.testing.assert_close(out, reference_varlen(query, key, value, offsets, 7, 0.25, True))
+
+
 def test_the_varlen_twin_equals_the_4d_mask_in_outputs_and_gradients(tmp_path):
     import functools
 

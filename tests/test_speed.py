@@ -56,6 +56,37 @@ def test_liger_and_torch_compile_are_never_chosen_together(kind, liger):
     assert settings["training.torch_compile"] is (kind == "pretrain" and not liger)
 
 
+@pytest.mark.parametrize("recipe", ["pretrain", "pretrain-135m", "pretrain-360m", "debug/pretrain"])
+@pytest.mark.parametrize("machine", [H100, H100_NO_LIGER], ids=["liger", "no-liger"])
+def test_a_shipped_pretraining_recipe_gets_liger_or_compile_on_a_gpu(recipe, machine):
+    """On an H200 the smoke run of pretrain-135m, whose recipe wrote use_liger_kernel: false, ran with neither
+    Liger (installed) nor compile: a shipped recipe leaves the choice to the machine."""
+    training = resolved(machine, recipe, []).recipe.training
+    assert training["use_liger_kernel"] is machine.liger and training["torch_compile"] is not machine.liger
+
+
+def test_a_recipe_that_writes_liger_or_compile_gets_the_other_off_and_both_on_is_refused():
+    from smolalign.errors import UsageError
+
+    liger_off = resolved(H100, "debug/pretrain", ["training.use_liger_kernel=false"])
+    assert liger_off.recipe.training["torch_compile"] is True and any("torch_compile=true" in n for n in liger_off.notes)
+    compiled = resolved(H100, "debug/pretrain", ["training.torch_compile=true"])
+    assert compiled.recipe.training["use_liger_kernel"] is False
+    assert any("use_liger_kernel=false" in note for note in compiled.notes)
+    eager = resolved(H100, "debug/pretrain", ["training.use_liger_kernel=false", "training.torch_compile=false"])
+    assert not eager.recipe.training["torch_compile"] and not eager.recipe.training["use_liger_kernel"]
+    sft = load_sft(["training.use_liger_kernel=false"])
+    assert not sft.recipe.training["torch_compile"]  # packed rows change shape: no compile for SFT
+    with pytest.raises(UsageError, match="both on"):
+        resolved(H100, "debug/pretrain", ["training.use_liger_kernel=true", "training.torch_compile=true"])
+
+
+def load_sft(overrides):
+    from smolalign.train.speed import load_run_recipe
+
+    return load_run_recipe("debug/sft", command("sft"), overrides, H100)
+
+
 @pytest.mark.parametrize("kind,weights", [("pretrain", "float32"), ("sft", "bfloat16"), ("dpo", "bfloat16")])
 def test_pretraining_keeps_fp32_master_weights_on_a_gpu_and_alignment_bf16(kind, weights):
     from smolalign.train.speed import choose_weights

@@ -1,4 +1,5 @@
-"""Trainer callbacks shared by every command: rich progress and a metrics log (checkpoint markers: checkpoints.py).
+"""Trainer callbacks shared by every command: rich progress, a metrics log and the stop on a diverged run
+(checkpoint markers: checkpoints.py).
 
 Throughput has one definition, `tokens_per_second`, used by the progress bar, the metrics log and the end-of-run
 summary alike: real (non-padding) tokens that this `train()` call saw, over the Trainer's own `train_runtime`
@@ -8,6 +9,7 @@ clock for the same call (evaluation and saving included, as in transformers' `tr
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -23,6 +25,24 @@ def tokens_per_second(state, runtime: float, tokens_before: int = 0) -> float | 
     if not runtime or runtime <= 0 or tokens <= 0:
         return None
     return tokens / runtime
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stops the run at the first log whose loss or gradient norm is NaN or infinite (transformers' own
+    `logging_nan_inf_filter`, off in smolalign, would log the average of earlier losses instead and train on). Logs
+    come before checkpoints at the same step, so no checkpoint holds the NaN weights, and an `--overwrite` keeps the
+    old output. As Megatron-LM checks for NaN in the loss and the gradients by default."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                from ..errors import TrainingDiverged
+
+                raise TrainingDiverged(
+                    f"{key} is {value} at step {state.global_step}: the run stopped before saving NaN weights; "
+                    f"lower training.learning_rate, or try model.dtype=float32 and training.max_grad_norm=1.0, "
+                    f"and --resume from the last checkpoint if there is one")
 
 
 class MetricsLog(TrainerCallback):

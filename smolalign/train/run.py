@@ -344,14 +344,15 @@ class Run:
         checkpoint swaps an `--overwrite`'s new output in."""
         from transformers.trainer_callback import ProgressCallback
 
-        from .callbacks import MetricsLog, RichProgress
+        from .callbacks import MetricsLog, RichProgress, StopOnNonFinite
         from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
 
         resume_step = int(self.resume_from.name.split("-")[-1]) if self.resume_from else None
         trainer.remove_callback(ProgressCallback)
+        # the metrics log writes the NaN line before the stop raises: the user sees where it diverged
         for callback in (CheckpointMarker(take_over_rotation(trainer)),
                          OnCompleteCheckpoint(lambda: self.swap_in(trainer)), MetricsLog(resume_step),
-                         RichProgress()):
+                         RichProgress(), StopOnNonFinite()):
             trainer.add_callback(callback)
         return trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
 

@@ -89,9 +89,10 @@ def available_memory() -> int | None:
 
 def base_defaults(machine: Machine) -> dict:
     """Training defaults that depend on the machine, for every command: TRL defaults to bf16 and gradient
-    checkpointing even on CPU, where both only cost time (~3x); pinned memory only speeds host-to-GPU copies."""
+    checkpointing even on CPU, where both only cost time (~3x); pinned memory only speeds host-to-GPU copies. A NaN
+    or infinite loss is logged as it is, not hidden (callbacks.py's StopOnNonFinite stops the run on it)."""
     return {"bf16": machine.gpu and machine.bf16, "activation_checkpointing": machine.gpu,
-            "dataloader_pin_memory": machine.gpu}
+            "dataloader_pin_memory": machine.gpu, "logging_nan_inf_filter": False}
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ def load_run_recipe(recipe_name: str, command, overrides: list[str], machine: Ma
     defaults = deep_merge(deep_merge(command.defaults(), {"training": base_defaults(machine)}),
                           speed_defaults(settings))
     recipe = load_recipe(recipe_name, command.KIND, overrides, defaults, schema=command.SCHEMA)
-    notes = [derive_accumulation(recipe, machine.processes)]
+    notes = [derive_accumulation(recipe, machine.processes), keep_liger_and_compile_apart(recipe, command, machine)]
     arch = arch_for(recipe)
     if needs_checkpointing_on_cpu(recipe, command, machine, arch):
         recipe.training["activation_checkpointing"] = True
@@ -256,6 +257,32 @@ def load_run_recipe(recipe_name: str, command, overrides: list[str], machine: Ma
     else:
         notes.append(apply_micro_batch(recipe, command, machine, arch))
     return Resolved(recipe, settings, [note for note in notes if note])
+
+
+def keep_liger_and_compile_apart(recipe, command, machine: Machine) -> str | None:
+    """Liger and torch.compile are never on together (module docstring), also when a recipe writes one of them:
+    the one the recipe writes wins and the machine's choice of the other gives way; a recipe that turns Liger off
+    gets compile where every batch has the same shape. Both written on is refused. Says what changed, if anything."""
+    from ..errors import UsageError
+
+    if not machine.gpu:
+        return None
+    liger, compiled = recipe.value("use_liger_kernel"), recipe.value("torch_compile")
+    wrote_liger, wrote_compile = recipe.writes("training.use_liger_kernel"), recipe.writes("training.torch_compile")
+    if liger and compiled:
+        if wrote_liger and wrote_compile:
+            raise UsageError("training.use_liger_kernel and training.torch_compile are both on: together they "
+                             "crashed on an H200 (Triton CompilationError, then an illegal memory access); set one "
+                             "of them to false")
+        off = "torch_compile" if wrote_liger else "use_liger_kernel"
+        recipe.training[off] = False
+        return (f"training.{off}=false: the recipe turns on training.{'use_liger_kernel' if wrote_liger else 'torch_compile'}, "
+                f"and the two crashed together on an H200")
+    if wrote_liger and not liger and not wrote_compile and not compiled and command.SAME_SHAPE:
+        recipe.training["torch_compile"] = True
+        return ("training.torch_compile=true: the recipe turns Liger off, and every pretraining batch has the same "
+                "shape (training.torch_compile=false keeps eager)")
+    return None
 
 
 CPU_CHECKPOINTING_NOTE = ("activation checkpointing on: without it this run's activations would not fit in this "
