@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU claim of the README in one run on one H100/H200, under 10 minutes, compiling included:
 #   [WHEELS=DIR] bash bench/gpu.sh OUT [PARTS]
-# PARTS (comma-separated, default all): smoke, attention, pretrain, sft, dpo, memory. Each part writes OUT/PART.txt;
+# PARTS (comma-separated, default all but variants): smoke, attention, pretrain, sft, dpo, memory, variants. Each part writes OUT/PART.txt;
 # a part that fails or runs out of its time is reported and the others still run; OUT/summary.txt lists them all.
 # 1. smoke: `smolalign pretrain` (pretrain-135m on the repo's text), `sft` (sft-smol) and `dpo` (dpo) from it, and
 #    `chat` on the result, each the shipped recipe with its GPU defaults and only its size shrunk: exit 0, loss falls.
@@ -67,6 +67,7 @@ if [[ -n $tiny ]]; then
   part sft 300 "$python" bench/sft_throughput.py --tiny --smoltalk
   part dpo 300 "$python" bench/dpo_throughput.py --tiny
   part memory 300 "$python" bench/plan_memory.py --tiny
+  part variants 300 "$python" bench/gpu_smoke.py "$out/variants" --tiny --variants
 else
   # limits from the first H200 run (README, GPU bench): pretrain-135m's smoke run took 94 s for 12 steps (now 6),
   # the four MFU cases ~45 s each, DPO's three sides ~25 s each; together under the device's 10 minutes a command
@@ -77,6 +78,8 @@ else
   part sft 100 "$python" bench/sft_throughput.py --smoltalk --preset smollm2-135m --reps 1 --no-compile
   part dpo 70 "$python" bench/dpo_throughput.py --steps 12
   part memory 50 "$python" bench/plan_memory.py --presets smollm2-360m
+  # not in the default parts: the smoke's pretraining under one changed setting at a time, where it diverged
+  part variants 200 "$python" bench/gpu_smoke.py "$out/variants" --variants
 fi
 echo "== summary"
 cat "$out/summary.txt"

@@ -62,10 +62,30 @@ def speed_lines(run_dir: Path) -> str:
     return f"model.dtype={model.get('dtype')}, attn={model.get('attn_implementation')}, {chosen}"
 
 
+# The first H200 smoke run's pretraining (fp32 master weights under bf16 autocast, neither Liger nor compile, the
+# micro-batch fitted to 32) had NaN gradients from step 1; each variant changes one of those settings.
+VARIANTS = {"as shipped": [], "bf16 weights": ["model.dtype=bfloat16"], "Liger": ["training.use_liger_kernel=true"],
+            "recipe micro-batch": ["speed.fit_micro_batch=false"], "no clipping": ["training.max_grad_norm=0"],
+            "eager attention": ["model.attn_implementation=eager"]}
+
+
+def variants(pretrain_argv: list[str], out: Path, tokens: float) -> None:
+    for name, extra in VARIANTS.items():
+        run_dir = out / ("variant-" + name.replace(" ", "-"))
+        argv = [arg for arg in pretrain_argv if not arg.startswith(("training.output_dir=", "stages="))]
+        ok, line = run(run_dir.name, [*argv, f"stages=[{{name: smoke, tokens: {tokens}, mixture: {{prose: 0.7, "
+                                      f"arith: 0.3}}}}]", f"training.output_dir={run_dir}", *extra], out)
+        if ok:
+            ok, line = falling(run_dir)
+        print(f"{name:20s} {'ok     ' if ok else 'FAILED '}{line}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--tiny", action="store_true", help="no GPU: the tiny preset, bf16 off")
+    parser.add_argument("--variants", action="store_true", help="only the pretraining run, 3 steps under each of "
+                        "VARIANTS: which setting makes its loss or gradients NaN")
     options = parser.parse_args()
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +117,8 @@ def main() -> None:
                  *(["training.max_length=128", "batch.global_rows=8"] if options.tiny else []),
                  f"training.output_dir={dpo}", *cpu, *quiet], dpo),
     ]
+    if options.variants:
+        return variants(steps[0][1], out, tokens=3072 if options.tiny else 3.1e6)  # 3 steps
     results = []
     for name, argv, run_dir in steps:
         ok, line = run(name, argv, out)
