@@ -42,13 +42,14 @@ install-dev: $(VENV)/.dev
 demo: install
 	$(VENV)/bin/smolalign demo
 
+# Two workers (the CI machine's two cores), each taking whole files so a module's fixtures are built once.
 test: install-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Every test not marked slow (no whole command in a subprocess, no real model or pipeline): minutes, for the loop of
 # changing code. The pinned loss curves are in it, so a change that alters training fails here too.
 test-fast: install-dev
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # Every smolalign module imported and every command asked for --help in a venv of its own with the runtime
 # dependencies only (as `make demo` installs them): a dependency the code needs but pyproject does not declare

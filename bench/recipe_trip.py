@@ -59,6 +59,20 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         stops = trip(Path(tmp) / "run")
+    if options.list:
+        for number, (path, function) in enumerate(stops, start=1):
+            print(f"{number:3d} {path}::{function}")
+    summary("recipe trip from run_sft", stops)
+    # the Recipe's own accessors (value, writes, to_dict...) read a field: a reader does not follow them
+    summary("without the Recipe's methods", [(path, function) for path, function in stops
+                                              if not (path == "config/schema.py" and function in RECIPE_METHODS)])
+
+
+RECIPE_METHODS = {name for name in dir(__import__("smolalign.config.schema", fromlist=["Recipe"]).Recipe)
+                  if not name.startswith("__")}
+
+
+def summary(title: str, stops: list[tuple[str, str]]) -> None:
     left, returns, current = set(), 0, None
     for path, _ in stops:
         if path != current:
@@ -67,13 +81,9 @@ def main() -> None:
             if current is not None:
                 left.add(current)
             current = path
-    if options.list:
-        for number, (path, function) in enumerate(stops, start=1):
-            print(f"{number:3d} {path}::{function}")
     files = sorted({path for path, _ in stops})
-    print(f"recipe trip from run_sft: {len(stops)} stops over {len(files)} files, {returns} returns to a file "
-          f"already left")
-    print("files: " + ", ".join(files))
+    print(f"{title}: {len(stops)} stops over {len(files)} files, {returns} returns to a file already left")
+    print("  files: " + ", ".join(files))
 
 
 if __name__ == "__main__":

@@ -33,31 +33,34 @@ def _process_count() -> int:
     return PartialState().num_processes
 
 
+def write_record(output_dir: str | Path, recipe, fields: dict) -> dict:
+    """The run record (RUN_FILE) and the resolved recipe (RECIPE_FILE) beside an output, each written atomically,
+    secrets redacted: `fields` (what the command, training or gen, says of its run), then what every record
+    carries: the command line, the package versions and Python's."""
+    info = redact({**fields, "argv": sys.argv, "versions": package_versions(), "python": platform.python_version()})
+    atomic_write_text(Path(output_dir) / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write_text(Path(output_dir) / RECIPE_FILE, recipe.to_yaml())
+    return info
+
+
 def write_run_info(output_dir: str | Path, recipe, data_fingerprints: dict, extra: dict | None = None,
                    resumed_from: str | None = None) -> dict:
-    output_dir = Path(output_dir)
+    """A training run's record: a resume appends to the history of the record it finds."""
     previous = read_run_info(output_dir) if resumed_from else None
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     event = {"event": "resume" if resumed_from else "start", "time": now, "argv": sys.argv,
              "from_checkpoint": resumed_from, "versions": package_versions()}
-    info = {
+    return write_record(output_dir, recipe, {
         "command": recipe.kind,
-        "argv": sys.argv,
         "recipe_path": recipe.path,
         "recipe": recipe.to_dict(),
         "seed": recipe.training.get("seed", 42),
         "data_fingerprints": data_fingerprints,
-        "versions": package_versions(),
-        "python": platform.python_version(),
         "processes": _process_count(),
         "started": (previous or {}).get("started", now),
         **(extra or {}),
         "history": [*((previous or {}).get("history") or []), event],
-    }
-    info = redact(info)
-    atomic_write_text(output_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
-    atomic_write_text(output_dir / RECIPE_FILE, recipe.to_yaml())
-    return info
+    })
 
 
 def read_run_info(output_dir: str | Path) -> dict | None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-from ..outputs import atomic_write_text
 from .spec import fingerprint_fields
 
 PLAN_FILE = "plan.json"
@@ -40,14 +38,11 @@ def generator_record(backend) -> dict:
 
 
 def write_record(out_dir: Path, recipe, generator: dict, status: str, extra: dict | None = None) -> None:
-    from ..redact import redact
-    from ..runinfo import RECIPE_FILE, RUN_FILE, package_versions
+    from .. import runinfo
 
-    info = {"command": "gen", "subset": recipe.kind, "status": status, "argv": redact(sys.argv),
-            "spec_path": recipe.path, "spec": recipe.to_dict(), "generator": generator, "versions": package_versions(),
-            "python": platform.python_version(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
-    atomic_write_text(out_dir / RUN_FILE, json.dumps(info, indent=2, default=str) + "\n")
-    atomic_write_text(out_dir / RECIPE_FILE, recipe.to_yaml())
+    runinfo.write_record(out_dir, recipe, {
+        "command": "gen", "subset": recipe.kind, "status": status, "spec_path": recipe.path, "spec": recipe.to_dict(),
+        "generator": generator, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})})
 
 
 def finish(recipe, rows, history, against, out_dir: Path, generator: dict, started: float, extra=None) -> dict:
