@@ -28,6 +28,21 @@ DEBUG_DIR = REPO / "recipes" / "debug"
 FRESH_COMMANDS = {"gen", "demo"}
 
 
+# The files that take longest (`pytest --durations`), first: `make test`'s two workers take whole files in
+# collection order, and a long file collected last leaves one worker running it alone at the end.
+LONGEST_FIRST = ("test_gen.py", "test_demo.py", "test_real_gen.py", "test_quality.py", "test_sft.py",
+                 "test_gen_watchdog.py", "test_export.py", "test_real_model.py", "test_dpo.py", "test_model_outputs.py")
+
+
+LAST = ("test_gen_ray.py",)  # its Ray processes starve beside another worker's training (test_gen_ray.py)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    rank.update({name: len(LONGEST_FIRST) + 1 for name in LAST})
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: a file keeps its order
+
+
 def run_cli(*args, cwd=None, env=None, timeout=1800, fresh=False):
     """The `smolalign` command line as a user runs it: its exit code, stdout and stderr.
 

@@ -191,18 +191,6 @@ def test_smol_summarization_end_to_end(gen_model, tmp_path):
         assert "words long" in row["messages"][0]["content"] and "{words}" not in row["messages"][0]["content"]
 
 
-@pytest.mark.slow
-def test_ray_runs_magpie_with_two_replicas(gen_model, tmp_path):
-    pytest.importorskip("ray", reason="ray is not installed (pip install 'smolalign[ray]'); CI installs it")
-    out = tmp_path / "ray"
-    result = gen("magpie-ultra", gen_model, out, "--num-rows", "4", "turns=1", "llm.batch_size=1", "--ray",
-                 "ray.replicas=2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows, counts = check_dataset(out, "magpie-ultra", 4)
-    log = "".join(p.read_text() for p in (out / "work" / "logs").glob("*.log"))
-    assert "in 'magpie' (replica ID: 1)" in log, "the second Magpie replica processed a batch"
-
-
 # ---------------------------------------------------------------- plain functions
 
 
