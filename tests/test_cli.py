@@ -28,6 +28,7 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
+@pytest.mark.slow  # whole commands in subprocesses
 def test_accelerate_relaunch_runs_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     result = run_cli("sft", "debug/sft", "--accelerate-config", "cpu-ddp", "--num-processes", "2",

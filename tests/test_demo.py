@@ -11,6 +11,8 @@ from smolalign.demo.pipeline import SIZES
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.slow  # the demo is a whole command in a subprocess (about 3 minutes)
+
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):

@@ -281,6 +281,7 @@ def test_shipped_sharded_configs_write_a_whole_final_model():
 # ---------------------------------------------------------------- several processes, kill and resume
 
 
+@pytest.mark.slow  # whole commands in subprocesses
 def test_two_process_dpo_writes_one_model_and_one_run_record(tmp_path, weak_sft):
     from transformers import AutoModelForCausalLM
 
@@ -304,6 +305,7 @@ def step_losses(out):
     return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").open()) if "loss" in r}
 
 
+@pytest.mark.slow  # whole commands in subprocesses
 def test_sigkill_and_resume_gives_the_same_losses(tmp_path, weak_sft):
     from smolalign.train.checkpoints import COMPLETE_MARKER, checkpoints
 

@@ -317,6 +317,7 @@ def killed_and_resumed(tmp_path_factory):
     return out, data, last.stderr
 
 
+@pytest.mark.slow  # whole commands in subprocesses
 def test_sigkill_and_resume_mid_stage_and_across_stage_boundaries(killed_and_resumed, debug_pretrain_run):
     """The same loss at every step as the uninterrupted run: the same blocks and the same RoPE settings."""
     out, _, stderr = killed_and_resumed
@@ -329,6 +330,7 @@ def test_sigkill_and_resume_mid_stage_and_across_stage_boundaries(killed_and_res
     assert epochs == pytest.approx({step: step / TOTAL for step in epochs})
 
 
+@pytest.mark.slow  # reads the killed run of a subprocess (killed_and_resumed)
 def test_resume_with_a_changed_recipe_or_data_is_refused_writing_nothing(killed_and_resumed):
     out, data, _ = killed_and_resumed
     before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))

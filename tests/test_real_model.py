@@ -13,6 +13,8 @@ import pytest
 
 from .conftest import assert_user_error, run_cli, write_jsonl
 
+pytestmark = pytest.mark.slow  # the real SmolLM2-135M: imported, trained on, chatted with
+
 FRANCE = "What is the capital of France?"
 CHAT_ROWS = [
     {"messages": [{"role": "user", "content": "What is the capital of France?"},

@@ -187,6 +187,7 @@ def step_losses(out):
     return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").open()) if "loss" in r}
 
 
+@pytest.mark.slow  # whole commands in subprocesses
 def test_sigkill_and_resume_gives_the_same_losses(tmp_path):
     from smolalign.train.checkpoints import COMPLETE_MARKER, checkpoints
 
