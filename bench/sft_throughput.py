@@ -304,7 +304,8 @@ def report(runs: dict[str, list], s: Settings, lengths: list[int], equal_batch: 
     results = {name: [statistics.median(r[i] for r in done) for i in range(4)] for name, done in runs.items()}
     print(f"\nmachine: {machine()}")
     print(f"data: {s.rows} {'SmolTalk-like multi-turn' if s.smoltalk else 'chat'} rows, {s.batch} x "
-          f"{s.accumulation} accumulation a step ({s.batch * s.accumulation * s.max_length:,} packed tokens), tokens per row mean {statistics.mean(lengths):.0f}, median "
+          f"{s.accumulation} accumulation a step ({s.batch * s.accumulation * s.max_length:,} packed tokens), "
+          f"tokens per row mean {statistics.mean(lengths):.0f}, median "
           f"{statistics.median(lengths):.0f}, max {max(lengths)}; max_length {s.max_length}, attention "
           f"{s.attn or 'each side its own (smolalign: its speed settings; TRL: sdpa, or flash for its best)'}; "
           f"flash-attn {'installed' if installed('flash_attn') else 'not installed'}, liger-kernel "
@@ -396,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
         s = replace(s, smoltalk=True, **({} if options.tiny else {"max_length": 8192, "batch": 1, "accumulation": 8,
                                                                    "rows": 2000, "steps": 12, "warmup_steps": 4,
                                                                    "logging_steps": 2}))
-    s = replace(s, accumulation=options.accumulation or s.accumulation, steps=options.steps or s.steps, reps=options.reps or s.reps, attn=options.attn or s.attn,
+    s = replace(s, accumulation=options.accumulation or s.accumulation, steps=options.steps or s.steps,
+                reps=options.reps or s.reps, attn=options.attn or s.attn,
                 compile=s.compile and not options.no_compile, threads=options.threads or s.threads,
                 preset=options.preset or s.preset, rows=options.rows or s.rows, model=options.model or s.model,
                 max_length=options.max_length or s.max_length, batch=options.batch or s.batch)

@@ -174,7 +174,7 @@ def test_the_varlen_call_fits_each_torch_api_and_repeats_shared_heads_where_ther
     import torch
     import torch.nn.attention.varlen as varlen
 
-    from smolalign.train.packing import _causal_varlen
+    from smolalign.train.packing import _causal_varlen, _varlen_parameters
 
     def as_2_11(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, is_causal=False):
         assert is_causal and key.shape[1] == query.shape[1], "2.11 has no GQA: key heads must be repeated"
@@ -186,11 +186,13 @@ def test_the_varlen_call_fits_each_torch_api_and_repeats_shared_heads_where_ther
         return reference_varlen(query, key, value, cu_seq_q, max_q, scale, True)
 
     monkeypatch.setattr(varlen, "varlen_attn", as_2_11 if api == "torch 2.11" else as_2_13)
+    _varlen_parameters.cache_clear()  # the signature is read once a process: read the stand-in's
     torch.manual_seed(0)
     query, key, value = torch.randn(10, 6, 8), torch.randn(10, 2, 8), torch.randn(10, 2, 8)
     offsets = torch.tensor([0, 3, 10], dtype=torch.int32)
     out = _causal_varlen(query, key, value, offsets, 7, 0.25, True)
     torch.testing.assert_close(out, reference_varlen(query, key, value, offsets, 7, 0.25, True))
+    _varlen_parameters.cache_clear()
 
 
 def test_the_varlen_twin_equals_the_4d_mask_in_outputs_and_gradients(tmp_path):

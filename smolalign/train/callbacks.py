@@ -41,8 +41,8 @@ class StopOnNonFinite(TrainerCallback):
 
                 raise TrainingDiverged(
                     f"{key} is {value} at step {state.global_step}: the run stopped before saving NaN weights; "
-                    f"lower training.learning_rate, or try model.dtype=float32 and training.max_grad_norm=1.0, "
-                    f"and --resume from the last checkpoint if there is one")
+                    f"lower training.learning_rate or change the setting that made it diverge, and --resume from "
+                    f"the last checkpoint if there is one")
 
 
 class MetricsLog(TrainerCallback):

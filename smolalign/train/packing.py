@@ -30,6 +30,7 @@ non-padding input ids instead (see `_count_real_tokens`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 VARLEN_ATTENTION = {"flash_attention_2", "flash_attention_3", "flash_attention_4"}
@@ -124,13 +125,20 @@ def sdpa_by_document(module, query, key, value, attention_mask, dropout: float =
     return out.view(heads, batch, length, dim).permute(1, 2, 0, 3), None
 
 
-def _causal_varlen(query, key, value, offsets, longest: int, scale, gqa: bool):
-    """torch's varlen kernel, causal: torch 2.11 takes `is_causal`, later ones a (left, right) window of (-1, 0)."""
+@functools.cache
+def _varlen_parameters() -> frozenset[str]:
     import inspect
 
     from torch.nn.attention.varlen import varlen_attn
 
-    accepts = inspect.signature(varlen_attn).parameters
+    return frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def _causal_varlen(query, key, value, offsets, longest: int, scale, gqa: bool):
+    """torch's varlen kernel, causal: torch 2.11 takes `is_causal`, later ones a (left, right) window of (-1, 0)."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    accepts = _varlen_parameters()
     causal = {"is_causal": True} if "is_causal" in accepts else {"window_size": (-1, 0)}
     extra = {}
     if gqa and "enable_gqa" in accepts:

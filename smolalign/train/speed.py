@@ -25,7 +25,8 @@ there they only cost (as TRL's bf16 and gradient checkpointing defaults do, whic
 
 A recipe turns any of them off by writing the key (`training.use_liger_kernel=false`, `training.optim=adamw_torch`,
 `training.torch_compile=false`, `model.attn_implementation=sdpa`, `speed.fit_micro_batch=false`); `--print-config`
-says which are on and why.
+says which are on and why. Where a recipe writes Liger or compile, the machine's choice of the other gives way
+(`keep_liger_and_compile_apart`).
 """
 
 from __future__ import annotations
@@ -274,10 +275,9 @@ def keep_liger_and_compile_apart(recipe, command, machine: Machine) -> str | Non
             raise UsageError("training.use_liger_kernel and training.torch_compile are both on: together they "
                              "crashed on an H200 (Triton CompilationError, then an illegal memory access); set one "
                              "of them to false")
-        off = "torch_compile" if wrote_liger else "use_liger_kernel"
+        written, off = ("use_liger_kernel", "torch_compile") if wrote_liger else ("torch_compile", "use_liger_kernel")
         recipe.training[off] = False
-        return (f"training.{off}=false: the recipe turns on training.{'use_liger_kernel' if wrote_liger else 'torch_compile'}, "
-                f"and the two crashed together on an H200")
+        return f"training.{off}=false: the recipe turns on training.{written}, and the two crashed together on an H200"
     if wrote_liger and not liger and not wrote_compile and not compiled and command.SAME_SHAPE:
         recipe.training["torch_compile"] = True
         return ("training.torch_compile=true: the recipe turns Liger off, and every pretraining batch has the same "
