@@ -260,7 +260,9 @@ class Run:
         from ..model.gguf import resolve_model
         from ..model.load import check_model_source, load_model
         from .guards import check_lora
+        from .speed import apply_cudnn_attention
 
+        apply_cudnn_attention(self.recipe)  # torch's SDPA backends are switched process-wide, before the model runs
         model_section = self.recipe.model
         name, gguf = None, None
         if model_section.name_or_path:

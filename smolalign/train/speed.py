@@ -19,6 +19,10 @@ there they only cost (as TRL's bf16 and gradient checkpointing defaults do, whic
   alignment-handbook recipes do (a few thousand steps, from a trained model); `model.dtype=float32` opts out.
 - flash-attn, `model.attn_implementation: flash_attention_2`, when the package is installed: varlen kernels over
   TRL's padding-free batches, no mask; sdpa otherwise.
+- cuDNN attention, `speed.cudnn_attention`: off on a GPU. torch for CUDA 13 puts cuDNN's SDPA kernel first on
+  sm90/sm100, and its bf16 backward has public reports of NaN gradients with a finite forward, shape- and mask-
+  dependent (pytorch#196678, trl#7181, cudnn-frontend#1072); the first H200 pretraining run had NaN gradients from
+  step 1 on that path. Flash and memory-efficient SDPA cover the same cases. `speed.cudnn_attention=true` turns it on.
 - The micro-batch, `speed.fit_micro_batch`: the largest per-device batch that fits the GPU by `smolalign plan`'s
   memory estimate, with gradient accumulation changed so that per-device batch x accumulation, the recipe's
   effective batch, stays as written (the optimizer sees the same tokens a step).
@@ -144,7 +148,8 @@ def choose_speed(machine: Machine, command) -> list[Setting]:
                         "default applies)"),
                 Setting("torch.compile", "training.torch_compile", False, "no GPU"),
                 Setting("flash-attn", "model.attn_implementation", None, "no GPU: sdpa"),
-                Setting("micro-batch", "speed.fit_micro_batch", False, "no GPU: the recipe's batch as written")]
+                Setting("micro-batch", "speed.fit_micro_batch", False, "no GPU: the recipe's batch as written"),
+                Setting("cuDNN attention", "speed.cudnn_attention", None, "no GPU: no cuDNN kernel")]
     liger_why = ("liger-kernel installed: fused RMSNorm, SwiGLU, RoPE" + (
         " and linear cross-entropy (no logits held)" if command.FUSED_LOSS else
         " (TRL's tiled LM head already holds no logits)") if machine.liger else
@@ -163,7 +168,23 @@ def choose_speed(machine: Machine, command) -> list[Setting]:
                 "flash-attn is not installed (pip install flash-attn): sdpa"),
         Setting("micro-batch", "speed.fit_micro_batch", True,
                 "the largest that fits this GPU, accumulation keeping the recipe's effective batch"),
+        Setting("cuDNN attention", "speed.cudnn_attention", False, CUDNN_WHY),
     ]
+
+
+CUDNN_WHY = ("off: its bf16 backward has given NaN gradients with a finite forward on sm90 (pytorch#196678, "
+             "trl#7181), and torch for CUDA 13 picks it first; flash and memory-efficient SDPA cover the same cases "
+             "(speed.cudnn_attention=true turns it on)")
+
+
+def apply_cudnn_attention(recipe) -> None:
+    """Set torch's cuDNN SDPA switch as the recipe resolved it, before the model runs (module docstring); null
+    leaves torch's own choice."""
+    wanted = getattr(recipe.sections.get("speed"), "cudnn_attention", None)
+    if wanted is not None:
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(bool(wanted))
 
 
 def speed_defaults(settings: list[Setting]) -> dict:
