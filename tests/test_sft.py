@@ -285,6 +285,42 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case):
     assert not out.exists()
 
 
+def test_the_command_lines_accumulation_sets_the_recipe_files_global_batch_aside():
+    """TRL and handbook users pass an accumulation and expect it to apply: on the command line it beats the recipe
+    file's batch.global_rows, and the run says what it set aside."""
+    from smolalign.cli import _training_command
+    from smolalign.train.speed import Machine, load_run_recipe
+
+    def resolved(*overrides):
+        return load_run_recipe("sft", _training_command("sft"), ["training.bf16=false", *overrides],
+                               Machine(gpu=False))
+
+    written = resolved("training.gradient_accumulation_steps=1")
+    assert written.recipe.training["gradient_accumulation_steps"] == 1
+    assert written.recipe.sections["batch"].global_rows is None  # the run record says the batch it trained
+    assert any("batch.global_rows=128 of the recipe file set aside: the command line gives "
+               "training.gradient_accumulation_steps=1" in note for note in written.notes), written.notes
+    micro = resolved("training.per_device_train_batch_size=3")  # 128 rows cannot be met by 3 a micro-step
+    assert micro.recipe.sections["batch"].global_rows is None
+    assert micro.recipe.training["per_device_train_batch_size"] == 3
+    assert any("per_device_train_batch_size=3, which cannot meet it exactly" in note for note in micro.notes)
+    kept = resolved("training.per_device_train_batch_size=2")  # 128 = 2 x 64: the global batch still holds
+    assert kept.recipe.training["gradient_accumulation_steps"] == 64 and kept.recipe.sections["batch"].global_rows
+
+
+def test_dpo_with_no_recipe_takes_the_command_lines_accumulation_and_says_so(tmp_path):
+    shown = run_cli("dpo", "training.gradient_accumulation_steps=1", "--print-config", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "gradient_accumulation_steps: 1\n" in shown.stdout and "global_rows: null" in shown.stdout
+    assert "#   batch.global_rows=128 of the recipe file set aside" in shown.stdout
+    (tmp_path / "a-file").write_text("")  # the run stops at its output directory, after its first lines
+    started = run_cli("sft", "sft", "training.gradient_accumulation_steps=1", "training.bf16=false",
+                      f"training.output_dir={tmp_path / 'a-file'}", cwd=tmp_path)
+    assert started.returncode == 2 and "is a file" in started.stderr, started.stderr[-2000:]
+    assert started.stderr.index("note: batch.global_rows=128 of the recipe file set aside") < started.stderr.index(
+        "is a file")
+
+
 def test_output_directory_in_use_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
