@@ -67,7 +67,7 @@ def first_step_blocks(tiny: bool, rows: int):
     from smolalign.train.pretrain import command
     from smolalign.train.pretrain.command import block_index, plan_for
     from smolalign.train.pretrain.trainer import BlockCollator
-    from smolalign.train.speed import load_run_recipe as resolve_recipe
+    from smolalign.train.resolve import resolve_recipe
     from smolalign.train.speed import machine_facts
 
     argv = pretrain_argv(Path("/tmp/unused"), tiny)

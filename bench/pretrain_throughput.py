@@ -96,9 +96,11 @@ def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "ti
     from smolalign.config import load_recipe
     from smolalign.model.build import build_model
     from smolalign.train.pretrain import command
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import machine_facts
 
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), steps, block, batch, cache),
-                         command.defaults(), schema=command.SCHEMA)
+                         recipe_defaults(command, machine_facts()), schema=command.SCHEMA)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     index, _ = command.block_index(recipe, command.plan_for(recipe, recipe.training_args()), tokenizer)
     model = build_model(preset, tokenizer, seed=42)
@@ -183,12 +185,14 @@ def positioning(tmp: Path, block: int, batch: int, steps_at: tuple[int, int]) ->
     from smolalign.data.blocks import IndexStage, MixtureIndex
     from smolalign.model.build import build_model
     from smolalign.train.pretrain import command
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import machine_facts
     from smolalign.train.pretrain.command import make_trainer
     from smolalign.train.pretrain.stages import Stage, make_plan
 
     cache = tmp / "blocks"
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), 10, block, batch, cache),
-                         command.defaults(), schema=command.SCHEMA)
+                         recipe_defaults(command, machine_facts()), schema=command.SCHEMA)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     _, files = command.block_index(recipe, command.plan_for(recipe, recipe.training_args()), tokenizer)
     mixture = {"prose": 0.5, "arith": 0.5}

@@ -12,7 +12,6 @@ import pytest
 
 from smolalign.config import DataSection, load_recipe
 from smolalign.data import load_data
-from smolalign.train.sft import defaults as sft_defaults
 
 from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 
@@ -288,12 +287,12 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case):
 def test_the_command_lines_accumulation_sets_the_recipe_files_global_batch_aside():
     """TRL and handbook users pass an accumulation and expect it to apply: on the command line it beats the recipe
     file's batch.global_rows, and the run says what it set aside."""
-    from smolalign.cli import _training_command
-    from smolalign.train.speed import Machine, load_run_recipe
+    from smolalign.train import sft
+    from smolalign.train.resolve import resolve_recipe
+    from smolalign.train.speed import Machine
 
     def resolved(*overrides):
-        return load_run_recipe("sft", _training_command("sft"), ["training.bf16=false", *overrides],
-                               Machine(gpu=False))
+        return resolve_recipe("sft", sft, ["training.bf16=false", *overrides], Machine(gpu=False))
 
     written = resolved("training.gradient_accumulation_steps=1")
     assert written.recipe.training["gradient_accumulation_steps"] == 1
@@ -331,10 +330,12 @@ def test_output_directory_in_use_is_refused(tmp_path):
 
 
 def test_recipe_defaults_are_the_paper_settings():
-    from smolalign.train.batch import derive_accumulation
+    from smolalign.train import sft
+    from smolalign.train.resolve import resolve_recipe
+    from smolalign.train.speed import Machine
 
-    recipe = load_recipe("sft", "sft", ["training.bf16=false"], sft_defaults())
-    derive_accumulation(recipe, processes=8)  # the paper's 8 GPUs: 4 per device x 4 accumulation x 8 = 128 rows
+    # the paper's 8 GPUs: 4 per device x 4 accumulation x 8 = 128 rows (a CPU's settings: bf16 is a GPU's)
+    recipe = resolve_recipe("sft", sft, ["training.bf16=false"], Machine(gpu=False, processes=8)).recipe
     args = recipe.training_args()
     assert recipe.sections["batch"].global_rows == 128
     assert (args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size,

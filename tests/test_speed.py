@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from smolalign.train.speed import (Machine, choose_speed, explain, fit_micro_batch, load_run_recipe, speed_defaults,
-                                   strategy_from_environment)
+from smolalign.train.resolve import resolve_recipe
+from smolalign.train.speed import Machine, choose_speed, explain, fit_micro_batch, speed_defaults, strategy_from_environment
 
 from .conftest import DEBUG_DIR, run_cli
 
@@ -118,9 +118,7 @@ def test_what_is_not_installed_is_not_chosen():
 
 
 def resolved(machine: Machine, recipe: str, overrides: list[str]):
-    from smolalign.train.speed import load_run_recipe
-
-    return load_run_recipe(recipe, command("pretrain" if "pretrain" in recipe else "sft"), overrides, machine)
+    return resolve_recipe(recipe, command("pretrain" if "pretrain" in recipe else "sft"), overrides, machine)
 
 
 def values(result) -> dict:
@@ -131,8 +129,6 @@ def values(result) -> dict:
 
 @pytest.mark.parametrize("machine", [H100, H100_NO_LIGER], ids=["liger", "no-liger"])
 def test_a_recipe_turns_each_setting_off(machine):
-    from smolalign.train.speed import explain
-
     on = resolved(machine, "debug/pretrain", [])
     assert values(on) == {"model.dtype": "float32", "training.use_liger_kernel": machine.liger,
                           "training.optim": "adamw_torch_fused", "training.torch_compile": not machine.liger,
@@ -208,10 +204,10 @@ def test_the_strategy_accelerate_announces():
 def test_cpu_turns_checkpointing_on_only_where_the_activations_would_not_fit():
     """Off on CPU (it costs ~3x there), unless the plan's estimate says the run would not fit the memory; a recipe
     or command line that writes the key keeps its value."""
-    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE, load_run_recipe
+    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE
 
     def resolved(memory: int, *overrides: str):
-        return load_run_recipe("debug/sft", command("sft"), list(overrides), Machine(gpu=False, memory=memory))
+        return resolve_recipe("debug/sft", command("sft"), list(overrides), Machine(gpu=False, memory=memory))
 
     roomy = resolved(64 * GiB)
     assert roomy.recipe.training["activation_checkpointing"] is False and not roomy.notes
@@ -227,11 +223,11 @@ def test_cudnn_attention_is_off_on_a_gpu_with_its_reason_and_true_turns_it_on(ki
     recipe = {"sft": "sft", "dpo": "dpo", "pretrain": "pretrain-135m"}[kind]
     tokenizer = [f"model.tokenizer={DEBUG_DIR / 'tokenizer'}"]
     model = [] if kind == "pretrain" else ["model.preset=smollm2-135m", *tokenizer]
-    default = load_run_recipe(recipe, command(kind), model, H100)
+    default = resolve_recipe(recipe, command(kind), model, H100)
     assert default.recipe.sections["speed"].cudnn_attention is False
     line = next(line for line in explain(default.speed, default.recipe, H100) if "cuDNN" in line)
     assert "off  speed.cudnn_attention=false" in line and "NaN gradients" in line, line
-    on = load_run_recipe(recipe, command(kind), [*model, "speed.cudnn_attention=true"], H100)
+    on = resolve_recipe(recipe, command(kind), [*model, "speed.cudnn_attention=true"], H100)
     assert on.recipe.sections["speed"].cudnn_attention is True
     line = next(line for line in explain(on.speed, on.recipe, H100) if "cuDNN" in line)
     assert "on   speed.cudnn_attention=true: set by the recipe" in line, line

@@ -35,8 +35,8 @@ in transformers' Llama, which tests/test_plan.py checks against the tensors a re
   additive bias sdpa makes from it in every layer and keeps for backward, a·b·s².
 - eager attention (`attn_implementation: eager`) computes the scores itself: its keys and values are repeated per
   query head (k = h), and each layer keeps the [rows, H, s, s] softmax output for backward, in fp32 (softmax runs
-  there) and, where the compute dtype is narrower, its cast back to it: (4 + a)·H·s² a row (4·H·s² in fp32). At 2,048
-  tokens that is 216 MiB a row a layer for SmolLM2-135M in bf16: the micro-batch that fits is far smaller.
+  there) and, where the compute dtype is narrower, its cast back to it: (4 + a)·H·s² a row (4·H·s² in fp32). At
+  2,048 tokens that is 216 MiB a row a layer for SmolLM2-135M in bf16: the micro-batch that fits is far smaller.
 - fp32 weights under bf16 autocast: autocast keeps a bf16 copy of every projection's weight for the step, 2 bytes each.
 """
 

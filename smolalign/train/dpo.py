@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..config import SCHEMAS
 from ..errors import UsageError
-from .run import Run, RunFlags, dropped_rows, refuse_truncation, resolve, run_defaults, with_model
+from .resolve import RunFlags, resolve, run_defaults, with_model
+from .run import Run, dropped_rows, refuse_truncation
 from .shape import masks_padding, step_shape
 
 KIND = "dpo"

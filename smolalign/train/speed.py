@@ -1,7 +1,8 @@
-"""The speed settings a training run gets, chosen by one plain function from the machine's facts and the command.
+"""The speed settings a training run gets, chosen by one plain function from the machine's facts and the command
+(train/resolve.py merges them into the recipe's defaults, once).
 
 Each is a documented setting of the libraries we use. On a GPU each is on where it helps; on CPU none is, since
-there they only cost (as TRL's bf16 and gradient checkpointing defaults do, which `machine_defaults` turns off):
+there they only cost (as TRL's bf16 and gradient checkpointing defaults do, which `base_defaults` turns off):
 - Liger kernels, `training.use_liger_kernel` (the `liger-kernel` package, extra `smolalign[gpu]`): fused RMSNorm,
   SwiGLU and RoPE, and in pretraining (transformers' Trainer) the fused linear cross-entropy, which never
   materialises the 49,152-wide logits. TRL 1.16's SFT and DPO trainers score tokens through their own tiled LM head
@@ -28,9 +29,9 @@ there they only cost (as TRL's bf16 and gradient checkpointing defaults do, whic
   effective batch, stays as written (the optimizer sees the same tokens a step).
 
 A recipe turns any of them off by writing the key (`training.use_liger_kernel=false`, `training.optim=adamw_torch`,
-`training.torch_compile=false`, `model.attn_implementation=sdpa`, `speed.fit_micro_batch=false`); `--print-config`
-says which are on and why. Where a recipe writes Liger or compile, the machine's choice of the other gives way
-(`keep_liger_and_compile_apart`).
+`training.torch_compile=false`, `model.attn_implementation=sdpa`, `speed.fit_micro_batch=false`), and cuDNN attention
+on with `speed.cudnn_attention=true`; `--print-config` says which are on and why. Where a recipe writes Liger or
+compile, the machine's choice of the other gives way (`keep_liger_and_compile_apart`).
 """
 
 from __future__ import annotations
@@ -232,56 +233,6 @@ def apply_micro_batch(recipe, command, machine: Machine, arch) -> str | None:
     return (f"micro-batch {micro} x accumulation {steps} instead of the recipe's {per_device} x {accumulation} "
             f"(same effective batch): the largest that {fitted} on {machine.name}; speed.fit_micro_batch=false "
             f"keeps the recipe's")
-
-
-@dataclass
-class Resolved:
-    recipe: object
-    speed: list
-    """The speed settings this machine chose (speed.Setting), for `--print-config` and `smolalign plan`."""
-    notes: list[str]
-    """What the machine changed of the recipe as written (accumulation, checkpointing, micro-batch), if anything."""
-
-
-def model_arch(recipe):
-    """The architecture of the recipe's model without weights (model/memory.py), or None where it cannot be read
-    here: the run's own checks then say why."""
-    from ..errors import UsageError
-    from ..model.info import model_config
-    from ..model.memory import arch_of
-
-    model = recipe.model
-    try:
-        config, _, _ = model_config(model.name_or_path, model.preset, model.gguf_file, model.trust_remote_code)
-        return arch_of(config, recipe.lora_config())
-    except (UsageError, OSError, ValueError):
-        return None
-
-
-def load_run_recipe(recipe_name: str, command, overrides: list[str], machine: Machine, arch_for=model_arch) -> Resolved:
-    """The recipe as a run of `command` on `machine` gets it, loaded once (config/loader.py): the command's defaults
-    with the machine's and the speed settings (below the YAML and the command line); then what depends on the run's
-    size: the accumulation that meets a global batch on the machine's processes, activation checkpointing on a CPU
-    short of memory, and the micro-batch that fits the GPU. `arch_for(recipe)` sizes the model (plan sizes a model
-    that a shipped recipe has not written yet)."""
-    from ..config import deep_merge, load_recipe
-    from .batch import derive_accumulation
-
-    settings = choose_speed(machine, command)
-    defaults = deep_merge(deep_merge(command.defaults(), {"training": base_defaults(machine)}),
-                          speed_defaults(settings))
-    recipe = load_recipe(recipe_name, command.KIND, overrides, defaults, schema=command.SCHEMA)
-    from ..config.overrides import parse_overrides
-
-    notes = [derive_accumulation(recipe, machine.processes, parse_overrides(overrides)),
-             keep_liger_and_compile_apart(recipe, command, machine)]
-    arch = arch_for(recipe)
-    if needs_checkpointing_on_cpu(recipe, command, machine, arch):
-        recipe.training["activation_checkpointing"] = True
-        notes.append(CPU_CHECKPOINTING_NOTE)
-    else:
-        notes.append(apply_micro_batch(recipe, command, machine, arch))
-    return Resolved(recipe, settings, [note for note in notes if note])
 
 
 def keep_liger_and_compile_apart(recipe, command, machine: Machine) -> str | None:
