@@ -58,8 +58,9 @@ def speed_lines(run_dir: Path) -> str:
     keys = ("bf16", "use_liger_kernel", "torch_compile", "optim", "per_device_train_batch_size",
             "gradient_accumulation_steps")
     chosen = ", ".join(f"{key}={training.get(key)}" for key in keys)
-    model = recipe.get("model", {})
-    return f"model.dtype={model.get('dtype')}, attn={model.get('attn_implementation')}, {chosen}"
+    model, speed = recipe.get("model", {}), recipe.get("speed", {})
+    return (f"model.dtype={model.get('dtype')}, attn={model.get('attn_implementation')}, "
+            f"cudnn_attention={speed.get('cudnn_attention')}, {chosen}")
 
 
 # The first H200 smoke run's pretraining had NaN gradients from step 1 (bench/gpu_nan_probe.py looks for the cause).

@@ -236,7 +236,8 @@ def test_cudnn_attention_is_off_on_a_gpu_with_its_reason_and_true_turns_it_on(ki
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sft", "dpo", "pretrain"])
 def test_the_cudnn_setting_reaches_torchs_flag_in_each_command(kind, tmp_path):
-    """The switch is process-wide: each command sets it before its model runs (one training step here)."""
+    """The switch is process-wide: each command sets it before its model runs (one training step here), to what
+    the recipe resolved."""
     import torch
 
     from .conftest import run_in_process
@@ -249,12 +250,11 @@ def test_the_cudnn_setting_reaches_torchs_flag_in_each_command(kind, tmp_path):
     short = ["training.max_steps=1", "training.save_strategy=no", "training.eval_strategy=no",
              "training.report_to=[]", f"training.output_dir={tmp_path / 'run'}"]
     before = torch.backends.cuda.cudnn_sdp_enabled()
+    wanted = kind != "dpo"  # one run a command, both ways across the three (a GPU's default is off)
     try:
-        for wanted in (False, True):
-            torch.backends.cuda.enable_cudnn_sdp(not wanted)
-            result = run_in_process(kind, *recipe, *short, f"speed.cudnn_attention={str(wanted).lower()}",
-                                    "--overwrite")
-            assert result.returncode == 0, result.stderr[-2000:]
-            assert torch.backends.cuda.cudnn_sdp_enabled() is wanted
+        torch.backends.cuda.enable_cudnn_sdp(not wanted)
+        result = run_in_process(kind, *recipe, *short, f"speed.cudnn_attention={str(wanted).lower()}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert torch.backends.cuda.cudnn_sdp_enabled() is wanted
     finally:
         torch.backends.cuda.enable_cudnn_sdp(before)

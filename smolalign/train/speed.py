@@ -173,8 +173,8 @@ def choose_speed(machine: Machine, command) -> list[Setting]:
     ]
 
 
-CUDNN_WHY = ("off: its bf16 backward has given NaN gradients with a finite forward on sm90 (pytorch#196678, "
-             "trl#7181), and torch for CUDA 13 picks it first; flash and memory-efficient SDPA cover the same cases "
+CUDNN_WHY = ("its bf16 backward has given NaN gradients with a finite forward on sm90 (pytorch#196678, trl#7181), and "
+             "torch for CUDA 13 picks it first; flash and memory-efficient SDPA cover the same cases "
              "(speed.cudnn_attention=true turns it on)")
 
 
@@ -300,7 +300,7 @@ def explain(settings: list[Setting], recipe, machine: Machine) -> list[str]:
     from ..config.schema import training_defaults
 
     library = training_defaults(*recipe.training_spec)
-    lines = [f"speed settings on {machine.name} (smolalign/train/speed.py; the key after each turns it off):"]
+    lines = [f"speed settings on {machine.name} (smolalign/train/speed.py; the key after each sets it, e.g. =false):"]
     for setting in settings:
         value = recipe_value(recipe, setting.key)
         if value == "auto" and setting.key in AUTO_ON_CPU:
@@ -310,5 +310,5 @@ def explain(settings: list[Setting], recipe, machine: Machine) -> list[str]:
             f"set by the recipe (this machine would choose {chosen}: {setting.why})"
         state = "on " if setting.is_on(value) else "off"
         shown = str(value).lower() if isinstance(value, bool) or value is None else value
-        lines.append(f"  {setting.name:14s} {state}  {setting.key}={shown}: {why}")
+        lines.append(f"  {setting.name:16s} {state}  {setting.key}={shown}: {why}")
     return lines
