@@ -96,7 +96,7 @@ else
   part attention 30 "$python" bench/packed_attention.py
   part dpo 70 "$python" bench/dpo_throughput.py --steps 12
   part memory 50 "$python" bench/plan_memory.py --presets smollm2-360m
-  part variants 200 "$python" bench/gpu_smoke.py "$out/variants" --variants
+  part variants 300 "$python" bench/gpu_smoke.py "$out/variants" --variants  # 5 cases of ~45 s
 fi
 echo "== summary"
 cat "$out/summary.txt"

@@ -241,7 +241,8 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     """Tokens/s, MFU and peak memory of the pretraining Trainer and of a bare loop with the same weights and the same
     kernels. `weights`: fp32 (master weights under bf16 autocast: `smolalign pretrain`'s default on a GPU) or bf16
     (pure bf16, `model.dtype=bfloat16`). `best`: the speed settings train/speed.py chooses for this machine (Liger
-    where installed, else torch.compile; fused AdamW; flash-attn where installed), on both sides."""
+    where installed, else torch.compile; fused AdamW; flash-attn where installed; cuDNN attention off), on both
+    sides."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
@@ -259,6 +260,8 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     liger = bool(speed.get("training.use_liger_kernel"))
     compile_ = compile_ or bool(speed.get("training.torch_compile"))
     attention = speed.get("model.attn_implementation") or "sdpa"
+    if speed.get("speed.cudnn_attention") is not None:  # both sides: the run's default (train/speed.py)
+        torch.backends.cuda.enable_cudnn_sdp(speed["speed.cudnn_attention"])
     dtype = torch.float32 if weights == "fp32" or not on_gpu else choose_placement().torch_dtype
     config = llama_config(preset, vocab_size=49_152)
     config._attn_implementation = attention
