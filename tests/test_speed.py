@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from smolalign.train.resolve import resolve_recipe
-from smolalign.train.speed import Machine, choose_speed, explain, fit_micro_batch, speed_defaults, strategy_from_environment
+from smolalign.train.speed import (Machine, choose_speed, explain, fit_micro_batch, speed_defaults,
+                                   strategy_from_environment)
 
 from .conftest import DEBUG_DIR, run_cli
 
