@@ -87,12 +87,13 @@ if [[ -n $tiny ]]; then
   part variants 300 "$python" bench/gpu_smoke.py "$out/variants" --tiny --variants
 else
   # limits from the first H200 run (README, GPU bench): pretrain-135m's smoke run took 94 s for 12 steps (now 6),
-  # the four MFU cases ~45 s each; the probe is 11 one-step cases of the 135M model
-  part probe 120 "$python" bench/gpu_nan_probe.py
+  # the four MFU cases ~45 s each; the probe is 11 one-step cases of the 135M model (the default parts' limits add
+  # up to the 510 s budget)
+  part probe 150 "$python" bench/gpu_nan_probe.py
   part smoke 120 "$python" bench/gpu_smoke.py "$out/smoke"
-  part pretrain 170 "$python" bench/pretrain_throughput.py --gpu --best --preset smollm2-360m:8,smollm2-1.7b:4 \
+  part pretrain 150 "$python" bench/pretrain_throughput.py --gpu --best --preset smollm2-360m:8,smollm2-1.7b:4 \
     --weights fp32,bf16 --steps 12
-  part sft 100 "$python" bench/sft_throughput.py --smoltalk --preset smollm2-135m --reps 1 --no-compile
+  part sft 90 "$python" bench/sft_throughput.py --smoltalk --preset smollm2-135m --reps 1 --no-compile
   part attention 30 "$python" bench/packed_attention.py
   part dpo 70 "$python" bench/dpo_throughput.py --steps 12
   part memory 50 "$python" bench/plan_memory.py --presets smollm2-360m
