@@ -70,3 +70,17 @@ def test_the_nan_probe_finds_an_injected_nan_and_names_its_backward_op():
         assert "first non-finite: model.layers.2 (q_proj, k_proj, v_proj" in line, line
     assert "eager attention, 8 rows            eager" in done.stdout
     assert re.search(r"anomaly mode, as failed: .*Function '\w+Backward\d*' returned nan", done.stdout), done.stdout
+
+
+def test_the_gpu_bench_skips_a_part_its_budget_cannot_hold(tmp_path):
+    """The parts share one budget (9 minutes on a GPU): a part with under 20 s of it left is skipped, not started."""
+    import os
+
+    done = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh"), str(tmp_path), "probe,smoke"], capture_output=True,
+                          text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "TINY": "1", "BUDGET": "10", "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = (tmp_path / "summary.txt").read_text().splitlines()
+    assert [line.split(": ")[0] for line in summary] == ["probe", "smoke"], summary
+    assert all("SKIPPED" in line and "of the 10 s budget left" in line for line in summary), summary
+    assert not (tmp_path / "probe.txt").exists()
