@@ -22,8 +22,8 @@ there they only cost (as TRL's bf16 and gradient checkpointing defaults do, whic
   TRL's padding-free batches, no mask; sdpa otherwise.
 - cuDNN attention, `speed.cudnn_attention`: off on a GPU. torch for CUDA 13 puts cuDNN's SDPA kernel first on
   sm90/sm100, and its bf16 backward has public reports of NaN gradients with a finite forward, shape- and mask-
-  dependent (pytorch#196678, trl#7181, cudnn-frontend#1072), and the first H200 pretraining run, which used it, had
-  NaN gradients from step 1 (cause still open: bench/gpu_nan_probe.py). Flash and memory-efficient SDPA cover the
+  dependent (pytorch#196678, trl#7181, cudnn-frontend#1072), and the first H200 pretraining run, on torch's own
+  backend choice, had NaN gradients from step 1 (cause still open: bench/gpu_nan_probe.py). Flash and memory-efficient SDPA cover the
   same cases. `speed.cudnn_attention=true` turns it on.
 - The micro-batch, `speed.fit_micro_batch`: the largest per-device batch that fits the GPU by `smolalign plan`'s
   memory estimate, with gradient accumulation changed so that per-device batch x accumulation, the recipe's
