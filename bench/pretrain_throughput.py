@@ -96,9 +96,11 @@ def bare_loop(steps: int, block: int, batch: int, cache: Path, preset: str = "ti
     from smolalign.config import load_recipe
     from smolalign.model.build import build_model
     from smolalign.train.pretrain import command
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import machine_facts
 
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), steps, block, batch, cache),
-                         command.defaults(), schema=command.SCHEMA)
+                         recipe_defaults(command, machine_facts()), schema=command.SCHEMA)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     index, _ = command.block_index(recipe, command.plan_for(recipe, recipe.training_args()), tokenizer)
     model = build_model(preset, tokenizer, seed=42)
@@ -183,12 +185,14 @@ def positioning(tmp: Path, block: int, batch: int, steps_at: tuple[int, int]) ->
     from smolalign.data.blocks import IndexStage, MixtureIndex
     from smolalign.model.build import build_model
     from smolalign.train.pretrain import command
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import machine_facts
     from smolalign.train.pretrain.command import make_trainer
     from smolalign.train.pretrain.stages import Stage, make_plan
 
     cache = tmp / "blocks"
     recipe = load_recipe("debug/pretrain", "pretrain", recipe_overrides(Path("unused"), 10, block, batch, cache),
-                         command.defaults(), schema=command.SCHEMA)
+                         recipe_defaults(command, machine_facts()), schema=command.SCHEMA)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     _, files = command.block_index(recipe, command.plan_for(recipe, recipe.training_args()), tokenizer)
     mixture = {"prose": 0.5, "arith": 0.5}
@@ -237,7 +241,8 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     """Tokens/s, MFU and peak memory of the pretraining Trainer and of a bare loop with the same weights and the same
     kernels. `weights`: fp32 (master weights under bf16 autocast: `smolalign pretrain`'s default on a GPU) or bf16
     (pure bf16, `model.dtype=bfloat16`). `best`: the speed settings train/speed.py chooses for this machine (Liger
-    where installed, else torch.compile; fused AdamW; flash-attn where installed), on both sides."""
+    where installed, else torch.compile; fused AdamW; flash-attn where installed; cuDNN attention off), on both
+    sides."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
@@ -255,6 +260,8 @@ def gpu_mfu(tmp: Path, preset: str, block: int, batch: int, steps: int, compile_
     liger = bool(speed.get("training.use_liger_kernel"))
     compile_ = compile_ or bool(speed.get("training.torch_compile"))
     attention = speed.get("model.attn_implementation") or "sdpa"
+    if speed.get("speed.cudnn_attention") is not None:  # both sides: the run's default (train/speed.py)
+        torch.backends.cuda.enable_cudnn_sdp(speed["speed.cudnn_attention"])
     dtype = torch.float32 if weights == "fp32" or not on_gpu else choose_placement().torch_dtype
     config = llama_config(preset, vocab_size=49_152)
     config._attn_implementation = attention

@@ -129,7 +129,7 @@ def pretrain(recipe, overrides, merge, **flags):
 
 
 def _training_command(kind: str):
-    """The module of a training command: its defaults, checks and facts (train/run.py's `TrainingCommand`)."""
+    """The module of a training command: its defaults, checks and facts (train/resolve.py's `TrainingCommand`)."""
     if kind == "sft":
         from .train import sft as command
     elif kind == "dpo":

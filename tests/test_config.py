@@ -5,7 +5,6 @@ import pytest
 from smolalign.config import load_recipe, parse_overrides
 from smolalign.errors import UsageError
 from smolalign.resources import resolve_recipe, shipped_recipes
-from smolalign.train.sft import defaults as sft_defaults
 
 from .conftest import run_cli
 
@@ -25,7 +24,12 @@ training: {output_dir: out, learning_rate: 2.0e-4, num_train_epochs: 3}
 
 
 def test_precedence_defaults_yaml_cli(tmp_path):
-    recipe = load_recipe(str(write(tmp_path, BASE)), "sft", ["training.learning_rate=1e-4"], sft_defaults())
+    from smolalign.train import sft
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import Machine
+
+    recipe = load_recipe(str(write(tmp_path, BASE)), "sft", ["training.learning_rate=1e-4"],
+                         recipe_defaults(sft, Machine(gpu=False)))
     assert recipe.training["learning_rate"] == 1e-4            # CLI beats YAML
     assert recipe.training["num_train_epochs"] == 3.0         # YAML beats default (2)
     assert recipe.training["assistant_only_loss"] is True     # default kept where nothing overrides it
@@ -109,7 +113,10 @@ def test_every_shipped_recipe_validates(path):
     command = importlib.import_module(module)  # each command module declares its defaults and schema
     # the GPU recipes ask for bf16, which TRL refuses on a CPU-only machine: check everything else here
     cpu = [] if torch.cuda.is_available() else ["training.bf16=false"]
-    recipe = load_recipe(str(path), kind, cpu, command.defaults(), schema=command.SCHEMA)
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import machine_facts
+
+    recipe = load_recipe(str(path), kind, cpu, recipe_defaults(command, machine_facts()), schema=command.SCHEMA)
     assert recipe.training_args().output_dir == recipe.training["output_dir"]
     assert path.read_text().startswith("#"), "each recipe starts with a comment naming its source and command"
 

@@ -87,3 +87,41 @@ def test_unknown_preset(tmp_path, tokenizer_dir):
     result = run_cli("model", "init", "--preset", "huge", "--tokenizer", tokenizer_dir, "--output", tmp_path / "m")
     assert result.returncode == 2 and "unknown preset" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_a_fresh_model_has_no_padding_index_and_trains_the_separators_input_row(tokenizer_dir):
+    """The pad token is <|endoftext|>, pretraining's document separator: as a padding index its input row would start
+    at zero and get no gradient through the input (SmolLM2 and nanotron pretrain with none)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from smolalign.model.build import build_model
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    separator = tok.pad_token_id
+    assert tok.convert_ids_to_tokens(separator) == "<|endoftext|>"
+    model = build_model("tiny", tok, seed=0)
+    embedding = model.get_input_embeddings()
+    assert embedding.padding_idx is None and model.config.pad_token_id is None
+    assert embedding.weight[separator].abs().sum() > 0  # drawn like every other row
+    ids = torch.tensor([[5, 6, separator, 7, 8]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert embedding.weight.grad[separator].abs().sum() > 0
+
+
+def test_a_loaded_checkpoint_keeps_its_padding_index(tmp_path, tiny_model_dir):
+    """SFT and DPO of a saved model load its config as written: a checkpoint that has a pad id keeps it."""
+    import shutil
+
+    from transformers import AutoConfig
+
+    from smolalign.model.load import load_model
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    assert config.pad_token_id is None  # `smolalign model init` writes none
+    padded = tmp_path / "padded"
+    shutil.copytree(tiny_model_dir, padded)
+    config.pad_token_id = 0
+    config.save_pretrained(padded)
+    model, _, _ = load_model(name_or_path=str(padded))
+    assert model.config.pad_token_id == 0 and model.get_input_embeddings().padding_idx == 0

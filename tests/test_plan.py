@@ -83,15 +83,17 @@ def saved_for_backward(model, ids) -> int:
     return sum(size for pointer, size in seen.items() if pointer not in weights)
 
 
-@pytest.mark.parametrize("dtype, checkpointing", [(torch.float32, False), (torch.bfloat16, False),
-                                                  (torch.float32, True)])
-def test_activations_are_the_tensors_a_real_model_saves(dtype, checkpointing):
+@pytest.mark.parametrize("dtype, checkpointing, attention", [
+    (torch.float32, False, "sdpa"), (torch.bfloat16, False, "sdpa"), (torch.float32, True, "sdpa"),
+    (torch.float32, False, "eager"), (torch.bfloat16, False, "eager")])
+def test_activations_are_the_tensors_a_real_model_saves(dtype, checkpointing, attention):
+    """Eager attention keeps its L² scores in every layer: at 128 tokens they are most of what it saves."""
     from transformers import AutoModelForCausalLM
 
     from smolalign.model.build import llama_config
 
     config = llama_config("tiny", vocab_size=512)
-    config._attn_implementation, config.use_cache = "sdpa", False
+    config._attn_implementation, config.use_cache = attention, False
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.train()
@@ -100,7 +102,7 @@ def test_activations_are_the_tensors_a_real_model_saves(dtype, checkpointing):
     ids = torch.randint(0, 512, (4, 128))
     size = torch.finfo(dtype).bits // 8
     saved, _ = activations(arch_of(config), Shape(rows=4, sequence=128, weight_bytes=size, compute_bytes=size,
-                                                   checkpointing=checkpointing))
+                                                   checkpointing=checkpointing, eager=attention == "eager"))
     assert saved_for_backward(model, ids) == pytest.approx(saved, rel=0.01)
 
 
@@ -141,6 +143,31 @@ def test_a_global_batch_that_cannot_be_met_is_refused_as_the_training_command_re
     assert sft["batch"]["accumulation"] == 4 and sft["batch"]["rows_per_step"] == 128
     with pytest.raises(UsageError, match="batch.global_rows=128 cannot be met exactly"):
         plan("dpo", ["speed.fit_micro_batch=false"], gpus=3, rows=1000, tokens_per_row=500)
+
+
+def test_dpo_with_precomputed_reference_log_probs_plans_no_reference_model():
+    """TRL computes the reference's log-probs once before training and keeps no reference model (test_dpo.py); under
+    FSDP it still loads one for the precompute."""
+    args = ["model.preset=smollm2-360m", f"model.tokenizer={REPO / 'recipes/debug/tokenizer'}",
+            "speed.fit_micro_batch=false"]
+    rows = dict(gpus=8, accelerate_config="fsdp", rows=1000, tokens_per_row=500)
+
+    def weights(*overrides, strategy="single"):
+        memory = plan("dpo", [*args, *overrides], **rows)["memory"]
+        return next(r["weights"] for r in memory if r["strategy"] == strategy and not r["checkpointing"])
+
+    with_reference, precomputed = weights(), weights("training.precompute_ref_log_probs=true")
+    assert with_reference == 2 * precomputed  # a bf16 reference beside the bf16 policy, the same model
+    assert weights("training.precompute_ref_log_probs=true", strategy="FSDP") == weights(strategy="FSDP")
+
+
+def test_eager_attention_fits_a_far_smaller_micro_batch():
+    """Its L² scores: at 2,048 tokens, 216 MiB a row a layer for SmolLM2-135M in bf16 (model/memory.py)."""
+    args = ["stages=[{name: s, tokens: 1.0e9, mixture: {fineweb-edu: 1.0}}]", "training.use_liger_kernel=false",
+            "training.torch_compile=false"]
+    sdpa = plan("pretrain-135m", args, gpu_name="H100")["batch"]["micro_batch"]
+    eager = plan("pretrain-135m", [*args, "model.attn_implementation=eager"], gpu_name="H100")["batch"]["micro_batch"]
+    assert eager < sdpa / 2, (eager, sdpa)
 
 
 def test_plan_of_the_shipped_pretraining_recipe_through_the_cli():

@@ -43,7 +43,11 @@ def debug_recipe(*overrides):
     from smolalign.config import load_recipe
     from smolalign.train.pretrain import command
 
-    return load_recipe("debug/pretrain", "pretrain", list(overrides), command.defaults(), schema=command.SCHEMA)
+    from smolalign.train.resolve import recipe_defaults
+    from smolalign.train.speed import machine_facts
+
+    return load_recipe("debug/pretrain", "pretrain", list(overrides), recipe_defaults(command, machine_facts()),
+                       schema=command.SCHEMA)
 
 
 def pretrain_trainer(recipe):

@@ -167,3 +167,28 @@ def test_merge_of_a_preset_base_is_refused_before_anything_is_written(tmp_path):
                      "lora={r: 4, lora_alpha: 8, target_modules: [q_proj]}", "--merge")
     assert_user_error(result)
     assert "smolalign model init" in result.stderr and not out.exists()
+
+
+def test_tensorboard_logs_follow_an_overwrite_into_the_output(short_run, tmp_path):
+    """An `--overwrite` trains beside the old output and swaps in at its first complete checkpoint (step 2 here): the
+    run's own TensorBoard writer closes there and writes the later steps into the output, under its new name."""
+    import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from .conftest import run_in_process
+
+    out = tmp_path / "out"
+    shutil.copytree(short_run, out)  # a finished run, without TensorBoard logs
+    quick = ["training.logging_steps=1", "training.eval_strategy=no", "data.num_samples=64", "data.eval_split=null"]
+    again = run_in_process("sft", "debug/sft", f"training.output_dir={out}", "training.max_steps=4",
+                           "training.save_steps=2", "training.report_to=[tensorboard]", *quick, "--overwrite")
+    assert again.returncode == 0, again.stderr[-2000:]
+    steps = set()
+    for events in (out / "runs").rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        if "train/loss" in accumulator.Tags()["scalars"]:
+            steps |= {event.step for event in accumulator.Scalars("train/loss")}
+    assert steps == {1, 2, 3, 4}, steps  # steps 1-2 written in the sibling before the swap, 3-4 after it
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # no sibling left, nor made again

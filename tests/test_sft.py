@@ -12,7 +12,6 @@ import pytest
 
 from smolalign.config import DataSection, load_recipe
 from smolalign.data import load_data
-from smolalign.train.sft import defaults as sft_defaults
 
 from .conftest import DEBUG_DIR, assert_user_error, run_cli, write_jsonl
 
@@ -285,6 +284,42 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case):
     assert not out.exists()
 
 
+def test_the_command_lines_accumulation_sets_the_recipe_files_global_batch_aside():
+    """TRL and handbook users pass an accumulation and expect it to apply: on the command line it beats the recipe
+    file's batch.global_rows, and the run says what it set aside."""
+    from smolalign.train import sft
+    from smolalign.train.resolve import resolve_recipe
+    from smolalign.train.speed import Machine
+
+    def resolved(*overrides):
+        return resolve_recipe("sft", sft, ["training.bf16=false", *overrides], Machine(gpu=False))
+
+    written = resolved("training.gradient_accumulation_steps=1")
+    assert written.recipe.training["gradient_accumulation_steps"] == 1
+    assert written.recipe.sections["batch"].global_rows is None  # the run record says the batch it trained
+    assert any("batch.global_rows=128 of the recipe file set aside: the command line gives "
+               "training.gradient_accumulation_steps=1" in note for note in written.notes), written.notes
+    micro = resolved("training.per_device_train_batch_size=3")  # 128 rows cannot be met by 3 a micro-step
+    assert micro.recipe.sections["batch"].global_rows is None
+    assert micro.recipe.training["per_device_train_batch_size"] == 3
+    assert any("per_device_train_batch_size=3, which cannot meet it exactly" in note for note in micro.notes)
+    kept = resolved("training.per_device_train_batch_size=2")  # 128 = 2 x 64: the global batch still holds
+    assert kept.recipe.training["gradient_accumulation_steps"] == 64 and kept.recipe.sections["batch"].global_rows
+
+
+def test_dpo_with_no_recipe_takes_the_command_lines_accumulation_and_says_so(tmp_path):
+    shown = run_cli("dpo", "training.gradient_accumulation_steps=1", "--print-config", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "gradient_accumulation_steps: 1\n" in shown.stdout and "global_rows: null" in shown.stdout
+    assert "#   batch.global_rows=128 of the recipe file set aside" in shown.stdout
+    (tmp_path / "a-file").write_text("")  # the run stops at its output directory, after its first lines
+    started = run_cli("sft", "sft", "training.gradient_accumulation_steps=1", "training.bf16=false",
+                      f"training.output_dir={tmp_path / 'a-file'}", cwd=tmp_path)
+    assert started.returncode == 2 and "is a file" in started.stderr, started.stderr[-2000:]
+    assert started.stderr.index("note: batch.global_rows=128 of the recipe file set aside") < started.stderr.index(
+        "is a file")
+
+
 def test_output_directory_in_use_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -295,10 +330,12 @@ def test_output_directory_in_use_is_refused(tmp_path):
 
 
 def test_recipe_defaults_are_the_paper_settings():
-    from smolalign.train.batch import derive_accumulation
+    from smolalign.train import sft
+    from smolalign.train.resolve import resolve_recipe
+    from smolalign.train.speed import Machine
 
-    recipe = load_recipe("sft", "sft", ["training.bf16=false"], sft_defaults())
-    derive_accumulation(recipe, processes=8)  # the paper's 8 GPUs: 4 per device x 4 accumulation x 8 = 128 rows
+    # the paper's 8 GPUs: 4 per device x 4 accumulation x 8 = 128 rows (a CPU's settings: bf16 is a GPU's)
+    recipe = resolve_recipe("sft", sft, ["training.bf16=false"], Machine(gpu=False, processes=8)).recipe
     args = recipe.training_args()
     assert recipe.sections["batch"].global_rows == 128
     assert (args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from smolalign.train.speed import Machine, choose_speed, fit_micro_batch, speed_defaults, strategy_from_environment
+from smolalign.train.resolve import resolve_recipe
+from smolalign.train.speed import (Machine, choose_speed, explain, fit_micro_batch, speed_defaults,
+                                   strategy_from_environment)
 
-from .conftest import run_cli
+from .conftest import DEBUG_DIR, run_cli
 
 GiB = 1024**3
 H100 = Machine(gpu=True, bf16=True, name="H100", memory=80 * GiB, liger=True, flash_attn=True)
@@ -35,11 +37,12 @@ def test_a_gpu_gets_every_speed_setting_and_a_cpu_none(kind):
     assert gpu["model.attn_implementation"] == "flash_attention_2"
     assert gpu["speed.fit_micro_batch"] is True
     assert gpu["training.torch_compile"] is False  # Liger is installed: compile is never on beside it
+    assert gpu["speed.cudnn_attention"] is False  # its bf16 backward's NaN gradients (train/speed.py)
     assert chosen(H100_NO_LIGER, kind)["training.torch_compile"] is (kind == "pretrain")  # one shape a batch
     cpu = chosen(CPU, kind)
     assert cpu == {"model.dtype": None, "training.use_liger_kernel": False, "training.optim": None,
                    "training.torch_compile": False, "model.attn_implementation": None,
-                   "speed.fit_micro_batch": False}
+                   "speed.fit_micro_batch": False, "speed.cudnn_attention": None}
     assert speed_defaults(choose_speed(CPU, command(kind))) == {
         "training": {"use_liger_kernel": False, "torch_compile": False}, "speed": {"fit_micro_batch": False}}
 
@@ -116,9 +119,7 @@ def test_what_is_not_installed_is_not_chosen():
 
 
 def resolved(machine: Machine, recipe: str, overrides: list[str]):
-    from smolalign.train.speed import load_run_recipe
-
-    return load_run_recipe(recipe, command("pretrain" if "pretrain" in recipe else "sft"), overrides, machine)
+    return resolve_recipe(recipe, command("pretrain" if "pretrain" in recipe else "sft"), overrides, machine)
 
 
 def values(result) -> dict:
@@ -129,18 +130,18 @@ def values(result) -> dict:
 
 @pytest.mark.parametrize("machine", [H100, H100_NO_LIGER], ids=["liger", "no-liger"])
 def test_a_recipe_turns_each_setting_off(machine):
-    from smolalign.train.speed import explain
-
     on = resolved(machine, "debug/pretrain", [])
     assert values(on) == {"model.dtype": "float32", "training.use_liger_kernel": machine.liger,
                           "training.optim": "adamw_torch_fused", "training.torch_compile": not machine.liger,
-                          "model.attn_implementation": "flash_attention_2", "speed.fit_micro_batch": True}
+                          "model.attn_implementation": "flash_attention_2", "speed.fit_micro_batch": True,
+                          "speed.cudnn_attention": False}
     off = resolved(machine, "debug/pretrain", OFF)
     assert values(off) == {"model.dtype": "bfloat16", "training.use_liger_kernel": False,
                            "training.optim": "adamw_torch", "training.torch_compile": False,
-                           "model.attn_implementation": "sdpa", "speed.fit_micro_batch": False}
+                           "model.attn_implementation": "sdpa", "speed.fit_micro_batch": False,
+                           "speed.cudnn_attention": False}
     lines = explain(off.speed, off.recipe, machine)[1:]
-    assert len(lines) == 6 and all(" off  " in line for line in lines), lines
+    assert len(lines) == 7 and all(" off  " in line for line in lines), lines
     chosen_on = {s.name for s in on.speed if s.is_on(s.value)}
     assert all("set by the recipe" in line for line in lines if line.split("  ")[1].strip() in chosen_on)
     on_lines = explain(on.speed, on.recipe, machine)[1:]
@@ -187,7 +188,7 @@ def test_print_config_shows_each_setting_and_why(tmp_path):
     assert result.returncode == 0, result.stderr
     comments = [line for line in result.stdout.splitlines() if line.startswith("#   ")]
     assert [line.split()[1] for line in comments] == ["fp32", "Liger", "fused", "torch.compile", "flash-attn",
-                                                      "micro-batch"]
+                                                      "micro-batch", "cuDNN"]
     assert "training.optim=adamw_torch: set by the recipe" in result.stdout
     assert "speed:\n  fit_micro_batch: false" in result.stdout  # the section, as the run record keeps it
     assert not any(tmp_path.iterdir())
@@ -204,10 +205,10 @@ def test_the_strategy_accelerate_announces():
 def test_cpu_turns_checkpointing_on_only_where_the_activations_would_not_fit():
     """Off on CPU (it costs ~3x there), unless the plan's estimate says the run would not fit the memory; a recipe
     or command line that writes the key keeps its value."""
-    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE, load_run_recipe
+    from smolalign.train.speed import CPU_CHECKPOINTING_NOTE
 
     def resolved(memory: int, *overrides: str):
-        return load_run_recipe("debug/sft", command("sft"), list(overrides), Machine(gpu=False, memory=memory))
+        return resolve_recipe("debug/sft", command("sft"), list(overrides), Machine(gpu=False, memory=memory))
 
     roomy = resolved(64 * GiB)
     assert roomy.recipe.training["activation_checkpointing"] is False and not roomy.notes
@@ -216,3 +217,45 @@ def test_cpu_turns_checkpointing_on_only_where_the_activations_would_not_fit():
     assert tight.recipe.training["activation_checkpointing"] is True and tight.notes == [CPU_CHECKPOINTING_NOTE]
     kept = resolved(4 * 1024**2, "training.activation_checkpointing=false")
     assert kept.recipe.training["activation_checkpointing"] is False and not kept.notes
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo", "pretrain"])
+def test_cudnn_attention_is_off_on_a_gpu_with_its_reason_and_true_turns_it_on(kind):
+    recipe = {"sft": "sft", "dpo": "dpo", "pretrain": "pretrain-135m"}[kind]
+    tokenizer = [f"model.tokenizer={DEBUG_DIR / 'tokenizer'}"]
+    model = [] if kind == "pretrain" else ["model.preset=smollm2-135m", *tokenizer]
+    default = resolve_recipe(recipe, command(kind), model, H100)
+    assert default.recipe.sections["speed"].cudnn_attention is False
+    line = next(line for line in explain(default.speed, default.recipe, H100) if "cuDNN" in line)
+    assert "off  speed.cudnn_attention=false" in line and "NaN gradients" in line, line
+    on = resolve_recipe(recipe, command(kind), [*model, "speed.cudnn_attention=true"], H100)
+    assert on.recipe.sections["speed"].cudnn_attention is True
+    line = next(line for line in explain(on.speed, on.recipe, H100) if "cuDNN" in line)
+    assert "on   speed.cudnn_attention=true: set by the recipe" in line, line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sft", "dpo", "pretrain"])
+def test_the_cudnn_setting_reaches_torchs_flag_in_each_command(kind, tmp_path):
+    """The switch is process-wide: each command sets it before its model runs (one training step here), to what
+    the recipe resolved."""
+    import torch
+
+    from .conftest import run_in_process
+
+    tokenizer = DEBUG_DIR / "tokenizer"
+    recipe = {"sft": ["debug/sft", "data.num_samples=16", "data.eval_split=null"],
+              "dpo": ["debug/dpo", "model.preset=tiny", f"model.tokenizer={tokenizer}", "data.num_samples=16",
+                      "data.eval_split=null"],
+              "pretrain": ["debug/pretrain"]}[kind]
+    short = ["training.max_steps=1", "training.save_strategy=no", "training.eval_strategy=no",
+             "training.report_to=[]", f"training.output_dir={tmp_path / 'run'}"]
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    wanted = kind != "dpo"  # one run a command, both ways across the three (a GPU's default is off)
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(not wanted)
+        result = run_in_process(kind, *recipe, *short, f"speed.cudnn_attention={str(wanted).lower()}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert torch.backends.cuda.cudnn_sdp_enabled() is wanted
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

@@ -73,6 +73,10 @@ class SpeedSection:
     packed_attention: Literal["auto", "mask", "by_document", "varlen"] = "auto"
     """How packed documents are kept apart under sdpa (train/packing.py): auto (per-document sdpa on CPU, the 4-D
     block-causal mask on a GPU), mask, by_document, or varlen (torch's FlashAttention varlen kernel, CUDA only)."""
+    cudnn_attention: bool | None = None
+    """cuDNN's SDPA kernel (torch.backends.cuda.enable_cudnn_sdp). Off on a GPU by default (train/speed.py): its
+    bf16 backward has given NaN gradients with a finite forward on sm90; true turns it on; null leaves torch's own
+    choice."""
 
 
 @dataclass

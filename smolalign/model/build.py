@@ -11,7 +11,10 @@ from .presets import PRESETS
 
 
 def llama_config(preset: str, vocab_size: int | None = None, tokenizer=None):
-    """A `LlamaConfig` for a preset; the vocabulary follows the tokenizer when one is given."""
+    """A `LlamaConfig` for a preset; the vocabulary follows the tokenizer when one is given. No pad id: transformers'
+    Llama makes `config.pad_token_id` the embedding's `padding_idx`, whose row starts at zero and gets no gradient
+    through the input, and the pad token here is `<|endoftext|>`, pretraining's document separator. SmolLM2 and
+    nanotron pretrain with no padding index; padding is the tokenizer's and the collators' job (they mask it)."""
     from transformers import LlamaConfig
 
     if preset not in PRESETS:
@@ -26,7 +29,6 @@ def llama_config(preset: str, vocab_size: int | None = None, tokenizer=None):
     if tokenizer is not None:
         config.bos_token_id = tokenizer.bos_token_id
         config.eos_token_id = tokenizer.eos_token_id
-        config.pad_token_id = tokenizer.pad_token_id
     return config
 
 

@@ -33,6 +33,10 @@ in transformers' Llama, which tests/test_plan.py checks against the tensors a re
 - k is the key/value width with flash attention or sdpa without a mask (GQA in the kernel); with a mask the keys are
   repeated per query head (k = h). Packed rows with a 4-D block-causal mask add the boolean mask, b·s² bytes, and the
   additive bias sdpa makes from it in every layer and keeps for backward, a·b·s².
+- eager attention (`attn_implementation: eager`) computes the scores itself: its keys and values are repeated per
+  query head (k = h), and each layer keeps the [rows, H, s, s] softmax output for backward, in fp32 (softmax runs
+  there) and, where the compute dtype is narrower, its cast back to it: (4 + a)·H·s² a row (4·H·s² in fp32). At
+  2,048 tokens that is 216 MiB a row a layer for SmolLM2-135M in bf16: the micro-batch that fits is far smaller.
 - fp32 weights under bf16 autocast: autocast keeps a bf16 copy of every projection's weight for the step, 2 bytes each.
 """
 
@@ -87,6 +91,8 @@ class Shape:
     """A 4-D block-causal mask (packed rows under sdpa or eager attention)."""
     reference: bool = False
     """DPO: a frozen reference model beside the policy."""
+    eager: bool = False
+    """Eager attention: the L² scores held (module docstring), keys and values repeated per head."""
 
     @property
     def tokens(self) -> int:
@@ -156,7 +162,7 @@ def model_states(arch: Arch, shape: Shape, strategy: str, world: int) -> tuple[f
 def layer_activations(arch: Arch, shape: Shape) -> float:
     """Bytes a token that one decoder layer keeps for backward."""
     h, i, r, a = arch.hidden, arch.intermediate, shape.weight_bytes, shape.compute_bytes
-    k = h if shape.block_mask else arch.kv_heads * arch.head_dim
+    k = h if shape.block_mask or shape.eager else arch.kv_heads * arch.head_dim
     autocast = r != a
     norms = 2 * (r * h + 4 if shape.liger else (4 + r) * h)  # Liger's RMSNorm keeps its input and 1/rms only
     inputs = (5 if autocast else 2) * a * h
@@ -171,6 +177,8 @@ def activations(arch: Arch, shape: Shape) -> tuple[float, float]:
     tokens = shape.tokens
     square = shape.rows * shape.sequence**2 if shape.block_mask else 0
     layer = tokens * layer_activations(arch, shape) + a * square  # sdpa's additive bias, kept in every layer
+    if shape.eager:  # the softmax's fp32 output, and its cast to the compute dtype where that is narrower
+        layer += (4 + (a if a != 4 else 0)) * arch.heads * shape.rows * shape.sequence**2
     stored = arch.layers * (tokens * r * h if shape.checkpointing else layer)
     if shape.liger and not shape.tiled_head:  # fused linear cross-entropy: its input's gradient, and the head's
         loss_saved, loss_peak, fixed = (r + 2 * a) * h, 0.0, 4.0 * v * h

@@ -2,11 +2,11 @@
 
     smolalign plan pretrain --accelerate-config fsdp --gpus 8      # the paper's 1.7B run on one node of H100s
 
-The recipe is read as the training command reads it (train/speed.py's `load_run_recipe`: the command's defaults,
+The recipe is read as the training command reads it (train/resolve.py's `resolve_recipe`: the command's defaults,
 schema and overrides, the speed settings the named GPU would get, the accumulation of a global batch, the micro-batch
 that fits) and checked by the same checks, so a bad recipe fails with the same one-line error. Everything that is a
-command's own comes from the command's module (train/run.py's `TrainingCommand`): its memory shape, its size (stages,
-or epochs over its data) and its FLOPs. The model is sized on the meta device (plan/model.py), the memory by
+command's own comes from the command's module (train/resolve.py's `TrainingCommand`): its memory shape, its size
+(stages, or epochs over its data) and its FLOPs. The model is sized on the meta device (plan/model.py), the memory by
 model/memory.py's formulas, and time at a stated MFU: by default the last one measured in bench/ (MEASURED_MFU).
 """
 
@@ -73,8 +73,8 @@ def plan_run(command, recipe_name: str, overrides: list[str], gpus: int | None =
              tokens_per_row: float | None = None) -> dict:
     """The plan of a run of `command` (a training command module) as one dict: what `smolalign plan --json`
     prints."""
-    from ..train.run import check_recipe
-    from ..train.speed import Machine, explain, load_run_recipe
+    from ..train.resolve import check_recipe, resolve_recipe
+    from ..train.speed import Machine, explain
 
     if mfu is not None and not 0 < mfu <= 1:
         raise UsageError(f"--mfu {mfu}: a share of the peak, above 0 and at most 1 (e.g. 0.4)")
@@ -89,7 +89,7 @@ def plan_run(command, recipe_name: str, overrides: list[str], gpus: int | None =
                       flash_attn=importlib.util.find_spec("flash_attn") is not None,
                       processes=launch.processes, strategy=launch.strategy)
     with world_size(launch.processes):
-        resolved = load_run_recipe(recipe_name, command, overrides, machine,
+        resolved = resolve_recipe(recipe_name, command, overrides, machine,
                                    arch_for=lambda recipe: model_facts(recipe.model, recipe.lora_config()).arch)
     recipe = resolved.recipe
     args = stand_in_args(recipe)

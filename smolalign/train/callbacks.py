@@ -1,5 +1,5 @@
-"""Trainer callbacks shared by every command: rich progress, a metrics log and the stop on a diverged run
-(checkpoint markers: checkpoints.py).
+"""Trainer callbacks shared by every command: rich progress, a metrics log, the stop on a diverged run and the run's
+own TensorBoard writer (checkpoint markers: checkpoints.py).
 
 Throughput has one definition, `tokens_per_second`, used by the progress bar, the metrics log and the end-of-run
 summary alike: real (non-padding) tokens that this `train()` call saw, over the Trainer's own `train_runtime`
@@ -148,3 +148,56 @@ class RichProgress(TrainerCallback):
             self.progress.update(self.task, completed=state.global_step)
             self.progress.stop()
             self.progress = None
+
+
+class RunWriter:
+    """The run's TensorBoard writer, handed to transformers' `TensorBoardCallback(tb_writer=...)` (its documented
+    argument): the run, not the callback, owns where the event files go. When an `--overwrite`'s new output moves
+    into place (run.py's `swap_in`) the run closes it and moves it; its next write opens new event files there."""
+
+    def __init__(self, log_dir: str):
+        self.log_dir, self._writer = log_dir, None
+
+    def _open(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=self.log_dir)
+        return self._writer
+
+    def add_scalar(self, *args, **kwargs):
+        self._open().add_scalar(*args, **kwargs)
+
+    def add_text(self, *args, **kwargs):
+        self._open().add_text(*args, **kwargs)
+
+    def flush(self):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def move(self, before: str, after: str) -> None:
+        self.close()
+        if self.log_dir.startswith(before):
+            self.log_dir = after + self.log_dir[len(before):]
+
+
+def own_tensorboard_writer(trainer) -> RunWriter | None:
+    """Where the recipe reports to TensorBoard, replace the Trainer's callback by one that writes through a
+    `RunWriter` in the same place (TENSORBOARD_LOGGING_DIR, else the output's runs/<time>_<host>); None otherwise."""
+    import os
+
+    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations.integration_utils import default_logdir
+
+    if not any(isinstance(callback, TensorBoardCallback) for callback in trainer.callback_handler.callbacks):
+        return None
+    trainer.remove_callback(TensorBoardCallback)
+    where = os.getenv("TENSORBOARD_LOGGING_DIR")
+    writer = RunWriter(os.path.expanduser(where) if where else os.path.join(trainer.args.output_dir, default_logdir()))
+    trainer.add_callback(TensorBoardCallback(tb_writer=writer))
+    return writer

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..config import SCHEMAS
 from ..errors import UsageError
-from .run import Run, RunFlags, dropped_rows, refuse_truncation, resolve, run_defaults, with_model
+from .resolve import RunFlags, resolve, run_defaults, with_model
+from .run import Run, dropped_rows, refuse_truncation
 from .shape import masks_padding, step_shape
 
 KIND = "dpo"
@@ -222,10 +223,13 @@ def check_args(args, problems: list[str]) -> None:
 def memory_shape(recipe, micro_batch: int, strategy: str, gpu: bool, flash_installed: bool,
                  checkpointing: bool | None = None):
     """A pair is two sequences (chosen and rejected) of up to max_length tokens, padded; a frozen reference sits
-    beside the policy unless LoRA (the base with its adapter off) stands in for it."""
+    beside the policy only where TRL keeps one (`reference_plan`): not with LoRA (the base with its adapter off),
+    nor with precomputed log-probs (computed once before training, then dropped) unless FSDP loads one anyway."""
+    plan = reference_plan("the starting model", recipe.lora is not None,
+                          bool(recipe.value("precompute_ref_log_probs")), "FSDP" if strategy == "FSDP" else "NO")
+    kept = plan not in ("adapter-disabled base", "precomputed")
     return step_shape(recipe, 2 * micro_batch, recipe.value("max_length") or 1024, strategy, gpu, checkpointing,
-                      block_mask=masks_padding(recipe, gpu, flash_installed), tiled_head=True,
-                      reference=recipe.lora is None)
+                      block_mask=masks_padding(recipe, gpu, flash_installed), tiled_head=True, reference=kept)
 
 
 def size(recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row=None):

@@ -69,7 +69,7 @@ def _check_steps(args, problems: list[str]) -> None:
 
 def check_training(args, command) -> None:
     """`args`: the built SFTConfig / DPOConfig, or transformers' TrainingArguments for `pretrain`; the command (its
-    module, train/run.py's `TrainingCommand`) adds its own checks."""
+    module, resolve.py's `TrainingCommand`) adds its own checks."""
     problems: list[str] = []
     if args.learning_rate <= 0:
         problems.append(f"training.learning_rate={args.learning_rate} must be > 0 (SmolLM2: 3e-4 for SFT, 1e-6 for DPO)")

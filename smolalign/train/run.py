@@ -1,7 +1,7 @@
-"""The steps a training run takes, offered to the commands (sft.py, dpo.py, pretrain/command.py), which call them in
-order in their own `run_*` function:
+"""The life of a training run, offered to the commands (sft.py, dpo.py, pretrain/command.py), which call its steps in
+order in their own `run_*` function, after train/resolve.py has resolved and checked the recipe:
 
-    recipe = resolve(...)            the recipe as this machine runs it, checked; printed, or handed to accelerate
+    recipe = resolve(...)            (resolve.py) the recipe as this machine runs it; printed, or handed to accelerate
     run = Run.start(recipe, flags)   the output directory checked and locked, the checkpoint to resume picked
     with run.stopping_cleanly():     a failure or ctrl-C before the first complete result leaves no trace
         run.load_model()             the model and tokenizer (a GGUF file: its imported directory)
@@ -10,75 +10,26 @@ order in their own `run_*` function:
         run.build(...)               the trainer; a config error is one line, before anything is written
         run.open(...)                the first write: the run record
         run.train(trainer)           progress bar, metrics log, checkpoints (and the swap that replaces an output)
-        run.finish(...)              weights, tokenizer, curves, summary, model card, push
+        run.finish(...)              weights, report (curves, summary, model card), the swap, push
 
 Every check that can fail on bad input runs before `run.open`, so a failed command leaves nothing behind and the
-corrected one just runs. What a training command brings (its defaults, checks, memory and FLOPs facts) lives in its
-own file; `TrainingCommand` below lists the names each command module defines for the speed choice, the checks and
-`smolalign plan`.
+corrected one just runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import click
 
-from ..config import Recipe, RecipeSchema
+from ..config import Recipe
 from ..errors import UsageError
 from ..outputs import Replacement, check_output_dir
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
-from .launch import inside_launch, relaunch
-
-
-class TrainingCommand(Protocol):
-    """What each training command module (train/sft.py, train/dpo.py, train/pretrain/command.py) defines."""
-
-    KIND: str
-    SCHEMA: RecipeSchema
-    WEIGHTS: str
-    """The dtype its weights train in on a GPU with bf16: "float32" (master weights under bf16 autocast) or
-    "bfloat16" (train/speed.py's `choose_weights`)."""
-    SAME_SHAPE: bool
-    """Every batch has the same shape (pretraining's blocks): one compiled graph serves the run."""
-
-    def defaults(self) -> dict: ...
-    def check_args(self, args, problems: list[str]) -> None: ...
-    def memory_shape(self, recipe, micro_batch: int, strategy: str, gpu: bool, flash_installed: bool,
-                     checkpointing: bool | None = None): ...
-    def size(self, recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row=None): ...
-    def flops(self, size, parameters: int, config, args) -> float: ...
-
-
-@dataclass
-class RunFlags:
-    print_config: bool = False
-    overwrite: bool = False
-    resume: bool = False
-    merge: bool = False
-    accelerate_config: str | None = None
-    num_processes: int | None = None
-    recipe_given: bool = True
-    """False: the command line named no recipe and the command's paper recipe stands in (pretrain, dpo)."""
-
-
-def run_defaults(output_dir: str) -> dict:
-    """The training settings every command starts from, below its own (logging, saving, reporting, the seed), and
-    those that depend on the machine."""
-    return {"output_dir": output_dir, "logging_steps": 10, "save_strategy": "steps", "save_steps": 500,
-            "report_to": ["tensorboard"], "seed": 42, **machine_defaults()}
-
-
-def machine_defaults() -> dict:
-    from .speed import base_defaults, machine_facts
-
-    return base_defaults(machine_facts())
+from .resolve import RunFlags
 
 
 def process_state():
@@ -91,102 +42,6 @@ def process_state():
 
 def is_main_process() -> bool:
     return process_state().is_main_process
-
-
-# ---------------------------------------------------------------- the recipe, before anything is loaded
-
-
-def resolve(recipe_name: str, command: TrainingCommand, overrides: list[str], flags: RunFlags) -> Recipe | None:
-    """The recipe as this machine runs it, every check that needs no model and no data passed. None when there
-    is nothing to train here: the config was printed, or the run went to `accelerate launch` and is over."""
-    import os
-
-    from .guards import check_machine
-    from .speed import explain, load_run_recipe, machine_facts
-
-    check_launch_flags(flags)
-    machine = machine_facts()
-    if flags.accelerate_config and not inside_launch():  # the checks count the processes the launch will start
-        from .launch import launched_processes
-
-        machine = dataclasses.replace(machine, processes=launched_processes(flags.accelerate_config,
-                                                                            flags.num_processes))
-    try:
-        resolved = load_run_recipe(recipe_name, command, overrides, machine)
-        if not flags.print_config:
-            check_recipe(resolved.recipe, command, flags.merge)
-    except UsageError as error:
-        if flags.recipe_given:
-            raise
-        raise UsageError(f"no recipe was given, so `smolalign {command.KIND}` used the paper's recipe "
-                         f"'{recipe_name}' (recipes/{recipe_name}.yaml, for GPUs), which fails here: {error}. Name a "
-                         f"recipe for this machine, e.g. `smolalign {command.KIND} debug/{command.KIND}`") from error
-    recipe = resolved.recipe
-    if flags.print_config:
-        click.echo(recipe.to_yaml(), nl=False)
-        lines = explain(resolved.speed, recipe, machine) + [f"  {note}" for note in resolved.notes]
-        click.echo("\n".join(f"# {line}" for line in lines))
-        return None
-    if os.environ.get("RANK", "0") == "0":
-        for note in resolved.notes:
-            click.echo(f"note: {note}", err=True)
-    move_token_to_environment(recipe)
-    check_machine(recipe, machine)
-    if flags.accelerate_config and not inside_launch():
-        check_output_dir(recipe.training["output_dir"], flags.overwrite, resuming=flags.resume, can_resume=True)
-        sys.exit(relaunch(flags.accelerate_config, flags.num_processes))
-    return recipe
-
-
-def check_launch_flags(flags: RunFlags) -> None:
-    """The launch flags, and the accelerate config they name, before anything is loaded or written."""
-    from .launch import check_accelerate_config
-
-    if flags.num_processes is not None and flags.num_processes < 1:
-        raise UsageError(f"--num-processes {flags.num_processes}: give at least 1")
-    if flags.num_processes is not None and not flags.accelerate_config:
-        raise UsageError("--num-processes goes with --accelerate-config, which starts the processes: add e.g. "
-                         "--accelerate-config cpu-ddp (CPU) or zero3 (GPUs)")
-    if flags.accelerate_config:
-        check_accelerate_config(flags.accelerate_config)
-
-
-def check_recipe(recipe: Recipe, command: TrainingCommand, merge: bool = False, args=None) -> None:
-    """Every check that needs no model and no data; `args` stands in for the recipe's own training arguments
-    where they cannot be built on this machine (`smolalign plan` for a GPU, from a CPU)."""
-    if not recipe.training.get("output_dir"):
-        raise UsageError("training.output_dir is empty: give a directory, e.g. training.output_dir=runs/my-run")
-    if args is None:
-        args = recipe.training_args()  # the library's own consistency checks, before any model or data is loaded
-    from .guards import check_eval_data, check_lora, check_training
-
-    check_training(args, command)
-    check_eval_data(args, has_eval=bool(getattr(recipe.data, "eval_split", None)
-                                        or getattr(recipe.data, "eval_fraction", 0)))
-    check_lora(None, recipe.lora_config())  # the adapter's own values, before any model loads
-    if merge and recipe.lora is None:
-        raise UsageError("--merge needs a lora section: full fine-tuning already writes full weights")
-    if merge:
-        from .merge import check_mergeable
-
-        check_mergeable(recipe.model.name_or_path, recipe.model.preset)
-
-
-def move_token_to_environment(recipe: Recipe) -> None:
-    """A hub token given in the recipe goes to HF_TOKEN for this process only: the Trainer pickles its arguments
-    into every checkpoint (training_args.bin), so a token left there would be written and pushed."""
-    import os
-
-    token = recipe.training.pop("hub_token", None)
-    if token:
-        os.environ["HF_TOKEN"] = token
-        click.echo("note: training.hub_token is used through HF_TOKEN and never written; set HF_TOKEN in the "
-                   "environment instead", err=True)
-
-
-def with_model(overrides: list[str], model_path: str | None) -> list[str]:
-    """`--model DIR` is `model.name_or_path=DIR`, before the other overrides."""
-    return overrides if model_path is None else [f"model.name_or_path={model_path}", *overrides]
 
 
 # ---------------------------------------------------------------- the run
@@ -220,6 +75,8 @@ class Run:
     """The library's training arguments (SFTConfig, DPOConfig, TrainingArguments), pointed at `output_dir`."""
     record: dict = field(default_factory=dict)
     """Entries for the run record beside the recipe (placement, starting weights, data reports...)."""
+    tensorboard: object = None
+    """The run's own TensorBoard writer (callbacks.py's `RunWriter`), where the recipe reports to TensorBoard."""
 
     @property
     def output_dir(self) -> Path:
@@ -260,7 +117,9 @@ class Run:
         from ..model.gguf import resolve_model
         from ..model.load import check_model_source, load_model
         from .guards import check_lora
+        from .speed import apply_cudnn_attention
 
+        apply_cudnn_attention(self.recipe)  # torch's SDPA backends are switched process-wide, before the model runs
         model_section = self.recipe.model
         name, gguf = None, None
         if model_section.name_or_path:
@@ -340,15 +199,16 @@ class Run:
                        resumed_from=str(self.resume_from) if self.resume_from else None)
 
     def train(self, trainer):
-        """Train (or resume) with smolalign's progress bar, metrics log and checkpoint markers; the first marked
-        checkpoint swaps an `--overwrite`'s new output in."""
+        """Train (or resume) with smolalign's progress bar, metrics log, TensorBoard writer and checkpoint markers;
+        the first marked checkpoint swaps an `--overwrite`'s new output in."""
         from transformers.trainer_callback import ProgressCallback
 
-        from .callbacks import MetricsLog, RichProgress, StopOnNonFinite
+        from .callbacks import MetricsLog, RichProgress, StopOnNonFinite, own_tensorboard_writer
         from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
 
         resume_step = int(self.resume_from.name.split("-")[-1]) if self.resume_from else None
         trainer.remove_callback(ProgressCallback)
+        self.tensorboard = own_tensorboard_writer(trainer)
         # the metrics log writes the NaN line before the stop raises: the user sees where it diverged
         for callback in (CheckpointMarker(take_over_rotation(trainer)),
                          OnCompleteCheckpoint(lambda: self.swap_in(trainer)), MetricsLog(resume_step),
@@ -362,9 +222,8 @@ class Run:
             return
         before = str(self.output.path)
         trainer.accelerator.wait_for_everyone()  # every rank has finished writing into the sibling
-        tensorboard = _open_tensorboard_writers(trainer)
-        for callback in tensorboard:  # its files are reopened by name at each write: close them before they move
-            callback.tb_writer.close()
+        if self.tensorboard is not None:  # its event files are closed before their directory moves
+            self.tensorboard.close()
         if is_main_process():
             self.output.commit()
         else:
@@ -372,10 +231,8 @@ class Run:
         trainer.accelerator.wait_for_everyone()
         after = str(self.output.target)
         trainer.args.output_dir = after
-        for callback in tensorboard:  # it opens a writer again at its next log, in the moved directory
-            callback.tb_writer = None
-            if callback.logging_dir and callback.logging_dir.startswith(before):
-                callback.logging_dir = after + callback.logging_dir[len(before):]
+        if self.tensorboard is not None:  # it opens new event files at its next write, in the moved directory
+            self.tensorboard.move(before, after)
         state = trainer.state
         if state.best_model_checkpoint and state.best_model_checkpoint.startswith(before):
             state.best_model_checkpoint = after + state.best_model_checkpoint[len(before):]
@@ -384,56 +241,63 @@ class Run:
                     state_file.write_text(state_file.read_text().replace(before, after))
 
     def finish(self, trainer, result, panels, metric_keys, notes=()) -> dict:
-        """Save the model, then the report (curves PNG, summary table, model card), then push: the hub gets it
-        all. Returns the final metrics."""
-        from ..outputs import respect_umask
-        from .callbacks import tokens_per_second
-        from .report import final_metrics, plot_curves, print_summary, write_model_card
+        """The end of a run, in order: the weights, the report (curves, summary, model card), the swap that makes the
+        run the output (if no checkpoint came first), then the push, so that the hub gets it all. Returns the final
+        metrics."""
+        self.save_weights(trainer)
+        metrics = self.write_report(trainer, result, panels, metric_keys, notes) if is_main_process() else {}
+        self.swap_in(trainer)
+        self.push(trainer)
+        return metrics
 
-        recipe, output_dir = self.recipe, self.output_dir
+    def save_weights(self, trainer) -> None:
+        """The final model (a LoRA run: its adapter, and with `--merge` the merged weights) and tokenizer."""
+        output_dir = self.output_dir
         trainer.model.config.use_cache = True  # training turned the KV cache off; generation wants it back
         if trainer.is_fsdp_enabled:  # a sharded state dict would leave the final directory without weights
             trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(str(output_dir))
         trainer.accelerator.wait_for_everyone()  # every rank has saved before anything reads the directory
-        metrics = {}
         if is_main_process():
             trainer.processing_class.save_pretrained(str(output_dir))
             if self.flags.merge:  # from the saved adapter, in this one process: under ZeRO-3/FSDP the model is a shard
                 from .merge import merge_saved_adapter
 
                 merge_saved_adapter(output_dir, output_dir / "merged")
-            plot_curves(output_dir, panels)
-            metrics = final_metrics(output_dir, metric_keys)
-            resumed = self.resume_from is not None
-            for key in ("train_runtime", "train_loss"):
-                if key in result.metrics:
-                    # transformers counts only the steps it ran: after a resume, that is the resumed part
-                    metrics[f"{key} (since resume)" if resumed else key] = result.metrics[key]
-            runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
-            summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
-            rate = tokens_per_second(trainer.state, runtime, tokens_before=getattr(
-                trainer, "_initial_num_input_tokens_seen", 0)) if runtime else None
-            if rate:
-                summary["tokens/s"] = rate
-            print_summary(f"{recipe.kind} → {self.output.target}", summary)
-            base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
-            write_model_card(output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
-                             recipe_path=recipe.path, metrics=metrics, notes=list(notes))
-            respect_umask(output_dir)
-        self.swap_in(trainer)  # the finished model is a complete result, if no checkpoint came first
-        if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
+
+    def write_report(self, trainer, result, panels, metric_keys, notes) -> dict:
+        """Curves PNG, the summary table and the model card (main process); returns the final metrics."""
+        from ..outputs import respect_umask
+        from .callbacks import tokens_per_second
+        from .report import final_metrics, plot_curves, print_summary, write_model_card
+
+        recipe, output_dir = self.recipe, self.output_dir
+        plot_curves(output_dir, panels)
+        metrics = final_metrics(output_dir, metric_keys)
+        resumed = self.resume_from is not None
+        for key in ("train_runtime", "train_loss"):
+            if key in result.metrics:
+                # transformers counts only the steps it ran: after a resume, that is the resumed part
+                metrics[f"{key} (since resume)" if resumed else key] = result.metrics[key]
+        runtime, tokens = result.metrics.get("train_runtime") or 0, trainer.state.num_input_tokens_seen
+        summary = {"steps": trainer.state.global_step, "tokens seen": tokens, **metrics}
+        rate = tokens_per_second(trainer.state, runtime, tokens_before=getattr(
+            trainer, "_initial_num_input_tokens_seen", 0)) if runtime else None
+        if rate:
+            summary["tokens/s"] = rate
+        print_summary(f"{recipe.kind} → {self.output.target}", summary)
+        base = recipe.model.name_or_path or f"preset {recipe.model.preset}"
+        write_model_card(output_dir, command=recipe.kind, base_model=base, datasets=dataset_names(recipe),
+                         recipe_path=recipe.path, metrics=metrics, notes=list(notes))
+        respect_umask(output_dir)
+        return metrics
+
+    def push(self, trainer) -> None:
+        """Last, so the hub gets the card, curves and merged weights too."""
+        if trainer.args.push_to_hub:
             trainer.push_to_hub()
         if is_main_process():
             click.echo(f"model written to {self.output.target}", err=True)
-        return metrics
-
-
-def _open_tensorboard_writers(trainer) -> list:
-    from transformers.integrations import TensorBoardCallback
-
-    return [callback for callback in trainer.callback_handler.callbacks
-            if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None]
 
 
 def dataset_names(recipe: Recipe) -> list[str]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from ..config import SCHEMAS
 from ..errors import UsageError
 from .packing import use_packed_rows
-from .run import Run, RunFlags, dropped_rows, refuse_truncation, resolve, run_defaults, with_model
+from .resolve import RunFlags, resolve, run_defaults, with_model
+from .run import Run, dropped_rows, refuse_truncation
 from .shape import masks_packed_documents, masks_padding, step_shape
 
 KIND = "sft"

@@ -43,7 +43,7 @@ def step_shape(recipe, rows: int, sequence: int, strategy: str, gpu: bool, check
         weight_bytes = 2  # DeepSpeed's bf16 engine casts the model; fp32 masters live in the optimizer
     if checkpointing is None:
         checkpointing = bool(recipe.value("activation_checkpointing") or recipe.value("gradient_checkpointing"))
-    return Shape(rows=rows, sequence=sequence, weight_bytes=weight_bytes,
+    return Shape(rows=rows, sequence=sequence, weight_bytes=weight_bytes, eager=kernel(recipe, gpu) == "eager",
                  compute_bytes=2 if bf16 or weight_bytes == 2 else 4, checkpointing=checkpointing,
                  liger=bool(recipe.value("use_liger_kernel")), tiled_head=tiled_head, block_mask=block_mask,
                  reference=reference)

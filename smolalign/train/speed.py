@@ -1,7 +1,8 @@
-"""The speed settings a training run gets, chosen by one plain function from the machine's facts and the command.
+"""The speed settings a training run gets, chosen by one plain function from the machine's facts and the command
+(train/resolve.py merges them into the recipe's defaults, once).
 
 Each is a documented setting of the libraries we use. On a GPU each is on where it helps; on CPU none is, since
-there they only cost (as TRL's bf16 and gradient checkpointing defaults do, which `machine_defaults` turns off):
+there they only cost (as TRL's bf16 and gradient checkpointing defaults do, which `base_defaults` turns off):
 - Liger kernels, `training.use_liger_kernel` (the `liger-kernel` package, extra `smolalign[gpu]`): fused RMSNorm,
   SwiGLU and RoPE, and in pretraining (transformers' Trainer) the fused linear cross-entropy, which never
   materialises the 49,152-wide logits. TRL 1.16's SFT and DPO trainers score tokens through their own tiled LM head
@@ -19,14 +20,19 @@ there they only cost (as TRL's bf16 and gradient checkpointing defaults do, whic
   alignment-handbook recipes do (a few thousand steps, from a trained model); `model.dtype=float32` opts out.
 - flash-attn, `model.attn_implementation: flash_attention_2`, when the package is installed: varlen kernels over
   TRL's padding-free batches, no mask; sdpa otherwise.
+- cuDNN attention, `speed.cudnn_attention`: off on a GPU. torch for CUDA 13 puts cuDNN's SDPA kernel first on
+  sm90/sm100, and its bf16 backward has public reports of NaN gradients with a finite forward, shape- and mask-
+  dependent (pytorch#196678, trl#7181, cudnn-frontend#1072), and the first H200 pretraining run, on torch's own
+  backend choice, had NaN gradients from step 1 (cause still open: bench/gpu_nan_probe.py). Flash and memory-efficient SDPA cover the
+  same cases. `speed.cudnn_attention=true` turns it on.
 - The micro-batch, `speed.fit_micro_batch`: the largest per-device batch that fits the GPU by `smolalign plan`'s
   memory estimate, with gradient accumulation changed so that per-device batch x accumulation, the recipe's
   effective batch, stays as written (the optimizer sees the same tokens a step).
 
 A recipe turns any of them off by writing the key (`training.use_liger_kernel=false`, `training.optim=adamw_torch`,
-`training.torch_compile=false`, `model.attn_implementation=sdpa`, `speed.fit_micro_batch=false`); `--print-config`
-says which are on and why. Where a recipe writes Liger or compile, the machine's choice of the other gives way
-(`keep_liger_and_compile_apart`).
+`training.torch_compile=false`, `model.attn_implementation=sdpa`, `speed.fit_micro_batch=false`), and cuDNN attention
+on with `speed.cudnn_attention=true`; `--print-config` says which are on and why. Where a recipe writes Liger or
+compile, the machine's choice of the other gives way (`keep_liger_and_compile_apart`).
 """
 
 from __future__ import annotations
@@ -144,7 +150,8 @@ def choose_speed(machine: Machine, command) -> list[Setting]:
                         "default applies)"),
                 Setting("torch.compile", "training.torch_compile", False, "no GPU"),
                 Setting("flash-attn", "model.attn_implementation", None, "no GPU: sdpa"),
-                Setting("micro-batch", "speed.fit_micro_batch", False, "no GPU: the recipe's batch as written")]
+                Setting("micro-batch", "speed.fit_micro_batch", False, "no GPU: the recipe's batch as written"),
+                Setting("cuDNN attention", "speed.cudnn_attention", None, "no GPU: no cuDNN kernel")]
     liger_why = ("liger-kernel installed: fused RMSNorm, SwiGLU, RoPE" + (
         " and linear cross-entropy (no logits held)" if command.FUSED_LOSS else
         " (TRL's tiled LM head already holds no logits)") if machine.liger else
@@ -163,7 +170,23 @@ def choose_speed(machine: Machine, command) -> list[Setting]:
                 "flash-attn is not installed (pip install flash-attn): sdpa"),
         Setting("micro-batch", "speed.fit_micro_batch", True,
                 "the largest that fits this GPU, accumulation keeping the recipe's effective batch"),
+        Setting("cuDNN attention", "speed.cudnn_attention", False, CUDNN_WHY),
     ]
+
+
+CUDNN_WHY = ("its bf16 backward has given NaN gradients with a finite forward on sm90 (pytorch#196678, trl#7181), and "
+             "torch for CUDA 13 picks it first; flash and memory-efficient SDPA cover the same cases "
+             "(speed.cudnn_attention=true turns it on)")
+
+
+def apply_cudnn_attention(recipe) -> None:
+    """Set torch's cuDNN SDPA switch as the recipe resolved it, before the model runs (module docstring); null
+    leaves torch's own choice."""
+    wanted = getattr(recipe.sections.get("speed"), "cudnn_attention", None)
+    if wanted is not None:
+        import torch
+
+        torch.backends.cuda.enable_cudnn_sdp(bool(wanted))
 
 
 def speed_defaults(settings: list[Setting]) -> dict:
@@ -211,53 +234,6 @@ def apply_micro_batch(recipe, command, machine: Machine, arch) -> str | None:
     return (f"micro-batch {micro} x accumulation {steps} instead of the recipe's {per_device} x {accumulation} "
             f"(same effective batch): the largest that {fitted} on {machine.name}; speed.fit_micro_batch=false "
             f"keeps the recipe's")
-
-
-@dataclass
-class Resolved:
-    recipe: object
-    speed: list
-    """The speed settings this machine chose (speed.Setting), for `--print-config` and `smolalign plan`."""
-    notes: list[str]
-    """What the machine changed of the recipe as written (accumulation, checkpointing, micro-batch), if anything."""
-
-
-def model_arch(recipe):
-    """The architecture of the recipe's model without weights (model/memory.py), or None where it cannot be read
-    here: the run's own checks then say why."""
-    from ..errors import UsageError
-    from ..model.info import model_config
-    from ..model.memory import arch_of
-
-    model = recipe.model
-    try:
-        config, _, _ = model_config(model.name_or_path, model.preset, model.gguf_file, model.trust_remote_code)
-        return arch_of(config, recipe.lora_config())
-    except (UsageError, OSError, ValueError):
-        return None
-
-
-def load_run_recipe(recipe_name: str, command, overrides: list[str], machine: Machine, arch_for=model_arch) -> Resolved:
-    """The recipe as a run of `command` on `machine` gets it, loaded once (config/loader.py): the command's defaults
-    with the machine's and the speed settings (below the YAML and the command line); then what depends on the run's
-    size: the accumulation that meets a global batch on the machine's processes, activation checkpointing on a CPU
-    short of memory, and the micro-batch that fits the GPU. `arch_for(recipe)` sizes the model (plan sizes a model
-    that a shipped recipe has not written yet)."""
-    from ..config import deep_merge, load_recipe
-    from .batch import derive_accumulation
-
-    settings = choose_speed(machine, command)
-    defaults = deep_merge(deep_merge(command.defaults(), {"training": base_defaults(machine)}),
-                          speed_defaults(settings))
-    recipe = load_recipe(recipe_name, command.KIND, overrides, defaults, schema=command.SCHEMA)
-    notes = [derive_accumulation(recipe, machine.processes), keep_liger_and_compile_apart(recipe, command, machine)]
-    arch = arch_for(recipe)
-    if needs_checkpointing_on_cpu(recipe, command, machine, arch):
-        recipe.training["activation_checkpointing"] = True
-        notes.append(CPU_CHECKPOINTING_NOTE)
-    else:
-        notes.append(apply_micro_batch(recipe, command, machine, arch))
-    return Resolved(recipe, settings, [note for note in notes if note])
 
 
 def keep_liger_and_compile_apart(recipe, command, machine: Machine) -> str | None:
@@ -325,7 +301,7 @@ def explain(settings: list[Setting], recipe, machine: Machine) -> list[str]:
     from ..config.schema import training_defaults
 
     library = training_defaults(*recipe.training_spec)
-    lines = [f"speed settings on {machine.name} (smolalign/train/speed.py; the key after each turns it off):"]
+    lines = [f"speed settings on {machine.name} (smolalign/train/speed.py; the key after each sets it, e.g. =false):"]
     for setting in settings:
         value = recipe_value(recipe, setting.key)
         if value == "auto" and setting.key in AUTO_ON_CPU:
@@ -335,5 +311,5 @@ def explain(settings: list[Setting], recipe, machine: Machine) -> list[str]:
             f"set by the recipe (this machine would choose {chosen}: {setting.why})"
         state = "on " if setting.is_on(value) else "off"
         shown = str(value).lower() if isinstance(value, bool) or value is None else value
-        lines.append(f"  {setting.name:14s} {state}  {setting.key}={shown}: {why}")
+        lines.append(f"  {setting.name:16s} {state}  {setting.key}={shown}: {why}")
     return lines

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ...config import ModelSection, RecipeSchema, SpeedSection, TokensBatch, check_model
 from ...config.schema import training_defaults
 from ...errors import UsageError
-from ..run import Run, RunFlags, resolve, run_defaults
+from ..resolve import RunFlags, resolve, run_defaults
+from ..run import Run
 from ..shape import masks_packed_documents, step_shape
 from .stages import (SourceSection, check_schedule, check_sources, make_plan, parse_stages, schedule_steps,
                      world_size_hint)
