@@ -27,14 +27,25 @@ class SmolGroup(click.Group):
     """Turns expected failures into one line and an exit code; `--debug` shows the traceback instead."""
 
     def invoke(self, ctx):
+        from .outputs import release_claims, stop_notes
+        from .stops import disk_full_message, handle_sigterm, resume_command
+
+        handle_sigterm()  # a scheduler's or `kill`'s stop is a ctrl-C: the same cleanup, line and exit code
         try:
             return super().invoke(ctx)
-        except (UsageError, NotImplementedYet, TrainingDiverged) as error:
+        except KeyboardInterrupt:
+            _fail("; ".join(filter(None, ["interrupted", stop_notes()])), 130)
+        except Exception as error:
             if os.environ.get("SMOLALIGN_DEBUG"):
                 raise
-            _fail(str(error), error.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            full = disk_full_message(error, then=f"run again: {resume_command()}")
+            if full is not None:
+                _fail("; ".join(filter(None, [full, stop_notes()])), 1)
+            if not isinstance(error, (UsageError, NotImplementedYet, TrainingDiverged)):
+                raise
+            _fail("; ".join(filter(None, [str(error), stop_notes()])), error.exit_code)
+        finally:
+            release_claims()  # an output a one-shot writer checked and then failed before writing
 
 
 @click.group(cls=SmolGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -235,11 +246,13 @@ def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_
                  chat_template, backend, base_url, output):
     """Held-out loss and perplexity, exact match, preference accuracy, IFEval, lm-eval benchmarks; writes eval.json."""
     from .eval.run import run_eval
+    from .locks import lock_existing
 
     _quiet()
-    run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
-             batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column, num_fewshot=num_fewshot,
-             chat_template=chat_template, backend=backend, base_url=base_url)
+    with lock_existing(output or model, create=output is not None):  # one eval at a time writes eval.json
+        run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
+                 batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column,
+                 num_fewshot=num_fewshot, chat_template=chat_template, backend=backend, base_url=base_url)
 
 
 @main.command()
@@ -268,9 +281,11 @@ def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed):
 def demo(output, size):
     """Raw text to an aligned chat model on this CPU: tokenizer, pretrain, gen, SFT, DPO, each stage evaluated."""
     from .demo.pipeline import run_demo
+    from .locks import lock_existing
 
     _quiet()
-    run_demo(output, size)
+    with lock_existing(output, create=True):  # one demo at a time in a directory
+        run_demo(output, size)
 
 
 # ------------------------------------------------------------------ tokenizer and model
@@ -347,10 +362,16 @@ def model_import(gguf_file, output, dtype, overwrite):
 @click.option("--overwrite", is_flag=True, help="Replace an existing GGUF file (only once the new one is complete).")
 def model_export(model, output, dtype, name, license_name, overwrite):
     """A model directory (SFT, DPO, pretrain, model init, or a LoRA adapter, merged) as one GGUF file."""
+    from .locks import file_lock
     from .model.gguf_export import export_gguf
+    from .outputs import check_file_output
+    from .stops import expect_space, export_bytes
 
     _quiet()
-    result = export_gguf(model, output, dtype=dtype, overwrite=overwrite, name=name, license=license_name)
+    check_file_output(output)  # before the model loads
+    expect_space(output, export_bytes(model, dtype), "the GGUF file")
+    with file_lock(output):
+        result = export_gguf(model, output, dtype=dtype, overwrite=overwrite, name=name, license=license_name)
     click.echo(f"{result['parameters']:,} parameters ({dtype}, {result['bytes'] / 2**20:,.1f} MiB) written to "
                f"{output}: `llama-cli -m {output}` chats with it")
 

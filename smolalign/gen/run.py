@@ -136,7 +136,9 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
             history = generate(recipe, rows, backend, output, display)
             display.stop()
             run_quality(recipe, rows, history, judges, output.path, labelling)
-        return finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+        counts = finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+        output.finish()  # the finished set: an old output an --overwrite set aside is removed now
+        return counts
     except GenerationStopped as stopped:
         display.stop()
         labelling.stop()

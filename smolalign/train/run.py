@@ -32,6 +32,7 @@ import click
 from ..config import Recipe, RecipeSchema
 from ..errors import UsageError
 from ..outputs import Replacement, check_output_dir
+from ..stops import checkpoint_bytes, expect_space
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
 from .launch import inside_launch, relaunch
@@ -348,6 +349,7 @@ class Run:
         from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
 
         resume_step = int(self.resume_from.name.split("-")[-1]) if self.resume_from else None
+        expect_space(self.output.target, checkpoint_bytes(trainer.model), "a checkpoint")
         trainer.remove_callback(ProgressCallback)
         # the metrics log writes the NaN line before the stop raises: the user sees where it diverged
         for callback in (CheckpointMarker(take_over_rotation(trainer)),
@@ -422,6 +424,8 @@ class Run:
                              recipe_path=recipe.path, metrics=metrics, notes=list(notes))
             respect_umask(output_dir)
         self.swap_in(trainer)  # the finished model is a complete result, if no checkpoint came first
+        if is_main_process():
+            self.output.finish()  # the final save: an old output an --overwrite set aside is removed now
         if trainer.args.push_to_hub:  # last, so the hub gets the card, curves and merged weights too
             trainer.push_to_hub()
         if is_main_process():
