@@ -16,10 +16,14 @@ import click
 from . import __version__
 from .errors import NotImplementedYet, TrainingDiverged, UsageError
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, promptly: bool = False) -> None:
     from .redact import redact_text
 
     click.echo(f"error: {redact_text(message)}", err=True)
+    if promptly:
+        from .stops import exit_promptly
+
+        exit_promptly(code)
     sys.exit(code)
 
 
@@ -34,7 +38,8 @@ class SmolGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            _fail("; ".join(filter(None, ["interrupted", stop_notes()])), 130)
+            release_claims()
+            _fail("; ".join(filter(None, ["interrupted", stop_notes()])), 130, promptly=True)
         except Exception as error:
             if os.environ.get("SMOLALIGN_DEBUG"):
                 raise

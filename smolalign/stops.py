@@ -47,6 +47,23 @@ def handle_sigterm() -> None:
     os.register_at_fork(after_in_child=_default_sigterm)
 
 
+def exit_promptly(code: int) -> None:
+    """After ctrl-C, once the run has cleaned up and said so: end the process now. The libraries' own teardown at
+    exit (torch, distilabel, datasets) takes seconds on a busy machine, and the user asked to stop. Only in a
+    process of our own (real standard streams): a caller's process (a test's CliRunner) just gets SystemExit."""
+    import io
+    import sys
+
+    try:
+        sys.stdout.fileno()
+        sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _default_sigterm() -> None:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
