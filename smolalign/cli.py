@@ -32,9 +32,10 @@ class SmolGroup(click.Group):
 
     def invoke(self, ctx):
         from .outputs import release_claims, stop_notes
-        from .stops import disk_full_message, handle_sigterm, resume_command
+        from .stops import disk_full_message, handle_sigterm, resume_command, watch_threads
 
         handle_sigterm()  # a scheduler's or `kill`'s stop is a ctrl-C: the same cleanup, line and exit code
+        watch_threads()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -21,9 +22,12 @@ REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is us
            errno.EFBIG: "the file size limit (ulimit -f) was reached"}
 # how the libraries that write our files say it, without the errno
 TEXTS = {"no space left on device": errno.ENOSPC, "disk quota exceeded": errno.EDQUOT,
-         "file too large": errno.EFBIG, "file write failed": errno.ENOSPC}
+         "file too large": errno.EFBIG}
+# short writes that say no more (torch's zip writer, numpy's tofile): a full disk, or the file size limit if one is set
+SHORT_WRITES = re.compile(r"file write failed|\d+ requested and \d+ written")
 
 _expected: dict = {}  # what the running command said it needs: {"bytes": int, "what": str, "path": Path}
+_in_threads: list[BaseException] = []  # disk errors that ended a library's thread (distilabel's writers)
 
 
 def handle_sigterm() -> None:
@@ -71,9 +75,24 @@ def _default_sigterm() -> None:
         pass
 
 
-def expect_space(path, size: int, what: str) -> None:
-    """The command is about to write `what` (about `size` bytes) under `path`: said if the disk runs out."""
+def expect_space(path, size: int = 0, what: str = "") -> None:
+    """The command is about to write `what` (about `size` bytes, 0: unknown) under `path`: said if the disk runs
+    out."""
     _expected.update(path=Path(path), bytes=int(size), what=what)
+
+
+def watch_threads() -> None:
+    """A disk error that ends one of a library's threads (distilabel writes its cache from one) is kept for the
+    run's last line instead of printed as a traceback; the run then stops for it (a step fails, a worker is lost)."""
+    previous = threading.excepthook
+
+    def hook(args):
+        if args.exc_value is not None and _disk_error(args.exc_value) is not None:
+            _in_threads.append(args.exc_value)
+            return
+        previous(args)
+
+    threading.excepthook = hook
 
 
 def resume_command(kept: bool | None = None) -> str:
@@ -136,6 +155,11 @@ def _disk_error(error: BaseException) -> tuple[int, str | None] | None:
         for words, code in TEXTS.items():
             if words in text:
                 return code, None
+        if SHORT_WRITES.search(text):
+            import resource
+
+            limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+            return (errno.EFBIG if limited else errno.ENOSPC), None
         stack += [current.__cause__, current.__context__]
     return None
 
@@ -147,7 +171,7 @@ def disk_full_message(error: BaseException, then: str) -> str | None:
 
     from .outputs import human
 
-    found = _disk_error(error)
+    found = _disk_error(error) or next(filter(None, map(_disk_error, _in_threads)), None)
     if found is None:
         return None
     code, filename = found
