@@ -180,7 +180,11 @@ def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens
     from .plan.run import plan_run, recipe_kind
 
     _quiet()
-    result = plan_run(_training_command(recipe_kind(recipe)), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
+    kind = recipe_kind(recipe)
+    if kind == "pretrain" and (rows is not None or tokens_per_row is not None):
+        raise UsageError("--rows and --tokens-per-row are for SFT and DPO recipes: a pretraining run's size is its "
+                         "stages' tokens (each stage's `tokens:` in the recipe): set those, or leave the flags out")
+    result = plan_run(_training_command(kind), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
                       accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
     if as_json:
         click.echo(json.dumps(result))
@@ -251,10 +255,16 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
                  chat_template, backend, base_url, output):
     """Held-out loss and perplexity, exact match, preference accuracy, IFEval, lm-eval benchmarks; writes eval.json."""
-    from .eval.run import run_eval
+    from .eval.run import run_eval, task_names
     from .locks import lock_existing
 
     _quiet()
+    if tasks and not task_names(list(tasks)):
+        raise UsageError("--tasks is empty: name a benchmark, e.g. --tasks ifeval (or leave --tasks out and give "
+                         "--data)")
+    if num_fewshot is not None and set(task_names(list(tasks))) == {"ifeval"}:
+        raise UsageError("--num-fewshot is for lm-eval tasks, and IFEval is zero-shot (SmolLM2's setting): leave "
+                         "--num-fewshot out, or add the task it is for")
     with lock_existing(output or model, create=output is not None):  # one eval at a time writes eval.json
         run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
                  batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column,

@@ -474,3 +474,31 @@ def test_resuming_another_commands_run_says_whose_run_it_is(tmp_path):
     assert first.exit_code == 0, first.stderr[-3000:]
     wrong = run_in_process("pretrain", "debug/pretrain", f"training.output_dir={out}", "--resume")
     assert "holds a `smolalign sft` run, not a `smolalign pretrain` one" in error_line(wrong)
+
+
+# ---------------------------------------------------------------- accepted and vague before (issue 31)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["eval", "some-model", "--tasks", ""], "--tasks is empty: name a benchmark, e.g. --tasks ifeval"),
+    (["eval", "some-model", "--tasks", "ifeval", "--num-fewshot", "3"],
+     "--num-fewshot is for lm-eval tasks, and IFEval is zero-shot"),
+    (["plan", "debug/pretrain", "--rows", "1000"], "--rows and --tokens-per-row are for SFT and DPO recipes"),
+], ids=["eval-empty-tasks", "ifeval-fewshot", "plan-rows-pretrain"])
+def test_flags_that_were_silently_ignored_are_refused(tmp_path, argv, expected):
+    result = run_cli(*argv, cwd=tmp_path)
+    assert expected in error_line(result)
+    assert list(tmp_path.iterdir()) == [], "nothing written (an empty eval.json was, before)"
+
+
+def test_a_lora_adapter_trained_on_a_preset_is_named_by_its_preset(tmp_path):
+    """An adapter whose peft record names no base (or `preset:NAME`): the preset, from the run record."""
+    import json
+
+    adapter = tmp_path / "lora-run"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": None, "peft_type": "LORA"}))
+    (adapter / "smolalign_run.json").write_text(json.dumps({"command": "sft", "recipe": {"model": {"preset": "tiny"}}}))
+    line = error_line(run_cli("model", "export", adapter, "--output", tmp_path / "x.gguf"))
+    assert "was trained on the preset 'tiny' (built in memory, never saved)" in line and "unnamed" not in line
+    assert not (tmp_path / "x.gguf").exists()

@@ -32,7 +32,7 @@ def big_corpus(path: Path) -> Path:
     rng = random.Random(0)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 12)))
              for _ in range(200_000)]
-    path.write_text("".join(" ".join(rng.choice(words) for _ in range(20)) + "\n" for _ in range(60_000)))
+    path.write_text("".join(" ".join(rng.choice(words) for _ in range(20)) + "\n" for _ in range(100_000)))
     return path
 
 
@@ -41,6 +41,10 @@ def test_every_writer_refuses_a_held_output_naming_the_holder_and_sigterm_cleans
         tmp_path, corpus_file, tokenizer_dir):
     from smolalign.locks import holder_pid
 
+    import smolalign.train.sft  # noqa: F401  (the second runs' imports, paid before the holder's clock starts)
+    from smolalign.train.run import machine_defaults
+
+    machine_defaults()
     held = tmp_path / "held"
     corpus = big_corpus(tmp_path / "big.txt")
     holder = subprocess.Popen([sys.executable, "-m", "smolalign.cli", "tokenizer", "train", "--corpus", corpus,
