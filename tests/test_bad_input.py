@@ -502,3 +502,15 @@ def test_a_lora_adapter_trained_on_a_preset_is_named_by_its_preset(tmp_path):
     line = error_line(run_cli("model", "export", adapter, "--output", tmp_path / "x.gguf"))
     assert "was trained on the preset 'tiny' (built in memory, never saved)" in line and "unnamed" not in line
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_vague_messages_now_say_what_to_do(tmp_path, tiny_model_dir):
+    empty = tmp_path / "empty-data"
+    empty.mkdir()
+    line = error_line(run_cli("pretrain", "debug/pretrain", f"training.output_dir={tmp_path / 'out'}",
+                              f"data.sources.prose.dataset={empty}"))
+    assert f"dataset '{empty}' is an empty folder: put the data files in it" in line
+    split = error_line(run_cli("eval", tiny_model_dir, "--data", REPO / "recipes" / "debug" / "data" / "tasks-sft",
+                               "--split", "validation"))
+    assert "has no split 'validation' (it has train, test): choose one with --split" in split
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-data"]
