@@ -514,3 +514,39 @@ def test_vague_messages_now_say_what_to_do(tmp_path, tiny_model_dir):
                                "--split", "validation"))
     assert "has no split 'validation' (it has train, test): choose one with --split" in split
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-data"]
+
+
+class _NoGet(http.server.BaseHTTPRequestHandler):
+    """A web server that implements no GET (HTTP 501), as a service that is not an API answers."""
+
+    def log_message(self, *args):
+        pass
+
+
+class _NotFound(_NoGet):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_error(404)
+
+
+@pytest.mark.parametrize("handler,url_tail,expected", [
+    (_NotFound, "", "has no /models there (HTTP 404): give its API root, e.g. --base-url http://127.0.0.1:{port}/v1"),
+    (_NotFound, "/v1", "has no /models (HTTP 404): it is not an OpenAI-compatible API server"),
+    (_NoGet, "/v1", "has no /models (HTTP 501): it is not an OpenAI-compatible API server"),
+], ids=["404-no-v1", "404", "501"])
+def test_a_server_that_is_not_an_openai_api_gets_the_right_fix(tmp_path, handler, url_tail, expected):
+    """Real local servers that answer, but not as an OpenAI-compatible API: "start it" would be the wrong advice."""
+    from .conftest import run_in_process
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}{url_tail}"
+    try:
+        for argv in (["eval", "served-model", "--backend", "openai", "--base-url", url, "--tasks", "ifeval",
+                      "--output", tmp_path / "eval"],
+                     ["gen", "smol-rewrite", "--backend", "openai", "--base-url", url, "--model", "m", "--output",
+                      tmp_path / "gen"]):
+            line = error_line(run_in_process(*argv))
+            assert expected.format(port=server.server_address[1]) in line and "start it" not in line, line
+    finally:
+        server.shutdown()
+    assert list(tmp_path.iterdir()) == []

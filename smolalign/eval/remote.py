@@ -24,6 +24,10 @@ class ServerAnswers:
         try:
             with urllib.request.urlopen(f"{self.base_url}/models", timeout=30) as response:
                 json.load(response)
+        except urllib.error.HTTPError as error:
+            from ..serve import no_models_route
+
+            raise UsageError(no_models_route(base_url, error.code)) from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise UsageError(f"no OpenAI-compatible server answers at --base-url {base_url} ({_reason(error)}): "
                              f"start it, or give its URL ending in /v1") from None
