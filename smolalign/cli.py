@@ -78,8 +78,8 @@ def _training_options(func):
         click.argument("recipe", required=False),
         click.argument("overrides", nargs=-1),
         click.option("--print-config", is_flag=True, help="Print the resolved recipe and exit."),
-        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (the old one stays "
-                     "whole until the new run's first checkpoint)."),
+        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (the old one is kept "
+                     "beside it until the new run's final save)."),
         click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint in the output directory."),
         click.option("--merge", is_flag=True, help="With LoRA: also write merged full weights to OUTPUT/merged."),
         click.option("--accelerate-config", type=click.Path(), default=None,

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UsageError
-from .locks import OutputLock, check_not_in_use, claim, output_lock, release_claims  # noqa: F401  (output_lock: refilter's)
+from .locks import OutputLock, check_not_in_use, claim, output_lock, release_claims  # noqa: F401 (refilter's)
+from .stops import LAST_STOP, human, resume_command
 
 RUN_FILE = "smolalign_run.json"
 MARKER_FILE = ".smolalign"  # left by the one-shot writers, which keep no run record
@@ -70,7 +71,6 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 
 _SEEN: dict[Path, tuple | None] = {}  # output -> its state when check_output_dir passed it (atomic_directory's)
 _NOTES: list[str] = []  # what a stopped run leaves to its last line (stop_notes)
-LAST_STOP: dict = {}  # whether the last run that stopped kept its output (so --resume continues it)
 
 
 def _state(path: Path) -> tuple | None:
@@ -85,14 +85,6 @@ def _state(path: Path) -> tuple | None:
 
 def disk_size(path: Path) -> int:
     return sum(f.lstat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
-
-
-def human(size: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
-        size /= 1000
-    return f"{size:,.1f} TB"
 
 
 def stop_notes() -> str:
@@ -298,11 +290,9 @@ class Replacement:
         if self.committed:
             old = set_aside_path(self.target)
             if not self.finished and old.is_dir():
-                from .stops import resume_command
-
-                _NOTES.append(f"the new run in '{self.target}' is unfinished (continue it: {resume_command(kept=True)}); the "
-                              f"old output is kept in '{old}' (to keep it instead: rm -r '{self.target}' && mv "
-                              f"'{old}' '{self.target}')")
+                _NOTES.append(f"the new run in '{self.target}' is unfinished (continue it: "
+                              f"{resume_command(kept=True)}); the old output is kept in '{old}' (to keep it instead: "
+                              f"rm -r '{self.target}' && mv '{old}' '{self.target}')")
             if self.made_target and self.target.is_dir() and not any(self.target.iterdir()):
                 self.target.rmdir()
             LAST_STOP["kept"] = self.target.is_dir()
@@ -346,7 +336,7 @@ def atomic_directory(path: str | os.PathLike, mark: bool = False) -> Iterator[Pa
     replace it)."""
     import click
 
-    path = Path(path)
+    path = Path(path).expanduser()
     made = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     lock = OutputLock(path)

@@ -28,6 +28,18 @@ SHORT_WRITES = re.compile(r"file write failed|\d+ requested and \d+ written")
 
 _expected: dict = {}  # what the running command said it needs: {"bytes": int, "what": str, "path": Path}
 _in_threads: list[BaseException] = []  # disk errors that ended a library's thread (distilabel's writers)
+_installed: dict = {}  # the fork hook, registered once a process
+
+
+LAST_STOP: dict = {}  # whether the last run that stopped kept its output (so --resume continues it)
+
+
+def human(size: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1000
+    return f"{size:,.1f} TB"
 
 
 def handle_sigterm() -> None:
@@ -48,7 +60,9 @@ def handle_sigterm() -> None:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    os.register_at_fork(after_in_child=_default_sigterm)
+    if not _installed.get("fork"):
+        os.register_at_fork(after_in_child=_default_sigterm)
+        _installed["fork"] = True
 
 
 def exit_promptly(code: int) -> None:
@@ -84,6 +98,8 @@ def expect_space(path, size: int = 0, what: str = "") -> None:
 def watch_threads() -> None:
     """A disk error that ends one of a library's threads (distilabel writes its cache from one) is kept for the
     run's last line instead of printed as a traceback; the run then stops for it (a step fails, a worker is lost)."""
+    if getattr(threading.excepthook, "keeps_disk_errors", False):
+        return  # installed by an earlier command in this process
     previous = threading.excepthook
 
     def hook(args):
@@ -92,6 +108,7 @@ def watch_threads() -> None:
             return
         previous(args)
 
+    hook.keeps_disk_errors = True
     threading.excepthook = hook
 
 
@@ -105,8 +122,6 @@ def resume_command(kept: bool | None = None) -> str:
     import click
 
     from .redact import redact_text
-
-    from .outputs import LAST_STOP
 
     kept = LAST_STOP.get("kept", True) if kept is None else kept
 
@@ -168,8 +183,6 @@ def disk_full_message(error: BaseException, then: str) -> str | None:
     """One line for a write that found no room (None for any other error); `then` is how to go on."""
     import resource
     import shutil
-
-    from .outputs import human
 
     found = _disk_error(error) or next(filter(None, map(_disk_error, _in_threads)), None)
     if found is None:

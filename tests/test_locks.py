@@ -114,3 +114,40 @@ def test_model_export_into_a_file_another_process_writes_is_refused(tmp_path, ti
         holder.wait()
     assert run_in_process("model", "export", tiny_model_dir, "--output", target).exit_code == 0
     assert target.is_file() and not (tmp_path / ".model.gguf.lock").exists()  # the killed holder's lock file too
+
+
+def capped(limit_bytes: int):
+    """`ulimit -f`: files of this process may not grow past `limit_bytes` (a write past it fails with EFBIG)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["sft", "gen", "model export"])
+def test_a_full_disk_ends_in_one_line_naming_the_path_and_the_room_needed(command, tmp_path, tiny_model_dir):
+    from .test_gen import TINY
+
+    out = tmp_path / "out"
+    argv, limit = {
+        "sft": (["sft", "debug/sft", f"training.output_dir={out}", "training.max_steps=2", "training.save_steps=1",
+                 "training.report_to=[]", "training.eval_strategy=no"], 3_000_000),  # a checkpoint is ~10 MB
+        "gen": (["gen", "smol-rewrite", "--backend", "transformers", "--model", tiny_model_dir, "--output", out,
+                 "--num-rows", "2", *TINY], 4096),  # distilabel's own cache files are larger
+        "model export": (["model", "export", tiny_model_dir, "--output", out.with_suffix(".gguf")], 100_000),
+    }[command]
+    result = subprocess.run([sys.executable, "-m", "smolalign.cli", *map(str, argv)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=capped(limit), timeout=900)
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = one_error_line(result.stderr)
+    named = out.with_suffix(".gguf") if command == "model export" else out
+    assert line.startswith(f"error: could not write '{named}': the file size limit (ulimit -f) was reached"), line
+    assert "files are limited to" in line and "then run again: smolalign " in line
+    if command != "gen":  # what the run needs is known where it writes a model
+        assert "the run needs about" in line
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name not in ("out",))
+    assert leftovers == [], "a partial file or staging folder was left"
+    if command == "gen":  # its record and plan stay: the same command continues once there is room
+        assert (out / "smolalign_run.json").is_file()
+    else:
+        assert not out.exists() and not out.with_suffix(".gguf").exists()

@@ -150,7 +150,8 @@ def test_a_run_stopped_after_its_swap_keeps_both_outputs_and_its_last_line_says_
     fail_at_step(monkeypatch, 4, KeyboardInterrupt())  # ctrl-C after the first checkpoint swapped the new run in
     result = run_in_process(*argv, *steps, "--overwrite")
     assert result.exit_code == 130, result.stderr[-3000:]
-    assert "note: --overwrite keeps the old output (" in result.stderr and "until this run's final save" in result.stderr
+    assert "note: --overwrite keeps the old output (" in result.stderr
+    assert "until this run's final save: the disk holds both meanwhile" in result.stderr
     old = set_aside_path(target)
     assert tree_digest(old) == before, "the old output must wait whole beside the new run"
     assert sorted(p.name for p in target.glob("checkpoint-*")) == ["checkpoint-2"]
