@@ -157,9 +157,14 @@ def file_lock(target: str | os.PathLike) -> Iterator[Path]:
     import fcntl
 
     target = Path(target).expanduser()
-    lock = lock_file_of(target)
+    lock = lock_file_of(target) if target.name else None
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except (OSError, TypeError):  # nowhere to write: the command's own checks name the problem
+            fd = None
+        if fd is None:
+            break
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -172,6 +177,9 @@ def file_lock(target: str | os.PathLike) -> Iterator[Path]:
         if same:  # not a file the previous holder removed as we opened it
             break
         os.close(fd)
+    if fd is None:
+        yield target
+        return
     try:
         yield lock
     finally:

@@ -197,6 +197,6 @@ def disk_full_message(error: BaseException, then: str) -> str | None:
         facts.append(f"files are limited to {human(limit)} by ulimit -f")
     need = (f"; the run needs about {human(_expected['bytes'])} for {_expected['what']}"
             if _expected.get("bytes") else "")
-    named = f"'{where}'" if where else "its output"
+    named = f"'{where}'" if where else "a file (a cache, before the output was made)"
     return (f"could not write {named}: {REASONS[code]} ({', '.join(facts)}){need}: free some space or raise the "
             f"limit, then {then}")

@@ -126,8 +126,12 @@ def capped(limit_bytes: int):
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["sft", "gen", "model export"])
 def test_a_full_disk_ends_in_one_line_naming_the_path_and_the_room_needed(command, tmp_path, tiny_model_dir):
+    from smolalign.data.loading import load_split
+
+    from .conftest import REPO
     from .test_gen import TINY
 
+    load_split(str(REPO / "data_gen" / "seeds" / "rewrite.jsonl"))  # the datasets cache, filled: the limit hits gen
     out = tmp_path / "out"
     argv, limit = {
         "sft": (["sft", "debug/sft", f"training.output_dir={out}", "training.max_steps=2", "training.save_steps=1",
