@@ -51,3 +51,11 @@ def test_the_gpu_bench_runs_every_part_in_its_cpu_mode(tmp_path):
     assert list(parts) == ["smoke", "attention", "pretrain", "sft", "dpo", "memory"], summary
     assert all(verdict.startswith("ok") for verdict in parts.values()), summary
     assert "smoke: 4 of 4 commands passed" in (tmp_path / "smoke.txt").read_text()
+
+
+@pytest.mark.slow
+def test_the_stop_latency_bench_runs_in_tiny_mode():
+    stdout = run_bench("stop_latency.py")
+    lines = re.findall(r"^eval-openai\s+(SIGINT|SIGTERM)\s+([0-9.]+) s  exit (\d+)  (.*)$", stdout, flags=re.M)
+    assert [(sig, int(code), last) for sig, _, code, last in lines] == [
+        ("SIGINT", 130, "error: interrupted"), ("SIGTERM", 130, "error: interrupted")], stdout[-2000:]
