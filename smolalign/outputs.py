@@ -118,7 +118,18 @@ def claim_output(path: str | os.PathLike, overwrite: bool) -> Path:
     lock until its `atomic_directory` swaps the result in: a second run into it is refused at once."""
     path = check_output_dir(path, overwrite)
     claim(path)
+    remove_stale_partials(path)  # before the model loads: the room they take may be needed
     return path
+
+
+def remove_stale_partials(path: Path) -> None:
+    """What a writer killed while saving into `path` left beside it (`.NAME.*.partial`), removed and named. Only
+    under `path`'s lock: a running writer holds it while its partial exists."""
+    import click
+
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        click.echo(f"note: removed {stale} ({human(disk_size(stale))}), left by a run that was stopped", err=True)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = False,
@@ -334,8 +345,6 @@ def atomic_directory(path: str | os.PathLike, mark: bool = False) -> Iterator[Pa
     that another run wrote since `check_output_dir` passed it is refused, not swapped over.
     `mark`: a writer with no run record leaves the marker that makes the result smolalign's (--overwrite may
     replace it)."""
-    import click
-
     path = Path(path).expanduser()
     made = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
@@ -346,9 +355,7 @@ def atomic_directory(path: str | os.PathLike, mark: bool = False) -> Iterator[Pa
         if seen != "unchecked" and any(path.iterdir()) and _state(path) != seen:
             raise UsageError(f"another run wrote '{path}' while this one worked: nothing of it was replaced; look "
                              f"at it, then run again (--overwrite replaces it)")
-        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
-            click.echo(f"note: removed {stale} ({human(disk_size(stale))}), left by a run that was stopped", err=True)
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_stale_partials(path)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any other
         try:
