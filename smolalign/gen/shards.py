@@ -201,9 +201,9 @@ def _watch_stops(pipeline) -> dict:
     def ctrl_c_handler():
         def on_sigint(signum, frame):
             stops["ctrl_c"] = True
-            pipeline._stop()
-            if stops.get("watchdog") is not None:
+            if stops.get("watchdog") is not None:  # at once (distilabel's stop waits for a lock and the batches)
                 stops["watchdog"].interrupt()
+            pipeline._stop()
 
         return signal.signal(signal.SIGINT, on_sigint)
 
