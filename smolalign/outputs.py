@@ -160,8 +160,9 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = 
                              f"is not replaced: choose another output directory, or empty it yourself")
         old = set_aside_path(path)
         if old.exists():
+            go_on = "with --resume" if can_resume else "(the same command without --overwrite)"
             raise UsageError(f"--overwrite: '{old}' still holds the output an earlier --overwrite set aside (that run "
-                             f"stopped before its final save): continue it with --resume, or remove '{old}' (or "
+                             f"stopped before its final save): continue that run {go_on}, or remove '{old}' (or "
                              f"move it back over '{path}') first")
         return path
     resume = ", --resume to continue it" if can_resume else ""
