@@ -16,10 +16,14 @@ import click
 from . import __version__
 from .errors import NotImplementedYet, TrainingDiverged, UsageError
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, promptly: bool = False) -> None:
     from .redact import redact_text
 
     click.echo(f"error: {redact_text(message)}", err=True)
+    if promptly:
+        from .stops import exit_promptly
+
+        exit_promptly(code)
     sys.exit(code)
 
 
@@ -27,14 +31,27 @@ class SmolGroup(click.Group):
     """Turns expected failures into one line and an exit code; `--debug` shows the traceback instead."""
 
     def invoke(self, ctx):
+        from .outputs import release_claims, stop_notes
+        from .stops import disk_full_message, handle_sigterm, resume_command, watch_threads
+
+        handle_sigterm()  # a scheduler's or `kill`'s stop is a ctrl-C: the same cleanup, line and exit code
+        watch_threads()
         try:
             return super().invoke(ctx)
-        except (UsageError, NotImplementedYet, TrainingDiverged) as error:
+        except KeyboardInterrupt:
+            release_claims()
+            _fail("; ".join(filter(None, ["interrupted", stop_notes()])), 130, promptly=True)
+        except Exception as error:
             if os.environ.get("SMOLALIGN_DEBUG"):
                 raise
-            _fail(str(error), error.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            full = disk_full_message(error, then=f"run again: {resume_command()}")
+            if full is not None:
+                _fail("; ".join(filter(None, [full, stop_notes()])), 1)
+            if not isinstance(error, (UsageError, NotImplementedYet, TrainingDiverged)):
+                raise
+            _fail("; ".join(filter(None, [str(error), stop_notes()])), error.exit_code)
+        finally:
+            release_claims()  # an output a one-shot writer checked and then failed before writing
 
 
 @click.group(cls=SmolGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,8 +78,8 @@ def _training_options(func):
         click.argument("recipe", required=False),
         click.argument("overrides", nargs=-1),
         click.option("--print-config", is_flag=True, help="Print the resolved recipe and exit."),
-        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (the old one stays "
-                     "whole until the new run's first checkpoint)."),
+        click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory (the old one is kept "
+                     "beside it until the new run's final save)."),
         click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint in the output directory."),
         click.option("--merge", is_flag=True, help="With LoRA: also write merged full weights to OUTPUT/merged."),
         click.option("--accelerate-config", type=click.Path(), default=None,
@@ -163,7 +180,11 @@ def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens
     from .plan.run import plan_run, recipe_kind
 
     _quiet()
-    result = plan_run(_training_command(recipe_kind(recipe)), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
+    kind = recipe_kind(recipe)
+    if kind == "pretrain" and (rows is not None or tokens_per_row is not None):
+        raise UsageError("--rows and --tokens-per-row are for SFT and DPO recipes: a pretraining run's size is its "
+                         "stages' tokens (each stage's `tokens:` in the recipe): set those, or leave the flags out")
+    result = plan_run(_training_command(kind), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
                       accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
     if as_json:
         click.echo(json.dumps(result))
@@ -234,12 +255,20 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
                  chat_template, backend, base_url, output):
     """Held-out loss and perplexity, exact match, preference accuracy, IFEval, lm-eval benchmarks; writes eval.json."""
-    from .eval.run import run_eval
+    from .eval.run import run_eval, task_names
+    from .locks import lock_existing
 
     _quiet()
-    run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
-             batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column, num_fewshot=num_fewshot,
-             chat_template=chat_template, backend=backend, base_url=base_url)
+    if tasks and not task_names(list(tasks)):
+        raise UsageError("--tasks is empty: name a benchmark, e.g. --tasks ifeval (or leave --tasks out and give "
+                         "--data)")
+    if num_fewshot is not None and set(task_names(list(tasks))) == {"ifeval"}:
+        raise UsageError("--num-fewshot is for lm-eval tasks, and IFEval is zero-shot (SmolLM2's setting): leave "
+                         "--num-fewshot out, or add the task it is for")
+    with lock_existing(output or model, create=output is not None):  # one eval at a time writes eval.json
+        run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
+                 batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column,
+                 num_fewshot=num_fewshot, chat_template=chat_template, backend=backend, base_url=base_url)
 
 
 @main.command()
@@ -268,9 +297,11 @@ def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed):
 def demo(output, size):
     """Raw text to an aligned chat model on this CPU: tokenizer, pretrain, gen, SFT, DPO, each stage evaluated."""
     from .demo.pipeline import run_demo
+    from .locks import lock_existing
 
     _quiet()
-    run_demo(output, size)
+    with lock_existing(output, create=True):  # one demo at a time in a directory
+        run_demo(output, size)
 
 
 # ------------------------------------------------------------------ tokenizer and model
@@ -347,10 +378,16 @@ def model_import(gguf_file, output, dtype, overwrite):
 @click.option("--overwrite", is_flag=True, help="Replace an existing GGUF file (only once the new one is complete).")
 def model_export(model, output, dtype, name, license_name, overwrite):
     """A model directory (SFT, DPO, pretrain, model init, or a LoRA adapter, merged) as one GGUF file."""
+    from .locks import file_lock
     from .model.gguf_export import export_gguf
+    from .outputs import check_file_output
+    from .stops import expect_space, export_bytes
 
     _quiet()
-    result = export_gguf(model, output, dtype=dtype, overwrite=overwrite, name=name, license=license_name)
+    check_file_output(output)  # before the model loads
+    expect_space(output, export_bytes(model, dtype), "the GGUF file")
+    with file_lock(output):
+        result = export_gguf(model, output, dtype=dtype, overwrite=overwrite, name=name, license=license_name)
     click.echo(f"{result['parameters']:,} parameters ({dtype}, {result['bytes'] / 2**20:,.1f} MiB) written to "
                f"{output}: `llama-cli -m {output}` chats with it")
 

@@ -6,13 +6,20 @@ run's record is not in use: the corrected command may reuse it without `--overwr
 
 `--overwrite` never deletes first. The new output is built in a sibling directory (`.NAME.overwrite`) and swapped in
 by `Replacement.commit()` once it holds a first complete result (a checkpoint, a committed shard, the finished
-files); until then the old output stays whole, and a failed or interrupted run removes only the sibling. The swap
-is one `renameat2(RENAME_EXCHANGE)` where the kernel has it, so no moment exists without an output at the path.
+files); the old output then stays set aside (`.NAME.old`) until the new run's final save (`Replacement.finish()`).
+A failed or interrupted run before the swap removes only the sibling; one after it leaves both, and its last line
+(`stop_notes`) says where each is, how to continue the new run and how to keep the old one. The swap is one
+`renameat2(RENAME_EXCHANGE)` where the kernel has it, so no moment exists without an output at the path.
+
+Every writer holds the output's lock (locks.py). A one-shot writer (tokenizer train, model init/import) checks
+its output at the start and swaps its result in at the end: `atomic_directory` takes the lock, then refuses to
+swap over anything another run wrote there meanwhile (the state `check_output_dir` saw is kept for this).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -20,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UsageError
+from .locks import OutputLock, check_not_in_use, claim, output_lock, release_claims  # noqa: F401 (refilter's)
+from .stops import LAST_STOP, human, resume_command
 
 RUN_FILE = "smolalign_run.json"
 MARKER_FILE = ".smolalign"  # left by the one-shot writers, which keep no run record
@@ -60,6 +69,41 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     return path
 
 
+_SEEN: dict[Path, tuple | None] = {}  # output -> its state when check_output_dir passed it (atomic_directory's)
+_NOTES: list[str] = []  # what a stopped run leaves to its last line (stop_notes)
+
+
+def _state(path: Path) -> tuple | None:
+    """What identifies an output's content: its inode and its entries' names and times (None: absent)."""
+    try:
+        inode = path.stat().st_ino
+        entries = sorted((c.name, c.lstat().st_mtime_ns) for c in path.iterdir()) if path.is_dir() else []
+    except FileNotFoundError:
+        return None
+    return inode, tuple(entries)
+
+
+def disk_size(path: Path) -> int:
+    return sum(f.lstat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def stop_notes() -> str:
+    """What the runs that stopped in this process left where (for the error line); emptied once read."""
+    notes = "; ".join(_NOTES)
+    _NOTES.clear()
+    return notes
+
+
+def check_file_output(output: str) -> None:
+    """A command that writes one file (model export): its folder exists, checked before any model loads."""
+    if not str(output).strip():
+        return  # the command's own check names an empty path
+    folder = Path(output).expanduser().parent
+    if not folder.exists():
+        raise UsageError(f"--output '{output}': the folder '{folder}' does not exist: create it first (mkdir -p "
+                         f"{folder}), or give a path in an existing folder")
+
+
 def is_ours(path: Path) -> bool:
     return (path / RUN_FILE).is_file() or (path / MARKER_FILE).is_file()
 
@@ -69,10 +113,31 @@ def only_a_record(path: Path) -> bool:
     return path.is_dir() and {p.name for p in path.iterdir()} <= RECORD_FILES
 
 
+def claim_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """`check_output_dir` for a one-shot writer (tokenizer train, model init/import), which then holds the output's
+    lock until its `atomic_directory` swaps the result in: a second run into it is refused at once."""
+    path = check_output_dir(path, overwrite)
+    claim(path)
+    remove_stale_partials(path)  # before the model loads: the room they take may be needed
+    return path
+
+
+def remove_stale_partials(path: Path) -> None:
+    """What a writer killed while saving into `path` left beside it (`.NAME.*.partial`), removed and named. Only
+    under `path`'s lock: a running writer holds it while its partial exists."""
+    import click
+
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        click.echo(f"note: removed {stale} ({human(disk_size(stale))}), left by a run that was stopped", err=True)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = False,
                      can_resume: bool = False) -> Path:
     """Check, before anything is written, that the run may use `path` (`can_resume`: the command has --resume)."""
     path = check_writable(path)
+    check_not_in_use(path)
+    _SEEN[path.resolve()] = _state(path)
     if resuming and (not path.is_dir() or not any(path.iterdir())):
         why = "it is empty" if path.is_dir() else "no such directory"
         raise UsageError(f"--resume: there is no run in '{path}' ({why}): check the path, or leave out --resume to "
@@ -93,6 +158,12 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool, resuming: bool = 
         if not is_ours(path):
             raise UsageError(f"--overwrite: '{path}' was not written by smolalign ({RUN_FILE} is missing), so it "
                              f"is not replaced: choose another output directory, or empty it yourself")
+        old = set_aside_path(path)
+        if old.exists():
+            go_on = "with --resume" if can_resume else "(the same command without --overwrite)"
+            raise UsageError(f"--overwrite: '{old}' still holds the output an earlier --overwrite set aside (that run "
+                             f"stopped before its final save): continue that run {go_on}, or remove '{old}' (or "
+                             f"move it back over '{path}') first")
         return path
     resume = ", --resume to continue it" if can_resume else ""
     raise UsageError(f"output directory '{path}' is not empty: pass --overwrite to replace it{resume}, or choose "
@@ -108,53 +179,14 @@ def empty_directory(path: Path) -> None:
             child.unlink()
 
 
-class OutputLock:
-    """One run at a time in an output directory: an exclusive flock on the directory itself, held for the run's
-    life. It writes nothing, so it can be taken before every check has passed."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Lock the directory if it exists; False when it does not exist yet (take it again after mkdir)."""
-        import fcntl
-
-        if self.fd is not None:
-            return True
-        if not self.path.is_dir():
-            return False
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UsageError(f"another smolalign process is using '{self.path}': wait for it to finish, or choose "
-                             f"another output directory") from None
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-@contextlib.contextmanager
-def output_lock(path: str | os.PathLike) -> Iterator[OutputLock]:
-    """Create `path` if needed and hold its lock for the block (for commands that write as they go, e.g. gen)."""
-    lock = OutputLock(Path(path))
-    Path(path).mkdir(parents=True, exist_ok=True)
-    lock.acquire()
-    try:
-        yield lock
-    finally:
-        lock.release()
-
-
 def staging_path(target: Path) -> Path:
     """Where `--overwrite` builds the new output: a hidden sibling, on the same filesystem so the swap is a rename."""
     return target.with_name(f".{target.name}.overwrite")
+
+
+def set_aside_path(target: Path) -> Path:
+    """Where the old output waits, once an `--overwrite` run has swapped in, until that run's final save."""
+    return target.with_name(f".{target.name}.old")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -173,15 +205,16 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 class Replacement:
-    """Where a command writes its output, and the step that makes it the output.
+    """Where a command writes its output, and the steps that make it the output.
 
     - `--overwrite` of a non-empty directory (`check_output_dir` accepted it): `path` is the hidden sibling;
-      `commit()` swaps it in and removes the old output, `discard()` removes the sibling and leaves the old output
-      as it was.
+      `commit()` swaps it in and sets the old output aside, `finish()` (the final save) removes the old output,
+      `discard()` before the swap removes the sibling and leaves the old output as it was.
     - A fresh output (absent, empty, or holding only a failed run's record): `path` is the output itself. With
       `remove_unfinished`, it is this run's own partial work until `commit()`, and `discard()` removes it (a
       training run that stopped before its first checkpoint left nothing to resume).
-    - `resume`: the output is the run's already; nothing is ever removed.
+    - `resume`: the output is the run's already; nothing is ever removed (but an old output an earlier
+      `--overwrite` set aside, at its final save).
 
     `lock()` takes the output's lock (so no other run uses the old output meanwhile), `open()` then the sibling's,
     which becomes the output's lock after the swap (a flock follows the directory, not its name).
@@ -190,9 +223,11 @@ class Replacement:
     def __init__(self, target: str | os.PathLike, overwrite: bool, resume: bool = False,
                  remove_unfinished: bool = False):
         self.target = Path(target)
+        self.resume = resume
         self.replacing = bool(overwrite) and not resume and self.target.is_dir() and any(self.target.iterdir())
         self.path = staging_path(self.target) if self.replacing else self.target
         self.committed = resume or (not self.replacing and not remove_unfinished)
+        self.finished = False
         self.made_target = not self.target.exists()
         self._locks: list[OutputLock] = []
 
@@ -205,47 +240,76 @@ class Replacement:
 
     def open(self) -> Path:
         """The first write: make the directory the run writes to (a stale sibling of a killed run is removed)."""
+        import click
+
         self.lock()
+        held_from_start = bool(self._locks)
         if self.replacing:
             if self.path.exists():
                 shutil.rmtree(self.path)  # left by a run killed before its swap: we hold the output's lock
             self.path.mkdir(parents=True)
             self.path.chmod(0o777 & ~_umask())
+            click.echo(f"note: --overwrite keeps the old output ({human(disk_size(self.target))} in {self.target}) "
+                       f"until this run's final save: the disk holds both meanwhile", err=True)
         else:
             self.path.mkdir(parents=True, exist_ok=True)
         if all(lock.path != self.path for lock in self._locks):
             held = OutputLock(self.path)
             held.acquire()
             self._locks.append(held)
+        if not self.replacing and not self.resume and not held_from_start and not only_a_record(self.target) \
+                and any(self.target.iterdir()):
+            self.committed = True  # another run's output: discard() must not touch it
+            raise UsageError(f"another run wrote '{self.target}' while this one was starting: nothing of it was "
+                             f"touched; look at it, then run again (--overwrite replaces it)")
+        old = set_aside_path(self.target)
+        if not self.replacing and old.is_dir():
+            click.echo(f"note: '{old}' holds the output an --overwrite set aside; it is removed at this run's final "
+                       f"save", err=True)
         return self.path
 
     def commit(self) -> Path:
-        """Make what was written the output (idempotent); an old output is then removed."""
+        """Make what was written the output (idempotent); an old output is set aside until `finish()`."""
         if self.committed:
             return self.target
         if self.replacing:
+            old = set_aside_path(self.target)
             if _exchange(self.path, self.target):
-                shutil.rmtree(self.path, ignore_errors=True)  # the old output now lies at the sibling's name
+                self.path.rename(old)  # the old output now lies at the sibling's name
             else:
-                old = self.target.with_name(f".{self.target.name}.replaced")
-                shutil.rmtree(old, ignore_errors=True)
                 self.target.rename(old)
                 self.path.rename(self.target)
-                shutil.rmtree(old, ignore_errors=True)
             for held in [lock for lock in self._locks if lock.path == self.target]:
-                held.release()  # that lock was on the old output's directory, now deleted
+                held.release()  # that lock was on the old output's directory, now set aside
                 self._locks.remove(held)
             for held in self._locks:
                 held.path = self.target
         self.path, self.committed = self.target, True
         return self.target
 
+    def finish(self) -> Path:
+        """The run's final save is written: it is the output, and an old output set aside for it is removed."""
+        self.commit()
+        old = set_aside_path(self.target)
+        if old.is_dir() and is_ours(old):
+            shutil.rmtree(old)
+        self.finished = True
+        return self.target
+
     def discard(self) -> None:
-        """After a failure or an interrupt: remove only this run's own partial work."""
+        """After a failure or an interrupt: remove only this run's own partial work. After the swap both outputs
+        stay, and the run's last line says where (`stop_notes`)."""
         if self.committed:
+            old = set_aside_path(self.target)
+            if not self.finished and old.is_dir():
+                _NOTES.append(f"the new run in '{self.target}' is unfinished (continue it: "
+                              f"{resume_command(kept=True)}); the old output is kept in '{old}' (to keep it instead: "
+                              f"rm -r '{self.target}' && mv '{old}' '{self.target}')")
             if self.made_target and self.target.is_dir() and not any(self.target.iterdir()):
                 self.target.rmdir()
+            LAST_STOP["kept"] = self.target.is_dir()
             return
+        LAST_STOP["kept"] = False
         if self.replacing:
             shutil.rmtree(self.path, ignore_errors=True)
         elif self.made_target:
@@ -271,35 +335,50 @@ def staged_output(target: str | os.PathLike, overwrite: bool) -> Iterator[Replac
         out.discard()
         out.release()
         raise
-    out.commit()
+    out.finish()
     out.release()
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, mark: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `path` in one swap, on failure it is removed.
+    The output's lock is held throughout; a `.NAME.*.partial` a killed run left is removed first, and an output
+    that another run wrote since `check_output_dir` passed it is refused, not swapped over.
     `mark`: a writer with no run record leaves the marker that makes the result smolalign's (--overwrite may
     replace it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any other directory
+    path = Path(path).expanduser()
+    made = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(path)
+    lock.acquire()
     try:
-        yield staging
-        if mark:
-            (staging / MARKER_FILE).write_text("written by smolalign\n")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if path.exists() and _exchange(staging, path):
-        shutil.rmtree(staging, ignore_errors=True)
-    elif path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        path.rename(old)
-        staging.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(path)
+        seen = _SEEN.pop(path.resolve(), "unchecked")
+        if seen != "unchecked" and any(path.iterdir()) and _state(path) != seen:
+            raise UsageError(f"another run wrote '{path}' while this one worked: nothing of it was replaced; look "
+                             f"at it, then run again (--overwrite replaces it)")
+        remove_stale_partials(path)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should look like any other
+        try:
+            yield staging
+            if mark:
+                (staging / MARKER_FILE).write_text("written by smolalign\n")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if _exchange(staging, path):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            staging.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        made = False
+    finally:
+        lock.release()
+        release_claims(path)
+        if made and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def respect_umask(root: str | os.PathLike) -> None:

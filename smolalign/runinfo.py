@@ -69,3 +69,15 @@ def read_run_info(output_dir: str | Path) -> dict | None:
         return json.loads(path.read_text()) if path.is_file() else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def adapter_base_name(adapter_dir: str | Path, base: str) -> str:
+    """How a message names the model a LoRA adapter was trained on: its path or hub id as peft recorded it, or the
+    preset it was built from (peft's record, else the run record's recipe), which exists only in memory."""
+    if base and not base.startswith("preset:"):
+        return f"'{base}'"
+    preset = base.removeprefix("preset:") if base else None
+    if not preset:
+        recipe = (read_run_info(adapter_dir) or {}).get("recipe") or {}
+        preset = (recipe.get("model") or {}).get("preset")
+    return f"the preset '{preset}' (built in memory, never saved)" if preset else "a model the adapter does not name"

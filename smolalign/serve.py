@@ -62,3 +62,14 @@ def local_server(model_dir: str | Path, log_path: str | Path, start_timeout: flo
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def no_models_route(base_url: str, status: int) -> str:
+    """What to do when a server answers at `base_url` but not with a model list on /models (HTTP `status`): a URL
+    without its API root (`/v1`), or a server that is no OpenAI-compatible one. (It answered: "start it" is wrong.)"""
+    if status == 404 and not base_url.rstrip("/").endswith("/v1"):
+        return (f"a server answers at {base_url} but has no /models there (HTTP 404): give its API root, e.g. "
+                f"--base-url {base_url.rstrip('/')}/v1")
+    return (f"a server answers at {base_url} but has no /models (HTTP {status}): it is not an OpenAI-compatible API "
+            f"server (another service on that port?): point --base-url at vLLM, `transformers serve` or llama.cpp's "
+            f"llama-server, e.g. http://127.0.0.1:8000/v1")

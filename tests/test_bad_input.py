@@ -475,3 +475,79 @@ def test_resuming_another_commands_run_says_whose_run_it_is(tmp_path):
     assert first.exit_code == 0, first.stderr[-3000:]
     wrong = run_in_process("pretrain", "debug/pretrain", f"training.output_dir={out}", "--resume")
     assert "holds a `smolalign sft` run, not a `smolalign pretrain` one" in error_line(wrong)
+
+
+# ---------------------------------------------------------------- accepted and vague before (issue 31)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["eval", "some-model", "--tasks", ""], "--tasks is empty: name a benchmark, e.g. --tasks ifeval"),
+    (["eval", "some-model", "--tasks", "ifeval", "--num-fewshot", "3"],
+     "--num-fewshot is for lm-eval tasks, and IFEval is zero-shot"),
+    (["plan", "debug/pretrain", "--rows", "1000"], "--rows and --tokens-per-row are for SFT and DPO recipes"),
+], ids=["eval-empty-tasks", "ifeval-fewshot", "plan-rows-pretrain"])
+def test_flags_that_were_silently_ignored_are_refused(tmp_path, argv, expected):
+    result = run_cli(*argv, cwd=tmp_path)
+    assert expected in error_line(result)
+    assert list(tmp_path.iterdir()) == [], "nothing written (an empty eval.json was, before)"
+
+
+def test_a_lora_adapter_trained_on_a_preset_is_named_by_its_preset(tmp_path):
+    """An adapter whose peft record names no base (or `preset:NAME`): the preset, from the run record."""
+    import json
+
+    adapter = tmp_path / "lora-run"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": None, "peft_type": "LORA"}))
+    (adapter / "smolalign_run.json").write_text(json.dumps({"command": "sft", "recipe": {"model": {"preset": "tiny"}}}))
+    line = error_line(run_cli("model", "export", adapter, "--output", tmp_path / "x.gguf"))
+    assert "was trained on the preset 'tiny' (built in memory, never saved)" in line and "unnamed" not in line
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_vague_messages_now_say_what_to_do(tmp_path, tiny_model_dir):
+    empty = tmp_path / "empty-data"
+    empty.mkdir()
+    line = error_line(run_cli("pretrain", "debug/pretrain", f"training.output_dir={tmp_path / 'out'}",
+                              f"data.sources.prose.dataset={empty}"))
+    assert f"dataset '{empty}' is an empty folder: put the data files in it" in line
+    split = error_line(run_cli("eval", tiny_model_dir, "--data", REPO / "recipes" / "debug" / "data" / "tasks-sft",
+                               "--split", "validation"))
+    assert "has no split 'validation' (it has train, test): choose one with --split" in split
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-data"]
+
+
+class _NoGet(http.server.BaseHTTPRequestHandler):
+    """A web server that implements no GET (HTTP 501), as a service that is not an API answers."""
+
+    def log_message(self, *args):
+        pass
+
+
+class _NotFound(_NoGet):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_error(404)
+
+
+@pytest.mark.parametrize("handler,url_tail,expected", [
+    (_NotFound, "", "has no /models there (HTTP 404): give its API root, e.g. --base-url http://127.0.0.1:{port}/v1"),
+    (_NotFound, "/v1", "has no /models (HTTP 404): it is not an OpenAI-compatible API server"),
+    (_NoGet, "/v1", "has no /models (HTTP 501): it is not an OpenAI-compatible API server"),
+], ids=["404-no-v1", "404", "501"])
+def test_a_server_that_is_not_an_openai_api_gets_the_right_fix(tmp_path, handler, url_tail, expected):
+    """Real local servers that answer, but not as an OpenAI-compatible API: "start it" would be the wrong advice."""
+    from .conftest import run_in_process
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}{url_tail}"
+    try:
+        for argv in (["eval", "served-model", "--backend", "openai", "--base-url", url, "--tasks", "ifeval",
+                      "--output", tmp_path / "eval"],
+                     ["gen", "smol-rewrite", "--backend", "openai", "--base-url", url, "--model", "m", "--output",
+                      tmp_path / "gen"]):
+            line = error_line(run_in_process(*argv))
+            assert expected.format(port=server.server_address[1]) in line and "start it" not in line, line
+    finally:
+        server.shutdown()
+    assert list(tmp_path.iterdir()) == []

@@ -84,3 +84,11 @@ def test_the_gpu_bench_skips_a_part_its_budget_cannot_hold(tmp_path):
     assert [line.split(": ")[0] for line in summary] == ["probe", "smoke"], summary
     assert all("SKIPPED" in line and "of the 10 s budget left" in line for line in summary), summary
     assert not (tmp_path / "probe.txt").exists()
+
+
+@pytest.mark.slow
+def test_the_stop_latency_bench_runs_in_tiny_mode():
+    stdout = run_bench("stop_latency.py")
+    lines = re.findall(r"^eval-openai\s+(SIGINT|SIGTERM)\s+([0-9.]+) s  exit (\d+)  (.*)$", stdout, flags=re.M)
+    assert [(sig, int(code), last) for sig, _, code, last in lines] == [
+        ("SIGINT", 130, "error: interrupted"), ("SIGTERM", 130, "error: interrupted")], stdout[-2000:]

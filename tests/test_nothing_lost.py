@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from smolalign.outputs import staging_path
+from smolalign.outputs import set_aside_path, staging_path
 
 from .conftest import assert_user_error, run_cli, run_in_process, tree_digest
 
@@ -141,6 +141,34 @@ def test_the_first_checkpoint_swaps_the_new_run_in_and_it_resumes(good_runs, tmp
     assert "resuming from" in resumed.stderr and (target / "model.safetensors").is_file()
 
 
+def test_a_run_stopped_after_its_swap_keeps_both_outputs_and_its_last_line_says_where(good_runs, tmp_path,
+                                                                                      monkeypatch):
+    """The old output waits beside the new run until the new run's final save (issue 31), then goes."""
+    target, argv = copy_of(good_runs, "sft", tmp_path)
+    before = tree_digest(target)
+    steps = ["training.max_steps=6", "training.save_steps=2", "training.logging_steps=1", "training.report_to=[]"]
+    fail_at_step(monkeypatch, 4, KeyboardInterrupt())  # ctrl-C after the first checkpoint swapped the new run in
+    result = run_in_process(*argv, *steps, "--overwrite")
+    assert result.exit_code == 130, result.stderr[-3000:]
+    assert "note: --overwrite keeps the old output (" in result.stderr
+    assert "until this run's final save: the disk holds both meanwhile" in result.stderr
+    old = set_aside_path(target)
+    assert tree_digest(old) == before, "the old output must wait whole beside the new run"
+    assert sorted(p.name for p in target.glob("checkpoint-*")) == ["checkpoint-2"]
+    line = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(line) == 1 and line[0].startswith("error: interrupted; the new run in "), result.stderr[-2000:]
+    assert f"'{target}' is unfinished (continue it: smolalign sft " in line[0] and "--resume)" in line[0]
+    assert f"the old output is kept in '{old}' (to keep it instead: rm -r '{target}' && mv '{old}'" in line[0]
+
+    again = run_in_process(*argv, *steps, "--overwrite")  # the old output would be lost: refused
+    assert again.exit_code == 2 and "still holds the output an earlier --overwrite set aside" in again.stderr
+    assert tree_digest(old) == before
+    monkeypatch.undo()
+    resumed = run_in_process(*argv, *steps, "--resume")
+    assert resumed.exit_code == 0, resumed.stderr[-3000:]
+    assert not old.exists() and (target / "model.safetensors").is_file()  # removed at the final save
+
+
 def test_a_fresh_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path, monkeypatch):
     fail_at_step(monkeypatch, 2, RuntimeError("injected crash"))
     with pytest.raises(RuntimeError):
@@ -157,8 +185,8 @@ def started_training(staging) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,sig", [("sft", signal.SIGINT), ("sft", signal.SIGKILL), ("dpo", signal.SIGKILL),
-                                      ("pretrain", signal.SIGKILL)])
+@pytest.mark.parametrize("name,sig", [("sft", signal.SIGINT), ("sft", signal.SIGTERM), ("sft", signal.SIGKILL),
+                                      ("dpo", signal.SIGKILL), ("pretrain", signal.SIGKILL)])
 def test_a_real_signal_mid_overwrite_leaves_the_old_output(good_runs, tmp_path, name, sig):
     target, argv = copy_of(good_runs, name, tmp_path)
     before = tree_digest(target)
@@ -173,7 +201,7 @@ def test_a_real_signal_mid_overwrite_leaves_the_old_output(good_runs, tmp_path, 
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=300)
     assert tree_digest(target) == before
-    if sig == signal.SIGINT:
+    if sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM (schedulers, `kill`) is handled as ctrl-C
         assert process.returncode == 130 and "error: interrupted" in stderr, stderr[-3000:]
         assert not staging_path(target).exists()
         return

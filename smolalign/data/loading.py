@@ -79,6 +79,9 @@ def load_split(dataset: str, config: str | None = None, split: str = "train"):
 
     path = Path(dataset).expanduser()
     online = True
+    if path.is_dir() and not any(p.is_file() and not p.name.startswith(".") for p in path.rglob("*")):
+        raise UsageError(f"dataset '{dataset}' is an empty folder: put the data files in it (.jsonl, .parquet, .csv "
+                         f"or .txt), or point the recipe at the file or folder that holds them")
     try:
         if path.is_file():
             loaded = _load_file(datasets, dataset, path, split)

@@ -24,6 +24,10 @@ class ServerAnswers:
         try:
             with urllib.request.urlopen(f"{self.base_url}/models", timeout=30) as response:
                 json.load(response)
+        except urllib.error.HTTPError as error:
+            from ..serve import no_models_route
+
+            raise UsageError(no_models_route(base_url, error.code)) from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise UsageError(f"no OpenAI-compatible server answers at --base-url {base_url} ({_reason(error)}): "
                              f"start it, or give its URL ending in /v1") from None
@@ -32,8 +36,11 @@ class ServerAnswers:
         return f"served by {self.base_url}"  # the template lives on the server; its URL stands for it
 
     def answer(self, rows: list[dict], max_new_tokens: int) -> list[tuple[str, bool]]:
-        with ThreadPoolExecutor(max_workers=len(rows)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(rows))
+        try:
             return list(pool.map(lambda row: self._one(row["prompt"], max_new_tokens), rows))
+        finally:  # ctrl-C does not wait for the requests in flight (the process ends without their threads)
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _one(self, prompt: str, max_new_tokens: int) -> tuple[str, bool]:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0,

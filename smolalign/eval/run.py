@@ -56,7 +56,12 @@ def _load(name: str, split: str | None, text_column: str, limit: int | None, met
         raw = load_split(name, None, split)
     except UsageError as error:
         if f"no split '{split}'" in str(error):
-            raise UsageError(f"dataset '{name}' has no split '{split}': choose one with --split") from error
+            import re
+
+            known = re.search(r"one of \[(.*?)\]", str(error))  # datasets names the splits there are
+            names = re.findall(r"'([^']+)'", known.group(1)) if known else []
+            have = f" (it has {', '.join(names)})" if names else ""
+            raise UsageError(f"dataset '{name}' has no split '{split}'{have}: choose one with --split") from error
         raise
     kind, fmt = _kind(raw.column_names, name, text_column)
     if limit is not None:

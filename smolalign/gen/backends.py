@@ -98,8 +98,9 @@ def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Back
     if status in (401, 403):
         raise UsageError(f"the server at {base_url} refused the API key (HTTP {status}): set {llm.api_key_env}")
     if status != 200:
-        raise UsageError(f"the server at {base_url} has no /models (HTTP {status}): give the API root as --base-url, "
-                         f"e.g. http://127.0.0.1:8000/v1")
+        from ..serve import no_models_route
+
+        raise UsageError(no_models_route(base_url, status))
     try:
         served = [entry["id"] for entry in json.loads(text).get("data", [])]
     except (ValueError, AttributeError, KeyError, TypeError):

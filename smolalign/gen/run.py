@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..outputs import atomic_write_text, check_output_dir, check_writable
+from ..stops import expect_space
 from .finish import PLAN_FILE, finish, generator_record, plan_fingerprint, previous_plan, write_record
 from .shards import WORK, scoped_environ
 from .spec import load_spec
@@ -126,6 +127,7 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
     display, labelling = GenDisplay(recipe.kind), GenDisplay(f"{recipe.kind} quality")
     try:
         path = output.open()
+        expect_space(output.target)  # a full disk names the output
         write_record(path, recipe, generator_record(backend), "running")
         atomic_write_text(path / WORK / PLAN_FILE, json.dumps({
             "fingerprint": fingerprint, "rows": len(rows), "shard_size": recipe.sections["output"].shard_size}) + "\n")
@@ -136,7 +138,9 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
             history = generate(recipe, rows, backend, output, display)
             display.stop()
             run_quality(recipe, rows, history, judges, output.path, labelling)
-        return finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+        counts = finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+        output.finish()  # the finished set: an old output an --overwrite set aside is removed now
+        return counts
     except GenerationStopped as stopped:
         display.stop()
         labelling.stop()

@@ -152,6 +152,7 @@ def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, where: 
     shutil.rmtree(alive, ignore_errors=True)  # the registrations of a killed run of this pass: dead pids, not ours
     # Ray's actors are not this process's children: Ray reports their deaths itself
     watchdog = Watchdog(alive, recipe.sections["output"].stall_seconds) if not ray.enabled else None
+    stops["watchdog"] = watchdog  # ctrl-C ends the run through it, at once
     listener.on_progress = watchdog.progress if watchdog else None
     # the pool's workers are forked inside run(): they inherit where to register, and where distilabel's own files go
     scoped = {WATCH_ENV: str(alive.resolve()), "DISTILABEL_CACHE_DIR": str(cache.resolve())}
@@ -162,6 +163,10 @@ def run_pipeline(recipe, rows: list[dict], build, work: Path, name: str, where: 
     except WorkerLost as lost:
         watchdog.wind_down(pipeline)
         raise GenerationStopped(f"{lost} in {where}") from None
+    except KeyboardInterrupt:
+        if watchdog is not None and watchdog.reason == "interrupted":
+            watchdog.wind_down(pipeline)
+        raise
     except BaseException as error:
         from distilabel.utils.logging import stop_logging
 
@@ -196,6 +201,8 @@ def _watch_stops(pipeline) -> dict:
     def ctrl_c_handler():
         def on_sigint(signum, frame):
             stops["ctrl_c"] = True
+            if stops.get("watchdog") is not None:  # at once (distilabel's stop waits for a lock and the batches)
+                stops["watchdog"].interrupt()
             pipeline._stop()
 
         return signal.signal(signal.SIGINT, on_sigint)

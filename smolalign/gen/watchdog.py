@@ -181,6 +181,16 @@ class Watchdog:
         finally:
             threading.excepthook = self._hook
 
+    def interrupt(self) -> None:
+        """ctrl-C (or SIGTERM), in the main thread: end the run now, as a lost worker does, instead of waiting for
+        the batches in flight (distilabel's own stop waits for them: a minute for a long answer)."""
+        self._stop.set()  # the watching thread must not report the workers killed here as lost
+        self.reason = "interrupted"
+        for _, pid, _ in self._workers():  # nothing of theirs is committed yet
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        raise KeyboardInterrupt
+
     def _raise(self, signum, frame):
         if self.reason is not None and not self._stop.is_set():
             raise WorkerLost(self.reason)
@@ -226,6 +236,8 @@ class Watchdog:
             reason = self._look()
             if reason is None:
                 continue
+            if self._stop.is_set():  # ended meanwhile (ctrl-C)
+                return
             self.reason = reason
             for _, pid, _ in self._workers():  # our own pool workers: nothing of theirs is committed yet
                 with contextlib.suppress(OSError):

@@ -133,11 +133,11 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..outputs import atomic_directory, check_output_dir, respect_umask
+    from ..outputs import atomic_directory, claim_output, respect_umask
     
     if dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
-    check_output_dir(output, overwrite)
+    claim_output(output, overwrite)
     folder, name = str(source.path.parent), source.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     split_digits_as_the_file_says(tokenizer, source.path)

@@ -71,7 +71,9 @@ def _config_of(model: str) -> tuple[dict, Path | None]:
     if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
         base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
         if not base or base.startswith("preset:") or not (Path(base).expanduser() / "config.json").is_file():
-            raise UsageError(f"the LoRA adapter in '{model}' was trained on '{base or 'an unnamed model'}', which "
+            from ..runinfo import adapter_base_name
+
+            raise UsageError(f"the LoRA adapter in '{model}' was trained on {adapter_base_name(path, base)}, which "
                              f"is not a saved model here: merge it with `--merge` when training from a saved model")
         return json.loads((Path(base).expanduser() / "config.json").read_text()), path
     from .gguf import resolve_model

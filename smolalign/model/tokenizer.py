@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .chat_template import END_OF_TEXT, SMOLLM2_CHAT_TEMPLATE, SPECIAL_TOKENS
 from ..errors import UsageError
-from ..outputs import atomic_directory, check_output_dir
+from ..outputs import atomic_directory, claim_output
 
 
 # Far above any published vocabulary (SmolLM2 49,152; the largest common ones ~256k): a typo, not a wish.
@@ -43,6 +43,28 @@ def _read_corpus(files: list[str]):
                     yield line
 
 
+def _interruptible(work) -> None:
+    """Run `work()` in a thread that the main thread waits on in short steps. The Rust trainer runs no Python while
+    it merges (the GIL released), so ctrl-C and SIGTERM, which Python handles in the main thread only, would
+    otherwise wait until training is done (a minute on a large corpus)."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def target():
+        try:
+            work()
+        except BaseException as error:  # handed to the main thread
+            failed.append(error)
+
+    thread = threading.Thread(target=target, name="smolalign-bpe", daemon=True)  # daemon: ctrl-C does not wait
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if failed:
+        raise failed[0]
+
+
 def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: bool = False, min_frequency: int = 2):
     """Train on text files and save a standard transformers tokenizer directory; returns the tokenizer."""
     for name in corpus:
@@ -61,7 +83,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: 
                          f"{MAX_VOCAB_SIZE:,}")
     if not any(_has_text(name) for name in corpus):
         raise UsageError(f"the corpus ({', '.join(corpus)}) has no text: pass non-empty text files to --corpus")
-    check_output_dir(output, overwrite)
+    claim_output(output, overwrite)
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -76,7 +98,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int, output: str, overwrite: 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=True,
     )
-    bpe.train_from_iterator(_read_corpus(corpus), trainer=trainer)
+    _interruptible(lambda: bpe.train_from_iterator(_read_corpus(corpus), trainer=trainer))
     # BPE stops early when no pair of tokens repeats `min_frequency` times: the corpus cannot fill the vocabulary,
     # and a model sized for vocab_size would carry embeddings that no token ever uses.
     reached = bpe.get_vocab_size()

@@ -4,7 +4,7 @@ command and every other tool loads: `smolalign model init` (fresh weights from a
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..outputs import atomic_directory, check_output_dir
+from ..outputs import atomic_directory, claim_output
 from .build import build_model
 from .load import load_tokenizer
 from .presets import PRESETS
@@ -14,7 +14,7 @@ def init_model(preset: str, tokenizer: str, output: str, overwrite: bool = False
     """`smolalign model init`: a random model from a preset, saved with its tokenizer as a standard HF directory."""
     if preset not in PRESETS:
         raise UsageError(f"unknown preset '{preset}': choose one of {', '.join(PRESETS)}")
-    check_output_dir(output, overwrite)
+    claim_output(output, overwrite)
     tok = load_tokenizer(tokenizer)
     model = build_model(preset, tok, seed=seed)
     model.config.architectures = ["LlamaForCausalLM"]

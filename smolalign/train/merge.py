@@ -40,8 +40,10 @@ def adapter_base(adapter_dir: str | Path) -> str:
         raise UsageError(f"'{adapter_dir}' holds no adapter_config.json: point to the output of a LoRA run")
     base = json.loads(config_file.read_text()).get("base_model_name_or_path") or ""
     if not base or base.startswith("preset:"):
-        raise UsageError(f"the adapter in '{adapter_dir}' was trained on {base or 'an unnamed model'}, which exists "
-                         f"only in memory: train from a saved model (`smolalign model init`) to merge")
+        from ..runinfo import adapter_base_name
+
+        raise UsageError(f"the adapter in '{adapter_dir}' was trained on {adapter_base_name(adapter_dir, base)}, "
+                         f"which exists only in memory: train from a saved model (`smolalign model init`) to merge")
     local = Path(base).expanduser()
     if not local.exists():
         from ..hub import looks_like_local_path

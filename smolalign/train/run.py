@@ -27,6 +27,7 @@ import click
 from ..config import Recipe
 from ..errors import UsageError
 from ..outputs import Replacement, check_output_dir
+from ..stops import checkpoint_bytes, expect_space
 from ..runinfo import read_run_info, write_run_info
 from .checkpoints import newest_complete_checkpoint, remove_incomplete
 from .resolve import RunFlags
@@ -207,6 +208,7 @@ class Run:
         from .checkpoints import CheckpointMarker, OnCompleteCheckpoint, take_over_rotation
 
         resume_step = int(self.resume_from.name.split("-")[-1]) if self.resume_from else None
+        expect_space(self.output.target, checkpoint_bytes(trainer.model), "a checkpoint")
         trainer.remove_callback(ProgressCallback)
         self.tensorboard = own_tensorboard_writer(trainer)
         # the metrics log writes the NaN line before the stop raises: the user sees where it diverged
@@ -247,6 +249,8 @@ class Run:
         self.save_weights(trainer)
         metrics = self.write_report(trainer, result, panels, metric_keys, notes) if is_main_process() else {}
         self.swap_in(trainer)
+        if is_main_process():
+            self.output.finish()  # the final save: an old output an --overwrite set aside is removed now
         self.push(trainer)
         return metrics
 
