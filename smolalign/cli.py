@@ -250,12 +250,14 @@ def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_
 @click.option("--temperature", type=float, default=0.2, show_default=True, help="0 for greedy decoding.")
 @click.option("--top-p", type=float, default=0.9, show_default=True)
 @click.option("--seed", type=int, default=None, help="Seed for sampling, for replies that repeat.")
-def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed):
+@click.option("--raw", is_flag=True, help="Continue the text as it is, without the chat template (what a model "
+              "without a template gets).")
+def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed, raw):
     """Chat with a model in the terminal through its chat template (/reset, /system TEXT, /exit)."""
     from .chat import run_chat
 
     run_chat(model, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
-             top_p=top_p, seed=seed)
+             top_p=top_p, seed=seed, raw=raw)
 
 
 # ------------------------------------------------------------------ the whole pipeline

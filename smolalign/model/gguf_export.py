@@ -74,10 +74,12 @@ def _config_of(model: str) -> tuple[dict, Path | None]:
             raise UsageError(f"the LoRA adapter in '{model}' was trained on '{base or 'an unnamed model'}', which "
                              f"is not a saved model here: merge it with `--merge` when training from a saved model")
         return json.loads((Path(base).expanduser() / "config.json").read_text()), path
-    from .gguf import resolve_model
+    from .gguf import find_gguf, gguf_config, inspect_gguf, resolve_model
     from .load import check_model_source
 
     check_model_source(model)
+    if (gguf := find_gguf(model)) is not None:  # its metadata: a refusal never waits on a dequantized copy
+        return gguf_config(inspect_gguf(gguf)).to_dict(), None
     loadable = Path(resolve_model(model)[0]).expanduser()
     if not (loadable / "config.json").is_file():
         raise UsageError(f"'{model}' is not a local model: export reads a model directory (or a cached hub model)")
@@ -139,14 +141,21 @@ def pre_tokenizer_name(tokenizer) -> str:
 
 
 def tokenizer_for_export(model: str, adapter: Path | None):
-    """The tokenizer alone (seconds), read before any weights: a LoRA adapter's own, else its base's."""
-    from .gguf import resolve_model
+    """The tokenizer alone (seconds), read before any weights: a LoRA adapter's own, else its base's; a GGUF
+    file's from its metadata, as `model import` reads it."""
+    from .gguf import find_gguf, resolve_model, split_digits_as_the_file_says
     from .load import load_tokenizer
 
     if adapter is not None:
         has_own = any(adapter.glob("tokenizer*.json"))
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
         return load_tokenizer(str(adapter) if has_own else str(Path(base).expanduser()))
+    if (gguf := find_gguf(model)) is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        split_digits_as_the_file_says(tokenizer, gguf)
+        return tokenizer
     return load_tokenizer(str(Path(resolve_model(model)[0]).expanduser()))
 
 

@@ -250,7 +250,8 @@ def load_run_recipe(recipe_name: str, command, overrides: list[str], machine: Ma
     defaults = deep_merge(deep_merge(command.defaults(), {"training": base_defaults(machine)}),
                           speed_defaults(settings))
     recipe = load_recipe(recipe_name, command.KIND, overrides, defaults, schema=command.SCHEMA)
-    notes = [derive_accumulation(recipe, machine.processes), keep_liger_and_compile_apart(recipe, command, machine)]
+    notes = [derive_accumulation(recipe, machine.processes), keep_liger_and_compile_apart(recipe, command, machine),
+             *getattr(command, "recipe_notes", lambda recipe: [])(recipe)]
     arch = arch_for(recipe)
     if needs_checkpointing_on_cpu(recipe, command, machine, arch):
         recipe.training["activation_checkpointing"] = True
