@@ -158,12 +158,16 @@ def _gpu_names() -> str:
 @click.option("--rows", type=int, default=None, help="SFT/DPO: training rows, where the data cannot be read here.")
 @click.option("--tokens-per-row", type=float, default=None, help="SFT/DPO: templated tokens a row (a pair for DPO).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens_per_row, as_json):
+@click.option("--model", "model_path", default=None, help="The model the run starts from, as sft/dpo take it "
+              "(model.name_or_path).")
+def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens_per_row, as_json, model_path):
     """What a training run will cost before it starts: tokens, steps, FLOPs, memory per device, time."""
     from .plan.run import plan_run, recipe_kind
+    from .train.run import with_model
 
     _quiet()
-    result = plan_run(_training_command(recipe_kind(recipe)), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
+    overrides = with_model(list(overrides), model_path)
+    result = plan_run(_training_command(recipe_kind(recipe)), recipe, overrides, gpus=gpus, gpu_name=gpu_name,
                       accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
     if as_json:
         click.echo(json.dumps(result))
