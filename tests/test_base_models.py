@@ -184,6 +184,18 @@ def test_model_info_names_the_architecture_and_its_rope(qwen2, tmp_path):
     assert result.returncode == 0 and "Qwen2ForCausalLM" in result.stdout and "Llama" not in result.stdout
 
 
+def test_a_gguf_file_without_a_template_is_refused_before_it_is_dequantized(tmp_path):
+    import os
+    from pathlib import Path
+
+    gguf = write_qwen2_gguf(tmp_path / "qwen2-base.gguf")
+    refused = run_cli("dpo", "debug/dpo", "--model", gguf, f"training.output_dir={tmp_path / 'dpo'}")
+    assert_user_error(refused)
+    assert "has no chat template: run `smolalign sft` first" in refused.stderr
+    imported = list((Path(os.environ["SMOLALIGN_CACHE"]) / "gguf").glob("*qwen2-base*"))
+    assert not imported and not (tmp_path / "dpo").exists(), "read from the metadata: nothing dequantized"
+
+
 def write_qwen2_gguf(path):
     """A one-layer Qwen2 GGUF file written with the gguf package's writer: metadata and f32 tensors."""
     import gguf

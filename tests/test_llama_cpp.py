@@ -169,3 +169,26 @@ def test_smollm2_gives_transformers_logits_and_chat_answers(smollm2):
         answer = greedy_chat(smollm2["files"][dtype], max_tokens=48)
         print(f"SmolLM2-135M, {dtype}: {answer['message']['content']!r} ({answer['finish_reason']})")
         assert answer["finish_reason"] == "stop", (dtype, answer)
+
+
+# ---------------------------------------------------------------- a base model's whole journey
+
+
+@pytest.mark.slow
+def test_a_base_model_without_a_template_ends_in_llama_cpp(corpus_file, tmp_path):
+    """A template-less Llama base model: sft (no template key: SmolLM2's ChatML) -> dpo -> chat -> model export ->
+    llama.cpp, whose chat completion answers as `smolalign chat` and stops at the template's <|im_end|>."""
+    from .test_base_models import SHORT, base_model
+
+    base = base_model(tmp_path / "base", corpus_file, "llama")
+    sft, dpo, exported = tmp_path / "sft", tmp_path / "dpo", tmp_path / "dpo.gguf"
+    for command in (["sft", "debug/sft", "--model", base, f"training.output_dir={sft}", *SHORT],
+                    ["dpo", "debug/dpo", "--model", sft, f"training.output_dir={dpo}", *SHORT],
+                    ["model", "export", dpo, "--output", exported, "--dtype", "f32"]):
+        result = run_cli(*command)
+        assert result.returncode == 0, (command[0], result.stderr[-3000:])
+    expected = smolalign_chat(dpo, max_new_tokens=12)
+    choice = greedy_chat(exported, max_tokens=12)
+    assert choice["message"]["content"].strip() == expected, (choice, expected)
+    check_tokens(exported, dpo)
+    print(f"base model journey: smolalign chat and llama.cpp both answer {expected!r}")
