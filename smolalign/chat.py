@@ -136,7 +136,7 @@ def run_chat(model: str, prompt: str | None = None, system: str | None = None, m
         prompt = stdin.read()
     if prompt is not None and not prompt.strip():
         raise UsageError("--prompt is empty: give the message to answer")
-    from .model.chat_template import has_chat_template
+    from .model.info import has_chat_template
     from .model.load import check_model_source, load_model
 
     check_model_source(model)

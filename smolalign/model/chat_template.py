@@ -35,25 +35,3 @@ def stop_token_ids(model, tokenizer) -> list[int]:
         ids.append(tokenizer.convert_tokens_to_ids(IM_END))
     return list(dict.fromkeys(i for i in ids if i is not None))
 
-
-def has_chat_template(name: str | None, gguf_file: str | None = None) -> bool | None:
-    """Whether a model's (or tokenizer's) chat template exists, read from its files before anything is loaded: a
-    GGUF file's metadata (no tensor dequantized), a folder's tokenizer files. None when that cannot be told without
-    loading (a hub id, a preset)."""
-    import json
-    from pathlib import Path
-
-    from .gguf import find_gguf, read_metadata_string
-
-    if not name:
-        return None
-    gguf = find_gguf(name, gguf_file)
-    if gguf is not None:
-        return bool(read_metadata_string(gguf, "tokenizer.chat_template"))
-    folder = Path(name).expanduser()
-    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
-        return True
-    config = folder / "tokenizer_config.json"
-    if config.is_file():
-        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
-    return None

@@ -1,5 +1,6 @@
 """`smolalign model info`: a model's architecture and exact parameter count, read without loading weights (a GGUF
-file's from its metadata)."""
+file's from its metadata); and whether it has a chat template, read the same way, for the commands that must know
+before they load it."""
 
 from __future__ import annotations
 
@@ -86,3 +87,25 @@ def model_info(preset_or_path: str, trust_remote_code: bool = False) -> dict:
     weights."""
     config, _, extra = model_config(preset_or_path, trust_remote_code=trust_remote_code)
     return {"name": preset_or_path, **describe(config), "parameters": count_parameters(config), **extra}
+
+
+def has_chat_template(name: str | None, gguf_file: str | None = None) -> bool | None:
+    """Whether a model's (or tokenizer's) chat template exists, read from its files before anything is loaded: a
+    GGUF file's metadata (no tensor dequantized), a folder's tokenizer files. None when that cannot be told without
+    loading (a hub id, a preset)."""
+    import json
+
+    from .gguf import read_metadata_string
+
+    if not name:
+        return None
+    gguf = find_gguf(name, gguf_file)
+    if gguf is not None:
+        return bool(read_metadata_string(gguf, "tokenizer.chat_template"))
+    folder = Path(name).expanduser()
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    return None

@@ -58,7 +58,7 @@ def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = Non
     run = Run.start(recipe, flags)
     with run.stopping_cleanly():
         # model and its reference
-        from ..model.chat_template import has_chat_template
+        from ..model.info import has_chat_template
 
         no_template = UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` "
                                  f"first, and start DPO from its output")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from ..model.chat_template import IM_END, IM_START, SMOLLM2_CHAT_TEMPLATE, has_chat_template
+from ..model.chat_template import IM_END, IM_START, SMOLLM2_CHAT_TEMPLATE
 
 CHATML = "chatml"
 GIVES_CHATML = ("the model has no chat template: sft gives it SmolLM2's ChatML template (<|im_start|>role ... "
@@ -148,6 +148,8 @@ def set_generation_stop(model, tokenizer) -> None:
 
 def template_note(recipe) -> str | None:
     """The line --print-config and the run's first lines give when sft will give the model a template."""
+    from ..model.info import has_chat_template
+
     path = recipe.training.get("chat_template_path")
     if path and path != CHATML:
         return f"chat template: training.chat_template_path={path} (TRL's meaning: a .jinja file or a tokenizer's)"
