@@ -184,7 +184,7 @@ def test_model_info_names_the_architecture_and_its_rope(qwen2, tmp_path):
     assert result.returncode == 0 and "Qwen2ForCausalLM" in result.stdout and "Llama" not in result.stdout
 
 
-def test_a_gguf_file_without_a_template_is_refused_before_it_is_dequantized(tmp_path):
+def test_a_gguf_file_is_refused_from_its_metadata_before_it_is_dequantized(tmp_path):
     import os
     from pathlib import Path
 
@@ -192,6 +192,9 @@ def test_a_gguf_file_without_a_template_is_refused_before_it_is_dequantized(tmp_
     refused = run_cli("dpo", "debug/dpo", "--model", gguf, f"training.output_dir={tmp_path / 'dpo'}")
     assert_user_error(refused)
     assert "has no chat template: run `smolalign sft` first" in refused.stderr
+    exported = run_cli("model", "export", gguf, "--output", tmp_path / "again.gguf")
+    assert_user_error(exported)
+    assert "is a qwen2 model" in exported.stderr and "convert_hf_to_gguf.py" in exported.stderr
     imported = list((Path(os.environ["SMOLALIGN_CACHE"]) / "gguf").glob("*qwen2-base*"))
     assert not imported and not (tmp_path / "dpo").exists(), "read from the metadata: nothing dequantized"
 
