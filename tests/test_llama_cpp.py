@@ -1,7 +1,8 @@
 """llama.cpp itself (llama-cpp-python) judges `smolalign model export`: for a tokenizer made by `smolalign tokenizer
 train` and for the real SmolLM2-135M-Instruct, in each dtype, llama.cpp loads the file, tokenizes hard strings to
 the HF tokenizer's ids, gives transformers' next-token logits from the f32 file, answers greedily as `smolalign chat
---temperature 0` does, and its chat completion applies the exported template and stops at `<|im_end|>`.
+--temperature 0` does, and its chat completion applies the exported template and stops at `<|im_end|>`. Last, a
+base model without a template goes the whole way: sft -> dpo -> chat -> model export -> llama.cpp.
 
 Each model is exported once per dtype for the module. The real model's exports are the slow part (a 540 MB f32
 file); the trained-tokenizer models are tiny and take seconds.
