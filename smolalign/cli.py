@@ -257,7 +257,8 @@ def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_
 @click.option("--raw", is_flag=True, help="Continue the text as it is, without the chat template (what a model "
               "without a template gets).")
 def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed, raw):
-    """Chat with a model in the terminal through its chat template (/reset, /system TEXT, /exit)."""
+    """Chat with a model in the terminal through its chat template (/reset, /system TEXT, /exit); a model without
+    one (or --raw) continues each prompt as plain text."""
     from .chat import run_chat
 
     run_chat(model, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
