@@ -101,6 +101,7 @@ def has_chat_template(name: str | None, gguf_file: str | None = None) -> bool | 
         return None
     gguf = find_gguf(name, gguf_file)
     if gguf is not None:
+        inspect_gguf(gguf)  # a truncated or damaged file is one line here
         return bool(read_metadata_string(gguf, "tokenizer.chat_template"))
     folder = Path(name).expanduser()
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
