@@ -4,6 +4,11 @@ The conversation goes through the model's own chat template (what SFT trained on
 token as they are generated, and generation stops on the model's stop tokens (its generation config's, its
 end-of-sequence, and ChatML's <|im_end|>), the same set `smolalign eval` stops on. `--prompt` answers once and
 prints only the answer on stdout, for scripts. Interactive commands: /reset, /system TEXT, /exit.
+
+A model with no chat template (a base model before `smolalign sft`), or any model with `--raw`, continues the text
+as it is, as llama.cpp's `llama-cli` does outside conversation mode: each message is a prompt of its own, and the
+note saying so goes to stderr. Whether the model has a template is read from its files (a GGUF file's metadata)
+before its weights are loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from .errors import UsageError
 
 HELP = "/reset clears the conversation, /system TEXT sets the system prompt (and clears), /exit quits"
 EXIT = object()  # what ChatSession.command returns for /exit
+NO_TEMPLATE = ("note: model '{model}' has no chat template: continuing each prompt as plain text (as llama-cli does "
+               "outside conversation mode); `smolalign sft` gives it one")
 
 
 @dataclass
@@ -67,27 +74,33 @@ def _streamer(tokenizer, write):
     return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
-def _prompt_ids(model, tokenizer, session: ChatSession, user: str, max_new_tokens: int):
-    """The templated conversation, oldest exchanges dropped until the reply fits in the model's context."""
+def _prompt_ids(model, tokenizer, session: ChatSession, user: str, max_new_tokens: int, raw: bool = False):
+    """The templated conversation, oldest exchanges dropped until the reply fits in the model's context; with `raw`,
+    the text alone (with the bos token the tokenizer adds, as in pretraining)."""
     context = getattr(model.config, "max_position_embeddings", None)
-    while True:
-        ids = tokenizer.apply_chat_template(session.messages(user), add_generation_prompt=True, return_dict=True,
-                                            return_tensors="pt")["input_ids"]
-        if context is None or ids.shape[1] + max_new_tokens <= context or not session.drop_oldest():
-            break
+    if raw:
+        ids = tokenizer(user, return_tensors="pt")["input_ids"]
+    else:
+        while True:
+            ids = tokenizer.apply_chat_template(session.messages(user), add_generation_prompt=True,
+                                                return_dict=True, return_tensors="pt")["input_ids"]
+            if context is None or ids.shape[1] + max_new_tokens <= context or not session.drop_oldest():
+                break
     if context is not None and ids.shape[1] >= context:
         raise UsageError(f"the message is {ids.shape[1]} tokens, the model's context holds {context}: shorten it")
     return ids
 
 
 def reply(model, tokenizer, session: ChatSession, user: str, settings: dict, write) -> str:
-    """Generate the assistant's answer to `user`, streaming it through `write`; returns the whole answer."""
+    """Generate the assistant's answer to `user` (with settings["raw"]: the text's continuation), streaming it
+    through `write`; returns the whole answer."""
     import torch
 
     from .model.chat_template import stop_token_ids
 
     stops = stop_token_ids(model, tokenizer)
-    ids = _prompt_ids(model, tokenizer, session, user, settings["max_new_tokens"]).to(model.device)
+    ids = _prompt_ids(model, tokenizer, session, user, settings["max_new_tokens"], settings.get("raw", False))
+    ids = ids.to(model.device)
     sampling = settings["temperature"] > 0
     extra = {"temperature": settings["temperature"], "top_p": settings["top_p"]} if sampling else \
         {"temperature": None, "top_p": None, "top_k": None}
@@ -114,7 +127,7 @@ def _check_settings(max_new_tokens: int, temperature: float, top_p: float) -> No
 
 
 def run_chat(model: str, prompt: str | None = None, system: str | None = None, max_new_tokens: int = 256,
-             temperature: float = 0.2, top_p: float = 0.9, seed: int | None = None,
+             temperature: float = 0.2, top_p: float = 0.9, seed: int | None = None, raw: bool = False,
              stdin=None, stdout=None) -> str | None:
     """Chat with MODEL. With `prompt`: answer once, print only the answer, return it. Without: a loop on stdin."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
@@ -123,21 +136,27 @@ def run_chat(model: str, prompt: str | None = None, system: str | None = None, m
         prompt = stdin.read()
     if prompt is not None and not prompt.strip():
         raise UsageError("--prompt is empty: give the message to answer")
+    from .model.info import has_chat_template
     from .model.load import check_model_source, load_model
 
     check_model_source(model)
+    templated = has_chat_template(model)  # from the files: before a GGUF file is dequantized
+    if not raw and templated is False:
+        print(NO_TEMPLATE.format(model=model), file=sys.stderr, flush=True)
     if prompt is None:
         print(f"loading {model} ...", file=sys.stderr, flush=True)
     lm, tokenizer, placement = load_model(name_or_path=model)
     lm.to(placement.device)
     lm.eval()
-    if not tokenizer.chat_template:
-        raise UsageError(f"model '{model}' has no chat template: chat needs one (train with `smolalign sft`)")
+    if not raw and not tokenizer.chat_template:
+        if templated is not False:  # a hub model: known only now
+            print(NO_TEMPLATE.format(model=model), file=sys.stderr, flush=True)
+        raw = True
     if seed is not None:
         import torch
 
         torch.manual_seed(seed)
-    settings = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+    settings = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "raw": raw}
 
     def write(text: str) -> None:
         stdout.write(text)
@@ -197,4 +216,5 @@ def _loop(model, tokenizer, session: ChatSession, settings: dict, stdin, write) 
             write(f"({error})\n")
             continue
         write("\n")
-        session.add(line, answer)
+        if not settings.get("raw"):  # plain text: each prompt stands alone
+            session.add(line, answer)

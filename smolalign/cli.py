@@ -175,17 +175,20 @@ def _gpu_names() -> str:
 @click.option("--rows", type=int, default=None, help="SFT/DPO: training rows, where the data cannot be read here.")
 @click.option("--tokens-per-row", type=float, default=None, help="SFT/DPO: templated tokens a row (a pair for DPO).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens_per_row, as_json):
+@click.option("--model", "model_path", default=None, help="The model the run starts from, as sft/dpo take it "
+              "(model.name_or_path).")
+def plan(recipe, overrides, gpus, gpu_name, accelerate_config, mfu, rows, tokens_per_row, as_json, model_path):
     """What a training run will cost before it starts: tokens, steps, FLOPs, memory per device, time."""
     from .plan.run import plan_run, recipe_kind
+    from .train.resolve import with_model
 
     _quiet()
     kind = recipe_kind(recipe)
     if kind == "pretrain" and (rows is not None or tokens_per_row is not None):
         raise UsageError("--rows and --tokens-per-row are for SFT and DPO recipes: a pretraining run's size is its "
                          "stages' tokens (each stage's `tokens:` in the recipe): set those, or leave the flags out")
-    result = plan_run(_training_command(kind), recipe, list(overrides), gpus=gpus, gpu_name=gpu_name,
-                      accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
+    result = plan_run(_training_command(kind), recipe, with_model(list(overrides), model_path), gpus=gpus,
+                      gpu_name=gpu_name, accelerate_config=accelerate_config, mfu=mfu, rows=rows, tokens_per_row=tokens_per_row)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -279,12 +282,15 @@ def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_
 @click.option("--temperature", type=float, default=0.2, show_default=True, help="0 for greedy decoding.")
 @click.option("--top-p", type=float, default=0.9, show_default=True)
 @click.option("--seed", type=int, default=None, help="Seed for sampling, for replies that repeat.")
-def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed):
-    """Chat with a model in the terminal through its chat template (/reset, /system TEXT, /exit)."""
+@click.option("--raw", is_flag=True, help="Continue the text as it is, without the chat template (what a model "
+              "without a template gets).")
+def chat(model, prompt, system, max_new_tokens, temperature, top_p, seed, raw):
+    """Chat with a model in the terminal through its chat template (/reset, /system TEXT, /exit); a model without
+    one (or --raw) continues each prompt as plain text."""
     from .chat import run_chat
 
     run_chat(model, prompt=prompt, system=system, max_new_tokens=max_new_tokens, temperature=temperature,
-             top_p=top_p, seed=seed)
+             top_p=top_p, seed=seed, raw=raw)
 
 
 # ------------------------------------------------------------------ the whole pipeline

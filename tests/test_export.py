@@ -10,6 +10,7 @@ in for the `demo --size tiny` models: same definition, same tokenizer kind, seco
 from __future__ import annotations
 
 import hashlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_export_then_import_gives_the_same_model(tiny_model_dir, tmp_path, dtype
 
     out = tmp_path / "tiny.gguf"
     result = export_gguf(str(tiny_model_dir), str(out), dtype=dtype, license="apache-2.0")
-    assert result["bytes"] == out.stat().st_size and result["pre_tokenizer"] == "gpt2"
+    assert result["bytes"] == out.stat().st_size and result["pre_tokenizer"] == "gpt-2"
     import_file(str(out), str(tmp_path / "back"))
     assert_round_trip(state(tiny_model_dir), state(tmp_path / "back"), dtype)
 
@@ -128,17 +129,24 @@ def test_a_lora_adapter_is_merged_into_its_base_first(tiny_model_dir, tmp_path):
 
 def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path):
     from click.testing import CliRunner
-    from transformers import GPT2Config
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer, GPT2Config
 
     from smolalign.cli import main
 
     GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path / "gpt2")
+    odd = tmp_path / "odd-tokenizer"  # a tokenizer that normalizes text first: llama.cpp has no name for its splits
+    shutil.copytree(tiny_model_dir, odd)
+    tokenizer = AutoTokenizer.from_pretrained(odd)
+    tokenizer.backend_tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.save_pretrained(odd)
     existing = tmp_path / "old.gguf"
     existing.write_bytes(b"GGUF old file")
     notes = tmp_path / "notes.gguf"
     notes.write_text("not a model file")
     cases = [
-        ([str(tmp_path / "gpt2"), "--output", str(tmp_path / "a.gguf")], "is a gpt2 model"),
+        ([str(tmp_path / "gpt2"), "--output", str(tmp_path / "a.gguf")], "convert_hf_to_gguf.py on the saved"),
+        ([str(odd), "--output", str(tmp_path / "a.gguf")], "llama.cpp has no name for this tokenizer's splits"),
         ([str(tiny_model_dir), "--output", str(existing)], "exists: pass --overwrite"),
         ([str(tiny_model_dir), "--output", str(tmp_path / "a.gguf"), "--dtype", "q4"], "--dtype 'q4' is not one of"),
         ([str(tiny_model_dir), "--output", str(tmp_path)], "is a folder"),

@@ -34,3 +34,4 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     if IM_END in tokenizer.get_vocab():
         ids.append(tokenizer.convert_tokens_to_ids(IM_END))
     return list(dict.fromkeys(i for i in ids if i is not None))
+

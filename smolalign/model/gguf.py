@@ -14,6 +14,7 @@ config.json holding exactly one `.gguf` file (or several and a `gguf_file` namin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -141,7 +142,8 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
     folder, name = str(source.path.parent), source.path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     split_digits_as_the_file_says(tokenizer, source.path)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    with progress_on_a_terminal_only():
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = loaded.config
     del config.quantization_config  # the weights are plain tensors now; this only makes save_pretrained refuse
     config.architectures = [type(loaded).__name__]
@@ -159,17 +161,36 @@ def import_gguf(source: GGUFSource, output: str | Path, dtype: str = "float32", 
             "chat_template": bool(tokenizer.chat_template), **source.record()}
 
 
+@contextlib.contextmanager
+def progress_on_a_terminal_only():
+    """transformers' dequantizing bar redraws once a tensor: in a log file or a pipe that is a wall of carriage
+    returns. tqdm's `disable=None` shows it on a terminal only; transformers calls tqdm by its module's name."""
+    import transformers.modeling_gguf_pytorch_utils as loader
+
+    original = loader.tqdm
+    loader.tqdm = functools.partial(original, disable=None)
+    try:
+        yield
+    finally:
+        loader.tqdm = original
+
+
 # llama.cpp's pre-tokenizers that split every digit before GPT-2's regex (`\\p{N}`, then the GPT-2 pattern):
 # SmolLM2's tokenizer.json does this with a Digits(individual_digits) step before its ByteLevel one.
 DIGIT_SPLIT_PRE = ("smollm", "starcoder")
 
 
-def read_pre_tokenizer(path: Path) -> str | None:
-    """The file's `tokenizer.ggml.pre` (llama.cpp's name for how text is split before BPE), if it has one."""
+def read_metadata_string(path: Path, key: str) -> str | None:
+    """One string of the file's metadata (memory-mapped: no tensor is read), or None when the file lacks it."""
     from gguf import GGUFReader
 
-    field = GGUFReader(str(path)).fields.get("tokenizer.ggml.pre")
+    field = GGUFReader(str(path)).fields.get(key)
     return bytes(field.parts[field.data[0]]).decode() if field is not None else None
+
+
+def read_pre_tokenizer(path: Path) -> str | None:
+    """The file's `tokenizer.ggml.pre` (llama.cpp's name for how text is split before BPE), if it has one."""
+    return read_metadata_string(path, "tokenizer.ggml.pre")
 
 
 def split_digits_as_the_file_says(tokenizer, path: Path) -> None:

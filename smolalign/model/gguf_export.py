@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .chat_template import IM_END
-from .gguf import DIGIT_SPLIT_PRE, MAGIC
+from .gguf import MAGIC
 
 DTYPES = ("f32", "f16", "bf16", "q8_0")
 _GENERATION_TAG = re.compile(r"\{%-?\s*(end)?generation\s*-?%\}")
@@ -76,10 +76,12 @@ def _config_of(model: str) -> tuple[dict, Path | None]:
             raise UsageError(f"the LoRA adapter in '{model}' was trained on {adapter_base_name(path, base)}, which "
                              f"is not a saved model here: merge it with `--merge` when training from a saved model")
         return json.loads((Path(base).expanduser() / "config.json").read_text()), path
-    from .gguf import resolve_model
+    from .gguf import find_gguf, gguf_config, inspect_gguf, resolve_model
     from .load import check_model_source
 
     check_model_source(model)
+    if (gguf := find_gguf(model)) is not None:  # its metadata: a refusal never waits on a dequantized copy
+        return gguf_config(inspect_gguf(gguf)).to_dict(), None
     loadable = Path(resolve_model(model)[0]).expanduser()
     if not (loadable / "config.json").is_file():
         raise UsageError(f"'{model}' is not a local model: export reads a model directory (or a cached hub model)")
@@ -90,46 +92,87 @@ def check_exportable(config: dict, model: str) -> None:
     kind = config.get("model_type")
     if kind != "llama":
         raise UsageError(f"'{model}' is a {kind or 'model of unknown type'} model: export writes llama.cpp's Llama "
-                         f"architecture, the one SmolLM2 and every smolalign model use")
+                         f"architecture, the one SmolLM2 and every smolalign preset use; for another family run "
+                         f"llama.cpp's convert_hf_to_gguf.py on the saved model folder")
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     if rope.get("rope_type", "default") != "default":
         raise UsageError(f"'{model}' uses rope_type '{rope['rope_type']}', which export does not write: only "
                          f"plain RoPE (SmolLM2's, with any rope_theta)")
 
 
+# The text llama.cpp's converter encodes to tell pre-tokenizers apart (`get_vocab_base_pre` in its
+# convert_hf_to_gguf.py hashes the ids it gets), and the hashes of the tokenizers smolalign models start from.
+CHECK_TEXT = ('\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ '
+              '🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ '
+              '------======= нещо на Български \'\'\'\'\'\'```````""""......!!!!!!?????? I\'ve been \'told he\'s there, '
+              '\'RE you sure? \'M not sure I\'ll make it, \'D you like some tea? We\'Ve a\'lL')
+KNOWN_HASHES = {"855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249": "smollm",  # SmolLM, SmolLM2
+                "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454": "gpt-2"}  # GPT-2
+
+
 def pre_tokenizer_name(tokenizer) -> str:
-    """llama.cpp's name for how the tokenizer splits text before BPE: GPT-2's regex ("gpt2", what `smolalign
-    tokenizer train` makes), or every digit alone first ("smollm", SmolLM2's own tokenizer)."""
+    """llama.cpp's name for how the tokenizer splits text before BPE (`tokenizer.ggml.pre`), which its loader
+    (llama-vocab.cpp) maps to the splitting regexes it applies.
+
+    A tokenizer llama.cpp's converter knows by the hash of its ids on CHECK_TEXT gets the converter's name. One that
+    `smolalign tokenizer train` made has a vocabulary of its own, so no table holds its hash: it is named by its
+    splits, as the loader applies them: ByteLevel's GPT-2 regex alone is "gpt-2"; every digit alone first, then
+    GPT-2's regex, is "smollm". Anything else is refused before a byte is written."""
+    import hashlib
+
+    ids = tokenizer.encode(CHECK_TEXT, add_special_tokens=False)
+    known = KNOWN_HASHES.get(hashlib.sha256(str(ids).encode()).hexdigest())
+    if known:
+        return known
     state = json.loads(tokenizer.backend_tokenizer.to_str())
     model, pre = state.get("model") or {}, state.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [step.get("type") for step in steps]
-    byte_level = steps[-1].get("type") == "ByteLevel" and steps[-1].get("use_regex", True)
-    if model.get("type") == "BPE" and byte_level and kinds == ["ByteLevel"]:
-        return "gpt2"
-    if model.get("type") == "BPE" and byte_level and kinds == ["Digits", "ByteLevel"] and \
-            steps[0].get("individual_digits"):
-        return DIGIT_SPLIT_PRE[0]
-    raise UsageError(f"the tokenizer is a {model.get('type')} model split by {' + '.join(map(str, kinds))}: export "
-                     f"writes byte-level BPE tokenizers (SmolLM2's, or one from `smolalign tokenizer train`)")
+    last = steps[-1]
+    gpt2_regex = last.get("type") == "ByteLevel" and last.get("use_regex", True) and not last.get("add_prefix_space")
+    plain = model.get("type") == "BPE" and gpt2_regex and not state.get("normalizer")
+    if plain and kinds == ["ByteLevel"]:
+        return "gpt-2"
+    if plain and kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
+        return "smollm"
+    raise UsageError(f"llama.cpp has no name for this tokenizer's splits ({model.get('type')} model, "
+                     f"{' + '.join(map(str, kinds)) or 'no pre-tokenizer'}"
+                     f"{', a normalizer' if state.get('normalizer') else ''}): export writes byte-level BPE "
+                     f"tokenizers (SmolLM2's, or one from `smolalign tokenizer train`); for others run llama.cpp's "
+                     f"convert_hf_to_gguf.py on the model folder")
 
 
-def load_for_export(model: str, adapter: Path | None):
-    """(model in float32, tokenizer); a LoRA adapter is merged into its base first."""
+def tokenizer_for_export(model: str, adapter: Path | None):
+    """The tokenizer alone (seconds), read before any weights: a LoRA adapter's own, else its base's; a GGUF
+    file's from its metadata, as `model import` reads it."""
+    from .gguf import find_gguf, resolve_model, split_digits_as_the_file_says
+    from .load import load_tokenizer
+
+    if adapter is not None:
+        has_own = any(adapter.glob("tokenizer*.json"))
+        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return load_tokenizer(str(adapter) if has_own else str(Path(base).expanduser()))
+    if (gguf := find_gguf(model)) is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        split_digits_as_the_file_says(tokenizer, gguf)
+        return tokenizer
+    return load_tokenizer(str(Path(resolve_model(model)[0]).expanduser()))
+
+
+def weights_for_export(model: str, adapter: Path | None):
+    """The model in float32; a LoRA adapter is merged into its base first."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from .gguf import resolve_model
-    from .load import load_tokenizer
 
     if adapter is not None:
         from peft import AutoPeftModelForCausalLM
 
-        merged = AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32).merge_and_unload()
-        tokenizer_from = adapter if any(adapter.glob("tokenizer*.json")) else merged.config._name_or_path
-        return merged, load_tokenizer(str(tokenizer_from))
-    source = str(Path(resolve_model(model)[0]).expanduser())
-    return AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32), load_tokenizer(source)
+        return AutoPeftModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32).merge_and_unload()
+    return AutoModelForCausalLM.from_pretrained(str(Path(resolve_model(model)[0]).expanduser()), dtype=torch.float32)
 
 
 def permute_for_llama_cpp(weights, heads: int):
@@ -268,8 +311,9 @@ def export_gguf(model: str, output: str, dtype: str = "f16", overwrite: bool = F
     path = check_output_file(output, overwrite)
     config_dict, adapter = _config_of(model)
     check_exportable(config_dict, model)
-    loaded, tokenizer = load_for_export(model, adapter)
+    tokenizer = tokenizer_for_export(model, adapter)
     pre = pre_tokenizer_name(tokenizer)
+    loaded = weights_for_export(model, adapter)
     config = loaded.config
     place = Path(model).expanduser()
     name = name or (place.stem if place.is_file() else place.name) or str(model)

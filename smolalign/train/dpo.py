@@ -59,10 +59,15 @@ def run_dpo(recipe_name: str, overrides: list[str], model_path: str | None = Non
     run = Run.start(recipe, flags)
     with run.stopping_cleanly():
         # model and its reference
+        from ..model.info import has_chat_template
+
+        no_template = UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` "
+                                 f"first, and start DPO from its output")
+        if has_chat_template(recipe.model.name_or_path, recipe.model.gguf_file) is False:  # before any dequantizing
+            raise no_template
         model, tokenizer, _ = run.load_model()
         if not tokenizer.chat_template:
-            raise UsageError(f"model '{recipe.model.name_or_path}' has no chat template: run `smolalign sft` first, "
-                             f"and start DPO from its output")
+            raise no_template
         run.record["reference"] = reference_source(model, run.args, recipe.lora_config())  # may refuse: no write yet
 
         # data: the pairs, checked after templating

@@ -112,7 +112,8 @@ def resolve_recipe(recipe_name: str, command: TrainingCommand, overrides: list[s
     recipe = load_recipe(recipe_name, command.KIND, overrides, recipe_defaults(command, machine),
                          schema=command.SCHEMA)
     notes = [derive_accumulation(recipe, machine.processes, parse_overrides(overrides)),
-             keep_liger_and_compile_apart(recipe, command, machine)]
+             keep_liger_and_compile_apart(recipe, command, machine),
+             *getattr(command, "recipe_notes", lambda recipe: [])(recipe)]
     arch = arch_for(recipe)
     if needs_checkpointing_on_cpu(recipe, command, machine, arch):
         recipe.training["activation_checkpointing"] = True

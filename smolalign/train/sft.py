@@ -50,7 +50,9 @@ def run_sft(recipe_name: str, overrides: list[str], model_path: str | None = Non
         check_packing(recipe.training, placement.attn_implementation)
         from .templates import prepare_chat_tokenizer, set_generation_stop
 
-        run.record["chat_template"] = prepare_chat_tokenizer(tokenizer, run.args.assistant_only_loss)
+        run.record["chat_template"] = prepare_chat_tokenizer(tokenizer, run.args.assistant_only_loss,
+                                                             run.args.chat_template_path, model)
+        run.args.chat_template_path = None  # applied above: TRL would put the unmarked template back
         set_generation_stop(model, tokenizer)
 
         # data
@@ -75,6 +77,13 @@ def run_sft(recipe_name: str, overrides: list[str], model_path: str | None = Non
         result = run.train(trainer)
         return run.finish(trainer, result, PANELS, METRICS, notes=[
             f"{report['rows']:,} training rows, {report['trained_tokens']:,} trained tokens per epoch"])
+
+
+def recipe_notes(recipe) -> list[str]:
+    """What --print-config and the run's first lines add: the chat template a template-less model gets."""
+    from .templates import template_note
+
+    return [template_note(recipe)]
 
 
 def check_packing(training: dict, attn_implementation: str) -> None:
@@ -179,7 +188,7 @@ def size(recipe, args, processes: int, tokenizer=None, rows=None, tokens_per_row
     if tokenizer is not None:
         from .templates import prepare_chat_tokenizer
 
-        prepare_chat_tokenizer(tokenizer, args.assistant_only_loss)
+        prepare_chat_tokenizer(tokenizer, args.assistant_only_loss, args.chat_template_path)
     return data_size(recipe, args, processes, tokenizer, rows, tokens_per_row, "chat",
                      lambda row: [row["messages"]], packed=bool(recipe.value("packing")))
 
