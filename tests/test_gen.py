@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, assert_user_error, run_cli, write_jsonl
+from .test_gen_pins import assert_pinned_rows
 
 TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
 # distilabel forks its workers after the parent imported torch: one OpenMP thread avoids the known hang
@@ -89,6 +90,7 @@ def test_magpie_ultra_end_to_end(gen_model, tmp_path):
                  "llm.batch_size=2", "filters=null", "labels.llm.max_new_tokens=16")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "magpie-ultra", 4)
+    assert_pinned_rows("magpie-ultra", rows)
     assert len(list((out / "work" / "shards").glob("shard-00001.*"))) >= 1, "4 rows in shards of 2: two shards"
     weights = json.loads(json.dumps(run_record(out)["spec"]["category_weights"]))
     for row in rows:
@@ -135,6 +137,7 @@ def test_smol_constraints_end_to_end(gen_model, tmp_path):
     result = gen("smol-constraints", gen_model, out, "--num-rows", "3", "label.max_new_tokens=12")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "smol-constraints", 3)
+    assert_pinned_rows("smol-constraints", [row for r in committed(out) for row in r.get("rows") or []])
     # gibberish labels cannot parse: such rows are filtered with their reason, never kept unchecked
     filtered = sum(counts["filtered"].values())
     assert filtered + len(rows) + counts["failed"] == 3
@@ -156,6 +159,7 @@ def test_smol_rewrite_end_to_end(gen_model, tmp_path):
     # distilabel's caches (its pipeline cache, the Arrow files it reads its outputs back from) stay inside DIR
     assert not (home / ".cache" / "distilabel").exists() and not (hf_home / "datasets" / "parquet").exists()
     rows, counts = check_dataset(out, "smol-rewrite", 5)
+    assert_pinned_rows("smol-rewrite", rows)
     styles = run_record(out)["spec"]["styles"]
     assert counts["failed"] == 0 and counts["kept"] == 5
     for row in rows:
@@ -182,6 +186,7 @@ def test_smol_summarization_end_to_end(gen_model, tmp_path):
                  "output.max_passes=2")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "smol-summarization", 4)
+    assert_pinned_rows("smol-summarization", rows)
     assert counts["failed"] == 2
     for failure in (json.loads(line) for line in (out / "failed.jsonl").read_text().splitlines()):
         assert failure["attempts"] == 2 and "'Brief:'" in failure["error"]
