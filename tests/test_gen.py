@@ -253,7 +253,7 @@ def test_plan_is_deterministic_and_follows_the_category_weights():
 
 def test_email_summaries_parse_or_fail_loudly():
     from smolalign.data.formats import RowError
-    from smolalign.gen.subsets import parse_email_summaries
+    from smolalign.gen.subsets.smol_summarization import parse_email_summaries
 
     brief, summary = parse_email_summaries("Brief: Lunch moves to Friday.\nSummary: Priya moves lunch. All invited.")
     assert brief == "Lunch moves to Friday." and summary == "Priya moves lunch. All invited."

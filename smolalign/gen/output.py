@@ -45,8 +45,7 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
         final = settled(records)
         if final is None:
             counts["failed"] += 1
-            failures.append({"gen_id": row["gen_id"], "attempts": len(records),
-                             "error": records[-1]["reason"] if records else "never run", "input": _input_of(row)})
+            failures.append(failure(row, records))
             continue
         counts["generated"] += 1
         if final["status"] == "filtered":
@@ -105,9 +104,11 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     _near_duplicates(recipe, flat, alive, values, drop)
     counts["kept"] = len(alive)
     counts["filtered"] = dict(counts["filtered"])
-    if recipe.kind == "smol-constraints":  # its labels: the instructions each kept row was checked against
-        ids = [iid for i in alive for iid in flat[i][2].get("instruction_id_list") or []]
-        counts["instruction_ids"] = dict(Counter(ids))
+    from .subsets import subset_module
+
+    count_kept = getattr(subset_module(recipe.kind), "count_kept", None)
+    if count_kept:  # e.g. smol-constraints: the instructions each kept row was checked against
+        counts.update(count_kept([flat[i][2] for i in alive]))
     return [flat[i][2] for i in alive], counts, failures, rejected
 
 
@@ -130,8 +131,11 @@ def _near_duplicates(recipe, flat, alive: list[int], values: dict, drop) -> None
         drop([i for i, d in zip(have, flags) if d], f"near-duplicate first user turn (cosine > {near.threshold:g})")
 
 
-def _input_of(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "gen_id"}
+def failure(row: dict, records: list[dict]) -> dict:
+    """A planned row that failed every pass, as DIR/failed.jsonl lists it: its tries, last error and input."""
+    error = records[-1]["reason"] if records else "never run"
+    return {"gen_id": row["gen_id"], "attempts": len(records), "error": error,
+            "input": {k: v for k, v in row.items() if k != "gen_id"}}
 
 
 def _dedup_key(messages: list[dict], mode: str) -> str:
