@@ -319,7 +319,7 @@ def test_shipped_specs_load_and_print(tmp_path):
     from smolalign.gen import list_subsets
 
     names = [line.split()[0] for line in list_subsets()]
-    assert names == ["magpie-ultra", "smol-constraints", "smol-rewrite", "smol-summarization"]
+    assert names == ["magpie-ultra", "smol-constraints", "smol-rewrite", "smol-summarization", "ultrafeedback"]
     for name in names:
         recipe = load(name, "num_rows=3")
         assert recipe.sections["output"].dir == f"data/{name}"
@@ -327,7 +327,7 @@ def test_shipped_specs_load_and_print(tmp_path):
     assert result.returncode == 0 and "num_rows: 7" in result.stdout and "temperature: 0.5" in result.stdout
     assert "subset: smol-rewrite" in result.stdout
     listed = run_cli("gen", "--list")
-    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 4
+    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 5
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing written

@@ -22,7 +22,7 @@ import importlib
 from .common import Outcome
 
 SUBSETS = {"magpie-ultra": "magpie_ultra", "smol-constraints": "smol_constraints", "smol-rewrite": "smol_rewrite",
-           "smol-summarization": "smol_summarization"}
+           "smol-summarization": "smol_summarization", "ultrafeedback": "ultrafeedback"}
 
 __all__ = ["SUBSETS", "Outcome", "add_steps", "interpret", "plan_rows", "read_seeds", "subset_module"]
 
