@@ -9,8 +9,9 @@ A subset's module declares, top to bottom:
 - `add_steps(recipe, source, backends, replicas)`: its distilabel steps after `source`, returning the last;
 - `interpret(recipe, row, error) -> Outcome`: one answered row -> its rows (or a failed or filtered row);
 - `fingerprint(recipe)`: what else decides its rows (beyond settings and `llm`), and `PATHS`: its path keys.
-Optional: `models(recipe)` (more models to load, by key: devices and backends are checked before any write),
-`tally` and `write` (a dataset that is not SmolTalk's conversations: ultrafeedback's preference pairs).
+Optional: `models(recipe)` and `backends(recipe, found)` (more models to load, by key: their devices and backends
+are checked before any write), `count_kept(rows)` (more counts), `tally` and `write` (a dataset that is not
+SmolTalk's conversations: ultrafeedback's preference pairs) and `TRAIN_WITH` (the command the summary suggests).
 
 Only light modules are imported here; each subset imports distilabel inside `add_steps`.
 """

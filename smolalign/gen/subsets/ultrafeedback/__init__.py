@@ -32,6 +32,7 @@ __all__ = ["Settings", "tally", "write"]
 ROUTES = (False, True)  # (magpie, chat)
 STRUCTURED = False  # the generator writes free text; the judge's own backend is checked for JSON (`backends`)
 PATHS = ()
+TRAIN_WITH = "smolalign dpo --model SFT_OUTPUT data.dataset={dir}"
 ASPECTS = Literal["overall-rating", "helpfulness", "honesty", "instruction-following", "truthfulness"]
 
 
