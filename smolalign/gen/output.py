@@ -37,17 +37,9 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     """(rows to write, counts, failures, rejected rows): every planned row is counted once as failed, filtered or
     kept, and every row that came in once as kept or under one drop reason. `quality` is (passes, values) from the
     committed quality passes (quality/passes.py), or None."""
-    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0,
-              "filtered": Counter(), "duplicates": 0, "kept": 0}
+    counts = new_counts(rows)
     failures, rejected, flat = [], [], []
-    for row in rows:
-        records = history.get(row["gen_id"], [])
-        final = settled(records)
-        if final is None:
-            counts["failed"] += 1
-            failures.append(failure(row, records))
-            continue
-        counts["generated"] += 1
+    for row, final in settled_rows(rows, history, counts, failures):
         if final["status"] == "filtered":
             counts["filtered"][final["reason"]] += 1
             counts["rows_in"] += 1
@@ -129,6 +121,25 @@ def _near_duplicates(recipe, flat, alive: list[int], values: dict, drop) -> None
         have = [i for i in alive if vectors.get(flat[i][1]) is not None]  # a row whose embedding failed stays
         flags = near_duplicates([decode_vector(vectors[flat[i][1]]) for i in have], near.threshold, near.k)
         drop([i for i, d in zip(have, flags) if d], f"near-duplicate first user turn (cosine > {near.threshold:g})")
+
+
+def new_counts(rows: list[dict]) -> dict:
+    return {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0, "filtered": Counter(),
+            "duplicates": 0, "kept": 0}
+
+
+def settled_rows(rows: list[dict], history: dict, counts: dict, failures: list):
+    """(planned row, its settled record) for every planned row that settled; the others are counted failed and
+    listed in `failures`."""
+    for row in rows:
+        records = history.get(row["gen_id"], [])
+        final = settled(records)
+        if final is None:
+            counts["failed"] += 1
+            failures.append(failure(row, records))
+            continue
+        counts["generated"] += 1
+        yield row, final
 
 
 def failure(row: dict, records: list[dict]) -> dict:

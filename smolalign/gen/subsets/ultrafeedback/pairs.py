@@ -22,7 +22,6 @@ from pathlib import Path
 import yaml
 
 from ....outputs import atomic_directory, atomic_write_text
-from ...shards import settled
 
 TIE = "all rated completions tie"
 UNRATED = "fewer than two rated completions"
@@ -83,22 +82,12 @@ def _format(record: dict, chosen: int, rejected: int) -> dict:
 def tally(recipe, rows: list[dict], history: dict, against=None):
     """(pairs, counts, failures, dropped prompts): every planned prompt is counted once as failed, dropped (with
     its reason) or kept as one pair."""
-    from ...output import failure
+    from ...output import new_counts, settled_rows
 
     pairs_section, seed = recipe.sections["pairs"], recipe.settings.seed
-    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0, "filtered": Counter(),
-              "duplicates": 0, "kept": 0, "completions": 0, "rated": 0}
+    counts = {**new_counts(rows), "completions": 0, "rated": 0}
     pairs, failures, dropped, margins = [], [], [], Counter()
-    records = []
-    for row in rows:
-        history_of = history.get(row["gen_id"], [])
-        final = settled(history_of)
-        if final is None:
-            counts["failed"] += 1
-            failures.append(failure(row, history_of))
-            continue
-        counts["generated"] += 1
-        records.append(final["rows"][0])
+    records = [final["rows"][0] for _, final in settled_rows(rows, history, counts, failures)]
     if against:
         from ...decontaminate import ngram_decontaminate
 
