@@ -44,7 +44,7 @@ def test_binarize_takes_the_best_and_a_seeded_random_lower_one_and_drops_ties():
 
 
 def test_ratings_parse_from_the_schema_and_only_from_it():
-    from smolalign.gen.subsets.ultrafeedback.steps import parse_ratings, ratings_schema
+    from smolalign.gen.subsets.ultrafeedback.ratings import parse_ratings, ratings_schema
 
     answer = json.dumps({"text_1": {"rationale": "Clear.", "rating": 4}, "text_2": {"rationale": "Off.", "rating": 1}})
     assert parse_ratings(answer, 2) == ([4, 1], ["Clear.", "Off."])
@@ -70,6 +70,7 @@ def test_prompts_come_from_a_text_column_or_an_sft_sets_conversations():
     (["models=[{temperature: 0.5}]"], "models[0] names no model"),
     (["judge.temprature=0"], "judge.temprature"),
     (["pairs.min_margin=0"], "must be above 0: rejected is rated lower"),
+    (["judge.max_new_tokens=256"], "may cut the ratings of 4 completions"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(overrides, message, tmp_path):
     result = run_cli("gen", "ultrafeedback", "--output", tmp_path / "out", *overrides, fresh=True)

@@ -26,6 +26,7 @@ from ....data.formats import RowError
 from ...sections import Common, LLMSection, SeedsSection, check_llm, filled
 from ..common import Outcome, check_row_count, interpreted, load_seed_column, need, seed_count
 from .pairs import PairsSection, tally, write
+from .ratings import judge_tokens
 
 __all__ = ["Settings", "tally", "write"]
 
@@ -75,11 +76,16 @@ def check(s: dict, checked: dict) -> list[str]:
         problems.append(f"completions={s['completions']} with {len(s['models'])} more models: a pair needs at "
                         f"least two completions per prompt")
     base, types = filled(LLMSection, checked.get("llm")), field_types(LLMSection)
+    merged = {}
     for key, values in [("judge", s["judge"])] + [(f"models[{i}]", m) for i, m in enumerate(s["models"])]:
-        merged = {**base, **check_fields(key, values, types, problems, [f"{key}.{name}" for name in types])}
-        problems += check_llm(merged, key) if values else []
+        merged[key] = {**base, **check_fields(key, values, types, problems, [f"{key}.{name}" for name in types])}
+        problems += check_llm(merged[key], key) if values else []
         if key.startswith("models") and not values.get("model"):
             problems.append(f"{key} names no model: give each entry its model, e.g. {{model: PATH_OR_HUB_ID}}")
+    judge, count = merged["judge"], s["completions"] + len(s["models"])
+    if judge["max_new_tokens"] < judge_tokens(count):
+        problems.append(f"judge.max_new_tokens={judge['max_new_tokens']} may cut the ratings of {count} completions "
+                        f"(an answer that does not end is not read): set judge.max_new_tokens={judge_tokens(count)}")
     pairs = filled(PairsSection, checked.get("pairs"))
     if pairs["min_margin"] <= 0:
         problems.append(f"pairs.min_margin={pairs['min_margin']} must be above 0: rejected is rated lower")

@@ -6,16 +6,11 @@ Imports distilabel at the top: only a run imports this module. No `from __future
 finds a step's input parameter by its `StepInput` annotation object.
 """
 
-import json
-
 from distilabel.steps import StepInput
 from distilabel.steps.tasks import Task, UltraFeedback
 
 from ...watchdog import Watched
-
-RATINGS = [1, 2, 3, 4, 5]
-RATIONALE_CHARS = 120  # ~30 tokens of text: four rated texts fit the shipped judge's 512 new tokens
-
+from .ratings import parse_ratings, ratings_schema
 
 class CompleteWith(Watched, Task):
     """Writes `count` answers to each row's prompt `messages` with its LLM, appended to the row's `generations`
@@ -47,32 +42,6 @@ class CompleteWith(Watched, Task):
             row["generation_models"] = list(row.get("generation_models") or []) + [self.llm.model_name] * len(texts)
             row["completion_truncated"] = list(row.get("completion_truncated") or []) + flags
         yield inputs
-
-
-def ratings_schema(count: int) -> dict:
-    """One {rationale, rating} per text, the rationale first (the judge says why, then rates) and bounded, so a
-    complete answer fits the judge's max_new_tokens."""
-    rationale = {"type": "string", "minLength": 3, "maxLength": RATIONALE_CHARS}
-    text = {"type": "object", "properties": {"rationale": rationale, "rating": {"enum": RATINGS}},
-            "required": ["rationale", "rating"], "additionalProperties": False}
-    names = [f"text_{i + 1}" for i in range(count)]
-    return {"type": "object", "properties": {name: text for name in names}, "required": names,
-            "additionalProperties": False}
-
-
-def parse_ratings(answer, count: int) -> tuple[list, list]:
-    """(ratings, rationales) of `count` texts from the judge's JSON; None where a text's rating does not parse."""
-    try:
-        data = json.loads(answer) if isinstance(answer, str) else None
-    except ValueError:
-        data = None
-    ratings, rationales = [], []
-    for i in range(count):
-        text = data.get(f"text_{i + 1}") if isinstance(data, dict) else None
-        rating = text.get("rating") if isinstance(text, dict) else None
-        ratings.append(rating if rating in RATINGS else None)
-        rationales.append(text.get("rationale") if isinstance(text, dict) else None)
-    return ratings, rationales
 
 
 class RateCompletions(Watched, UltraFeedback):
