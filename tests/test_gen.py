@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, assert_user_error, run_cli, write_jsonl
+from .test_gen_pins import assert_pinned_rows
 
 TOKENIZER = REPO / "recipes" / "debug" / "tokenizer"
 # distilabel forks its workers after the parent imported torch: one OpenMP thread avoids the known hang
@@ -89,6 +90,7 @@ def test_magpie_ultra_end_to_end(gen_model, tmp_path):
                  "llm.batch_size=2", "filters=null", "labels.llm.max_new_tokens=16")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "magpie-ultra", 4)
+    assert_pinned_rows("magpie-ultra", rows)
     assert len(list((out / "work" / "shards").glob("shard-00001.*"))) >= 1, "4 rows in shards of 2: two shards"
     weights = json.loads(json.dumps(run_record(out)["spec"]["category_weights"]))
     for row in rows:
@@ -135,6 +137,7 @@ def test_smol_constraints_end_to_end(gen_model, tmp_path):
     result = gen("smol-constraints", gen_model, out, "--num-rows", "3", "label.max_new_tokens=12")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "smol-constraints", 3)
+    assert_pinned_rows("smol-constraints", [row for r in committed(out) for row in r.get("rows") or []])
     # gibberish labels cannot parse: such rows are filtered with their reason, never kept unchecked
     filtered = sum(counts["filtered"].values())
     assert filtered + len(rows) + counts["failed"] == 3
@@ -156,6 +159,7 @@ def test_smol_rewrite_end_to_end(gen_model, tmp_path):
     # distilabel's caches (its pipeline cache, the Arrow files it reads its outputs back from) stay inside DIR
     assert not (home / ".cache" / "distilabel").exists() and not (hf_home / "datasets" / "parquet").exists()
     rows, counts = check_dataset(out, "smol-rewrite", 5)
+    assert_pinned_rows("smol-rewrite", rows)
     styles = run_record(out)["spec"]["styles"]
     assert counts["failed"] == 0 and counts["kept"] == 5
     for row in rows:
@@ -182,6 +186,7 @@ def test_smol_summarization_end_to_end(gen_model, tmp_path):
                  "output.max_passes=2")
     assert result.returncode == 0, result.stderr[-3000:]
     rows, counts = check_dataset(out, "smol-summarization", 4)
+    assert_pinned_rows("smol-summarization", rows)
     assert counts["failed"] == 2
     for failure in (json.loads(line) for line in (out / "failed.jsonl").read_text().splitlines()):
         assert failure["attempts"] == 2 and "'Brief:'" in failure["error"]
@@ -248,7 +253,7 @@ def test_plan_is_deterministic_and_follows_the_category_weights():
 
 def test_email_summaries_parse_or_fail_loudly():
     from smolalign.data.formats import RowError
-    from smolalign.gen.subsets import parse_email_summaries
+    from smolalign.gen.subsets.smol_summarization import parse_email_summaries
 
     brief, summary = parse_email_summaries("Brief: Lunch moves to Friday.\nSummary: Priya moves lunch. All invited.")
     assert brief == "Lunch moves to Friday." and summary == "Priya moves lunch. All invited."
@@ -314,7 +319,7 @@ def test_shipped_specs_load_and_print(tmp_path):
     from smolalign.gen import list_subsets
 
     names = [line.split()[0] for line in list_subsets()]
-    assert names == ["magpie-ultra", "smol-constraints", "smol-rewrite", "smol-summarization"]
+    assert names == ["magpie-ultra", "smol-constraints", "smol-rewrite", "smol-summarization", "ultrafeedback"]
     for name in names:
         recipe = load(name, "num_rows=3")
         assert recipe.sections["output"].dir == f"data/{name}"
@@ -322,7 +327,7 @@ def test_shipped_specs_load_and_print(tmp_path):
     assert result.returncode == 0 and "num_rows: 7" in result.stdout and "temperature: 0.5" in result.stdout
     assert "subset: smol-rewrite" in result.stdout
     listed = run_cli("gen", "--list")
-    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 4
+    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 5
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing written

@@ -94,3 +94,37 @@ def test_rewrite_over_transformers_serve_with_the_gguf_file(real_gguf, real_mode
     assert counts["kept"] == 2, counts
     check_turns(rows)
     assert all(isinstance(row["truncated"], list) and len(row["truncated"]) == 3 for row in rows)
+
+
+def test_ultrafeedback_pairs_from_the_real_model_then_dpo_on_them(real_model, tmp_path):
+    """The shipped data_gen/ultrafeedback.yaml, only its size shrunk, with the 135M model as policy and judge;
+    then the shipped recipes/dpo.yaml trains on the directory with no data option (its train_prefs / test_prefs
+    splits are the ones the recipe reads), shortened to a few steps on this CPU. Figures printed for the record."""
+    from smolalign.train.callbacks import METRICS_FILE
+
+    out = tmp_path / "ultrafeedback"
+    result = run_cli("gen", "ultrafeedback", "--backend", "transformers", "--model", real_model, "--output", out,
+                     "--num-rows", "8", "llm.max_new_tokens=64", env=GEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "smolalign_run.json").read_text())
+    counts = record["counts"]
+    ties = counts["filtered"].get("all rated completions tie", 0)
+    print(f"\nultrafeedback with the real 135M: {counts['requested']} prompts, {counts['completions']} completions, "
+          f"judge parse rate {counts['parse_rate']:.1%}, ties dropped {ties}, "
+          f"pairs kept {counts['kept']} (margins {counts['margins']}), {counts['requested'] / record['seconds']:.3f} "
+          f"prompts/s, {counts['completions'] / record['seconds']:.3f} completions/s; {json.dumps(counts)}")
+    assert counts["failed"] == 0 and counts["completions"] == 8 * 4, counts
+    assert counts["parse_rate"] == 1.0, "every rating parses under constrained decoding"
+    assert counts["kept"] >= 2 and counts["test_prefs"] >= 1, counts
+
+    dpo_out = tmp_path / "dpo"
+    dpo = run_cli("dpo", "--model", real_model, f"data.dataset={out}", f"training.output_dir={dpo_out}",
+                  "training.max_steps=3", "batch.global_rows=2", "training.per_device_train_batch_size=2",
+                  "training.bf16=false", "training.activation_checkpointing=false", "training.logging_steps=1",
+                  "training.eval_strategy=no", "training.save_strategy=no", "training.report_to=[]",
+                  "training.max_length=256")
+    assert dpo.returncode == 0, dpo.stderr[-3000:]
+    lines = [json.loads(line) for line in (dpo_out / METRICS_FILE).read_text().splitlines() if line.strip()]
+    losses = [line["loss"] for line in lines if "loss" in line]
+    print(f"dpo on the pairs, 3 steps of 2 pairs: losses {losses}")
+    assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses), losses

@@ -70,7 +70,10 @@ def print_summary(subset: str, counts: dict, out_dir: str, seconds: float, conso
     table.add_row("wall time", f"{seconds:.1f} s")
     console.print(table)
     if counts["kept"]:
-        console.print(f"dataset written to {out_dir} (smolalign sft sft data.dataset={out_dir})")
+        from .subsets import subset_module
+
+        train = getattr(subset_module(subset), "TRAIN_WITH", "smolalign sft sft data.dataset={dir}")
+        console.print(f"dataset written to {out_dir} ({train.format(dir=out_dir)})")
     else:
         console.print(f"the dataset in {out_dir} is empty: {empty_reason(counts)}")
 

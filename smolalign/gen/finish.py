@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from .shards import WORK
 from .spec import fingerprint_fields
 
 PLAN_FILE = "plan.json"
@@ -26,7 +27,7 @@ def plan_fingerprint(recipe, rows: list[dict]) -> str:
 
 
 def previous_plan(out_dir: Path) -> dict | None:
-    path = out_dir / "work" / PLAN_FILE
+    path = out_dir / WORK / PLAN_FILE
     try:
         return json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
@@ -46,22 +47,35 @@ def write_record(out_dir: Path, recipe, generator: dict, status: str, extra: dic
 
 
 def finish(recipe, rows, history, against, out_dir: Path, generator: dict, started: float, extra=None) -> dict:
-    """Committed records -> dataset, card, figure, run record and the final table (generation and refilter alike)."""
+    """Committed records -> dataset, card, figure, run record and the final table (generation and refilter alike).
+    A subset whose rows are not SmolTalk's conversations tallies and writes them itself (its `tally`, `write`)."""
     from ..redact import redact_text
     from .display import print_summary
+    from .subsets import subset_module
+
+    command = redact_text(" ".join(["smolalign", *sys.argv[1:]]) if sys.argv[0].endswith(("smolalign", "cli.py"))
+                          else f"smolalign gen {recipe.kind}")
+    module = subset_module(recipe.kind)
+    if hasattr(module, "tally"):
+        kept, counts, failures, rejected = module.tally(recipe, rows, history, against)
+        module.write(recipe, out_dir, kept, failures, rejected, counts, generator, command)
+    else:
+        counts = _smoltalk(recipe, rows, history, against, out_dir, generator, command)
+    seconds = time.monotonic() - started
+    write_record(out_dir, recipe, generator, "complete", {"counts": counts, "seconds": round(seconds, 1),
+                                                           **(extra or {})})
+    print_summary(recipe.kind, counts, str(out_dir), seconds)
+    return counts
+
+
+def _smoltalk(recipe, rows, history, against, out_dir: Path, generator: dict, command: str) -> dict:
     from .output import dataset_card, tally, write_dataset
     from .quality.card import plot_labels
     from .quality.passes import read_passes
 
     passes, values, _ = read_passes(recipe, rows, history, out_dir)
     kept, counts, failures, rejected = tally(recipe, rows, history, against, (passes, values))
-    command = redact_text(" ".join(["smolalign", *sys.argv[1:]]) if sys.argv[0].endswith(("smolalign", "cli.py"))
-                          else f"smolalign gen {recipe.kind}")
     write_dataset(out_dir, kept, failures, lambda sizes: dataset_card(recipe, generator, counts, command, sizes),
                   rejected=rejected if recipe.sections["filters"].keep_rejected else None,
                   figure=lambda folder: plot_labels(counts, folder))
-    seconds = time.monotonic() - started
-    write_record(out_dir, recipe, generator, "complete", {"counts": counts, "seconds": round(seconds, 1),
-                                                           **(extra or {})})
-    print_summary(recipe.kind, counts, str(out_dir), seconds)
     return counts

@@ -37,18 +37,9 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     """(rows to write, counts, failures, rejected rows): every planned row is counted once as failed, filtered or
     kept, and every row that came in once as kept or under one drop reason. `quality` is (passes, values) from the
     committed quality passes (quality/passes.py), or None."""
-    counts = {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0,
-              "filtered": Counter(), "duplicates": 0, "kept": 0}
+    counts = new_counts(rows)
     failures, rejected, flat = [], [], []
-    for row in rows:
-        records = history.get(row["gen_id"], [])
-        final = settled(records)
-        if final is None:
-            counts["failed"] += 1
-            failures.append({"gen_id": row["gen_id"], "attempts": len(records),
-                             "error": records[-1]["reason"] if records else "never run", "input": _input_of(row)})
-            continue
-        counts["generated"] += 1
+    for row, final in settled_rows(rows, history, counts, failures):
         if final["status"] == "filtered":
             counts["filtered"][final["reason"]] += 1
             counts["rows_in"] += 1
@@ -105,9 +96,11 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     _near_duplicates(recipe, flat, alive, values, drop)
     counts["kept"] = len(alive)
     counts["filtered"] = dict(counts["filtered"])
-    if recipe.kind == "smol-constraints":  # its labels: the instructions each kept row was checked against
-        ids = [iid for i in alive for iid in flat[i][2].get("instruction_id_list") or []]
-        counts["instruction_ids"] = dict(Counter(ids))
+    from .subsets import subset_module
+
+    count_kept = getattr(subset_module(recipe.kind), "count_kept", None)
+    if count_kept:  # e.g. smol-constraints: the instructions each kept row was checked against
+        counts.update(count_kept([flat[i][2] for i in alive]))
     return [flat[i][2] for i in alive], counts, failures, rejected
 
 
@@ -130,8 +123,30 @@ def _near_duplicates(recipe, flat, alive: list[int], values: dict, drop) -> None
         drop([i for i, d in zip(have, flags) if d], f"near-duplicate first user turn (cosine > {near.threshold:g})")
 
 
-def _input_of(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "gen_id"}
+def new_counts(rows: list[dict]) -> dict:
+    return {"requested": len(rows), "generated": 0, "failed": 0, "rows_in": 0, "truncated": 0, "filtered": Counter(),
+            "duplicates": 0, "kept": 0}
+
+
+def settled_rows(rows: list[dict], history: dict, counts: dict, failures: list):
+    """(planned row, its settled record) for every planned row that settled; the others are counted failed and
+    listed in `failures`."""
+    for row in rows:
+        records = history.get(row["gen_id"], [])
+        final = settled(records)
+        if final is None:
+            counts["failed"] += 1
+            failures.append(failure(row, records))
+            continue
+        counts["generated"] += 1
+        yield row, final
+
+
+def failure(row: dict, records: list[dict]) -> dict:
+    """A planned row that failed every pass, as DIR/failed.jsonl lists it: its tries, last error and input."""
+    error = records[-1]["reason"] if records else "never run"
+    return {"gen_id": row["gen_id"], "attempts": len(records), "error": error,
+            "input": {k: v for k, v in row.items() if k != "gen_id"}}
 
 
 def _dedup_key(messages: list[dict], mode: str) -> str:

@@ -37,11 +37,7 @@ def _quiet_libraries() -> None:
 def check_devices(recipe) -> None:
     """Every model the run will load can go on its device: a CUDA device on a machine without one is refused
     before anything is written (not a traceback from a worker after the output was made)."""
-    from .quality.passes import guard_llm, judge_llm
-
-    wanted = {"llm.device": recipe.sections["llm"].device, "labels.llm.device": judge_llm(recipe).device,
-              "safety.llm.device": guard_llm(recipe).device, "reward.device": recipe.sections["reward"].device,
-              "near_dedup.device": recipe.sections["near_dedup"].device}
+    wanted = {f"{key}.device": model.device for key, model in models_to_load(recipe).items()}
     cuda = {key: value for key, value in wanted.items() if str(value or "").startswith("cuda")}
     if not cuda:
         return
@@ -53,6 +49,21 @@ def check_devices(recipe) -> None:
         if index >= count:
             have = f"{count} CUDA device(s)" if count else "no CUDA device"
             raise UsageError(f"{key}={value}, but this machine has {have}: set {key}=cpu (or leave it out)")
+
+
+def models_to_load(recipe) -> dict:
+    """Every model the spec names, by key: its sections that are a ModelSection, the quality passes' judge and
+    guard (LLMSections merged over `llm`), and the subset's own (`models`)."""
+    from .sections import ModelSection
+    from .subsets import subset_module
+
+    models = {name: section for name, section in recipe.sections.items() if isinstance(section, ModelSection)}
+    if "labels" in recipe.sections:
+        from .quality.passes import guard_llm, judge_llm
+
+        models.update({"labels.llm": judge_llm(recipe), "safety.llm": guard_llm(recipe)})
+    more = getattr(subset_module(recipe.kind), "models", None)
+    return {**models, **(more(recipe) if more else {})}
 
 
 def _check_ray(recipe) -> None:
@@ -82,7 +93,7 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
         print(recipe.to_yaml(), end="")
         return {}
     from .backends import check_backend
-    from .subsets import needs_routes, plan_rows, read_seeds
+    from .subsets import plan_rows, read_seeds, subset_module
 
     check_devices(recipe)
     out_dir = check_writable(recipe.sections["output"].dir)
@@ -101,19 +112,25 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
 
         against = load_against(recipe.sections["decontaminate"].against)
     _check_ray(recipe)
-    magpie, chat = needs_routes(recipe.kind)
-    from .quality.checks import check_quality_inputs
+    module = subset_module(recipe.kind)
+    magpie, chat = module.ROUTES
+    quality = "labels" in recipe.sections
     from .quality.passes import passes_of
 
-    structured = recipe.kind == "smol-constraints" or any(p.step == "judge" for p in passes_of(recipe))
+    structured = module.STRUCTURED or quality and any(p.step == "judge" for p in passes_of(recipe))
     # late: it may ask a server, which takes longest
     found = check_backend(recipe.sections["llm"], magpie, chat, structured=structured)
+    backends = {"llm": found, **(module.backends(recipe, found) if hasattr(module, "backends") else {})}
+    judges = {}
+    if quality:
+        from .quality.checks import check_quality_inputs
 
-    judges = check_quality_inputs(recipe, found, chat_checked=chat)
-    return _generate(recipe, rows, found, judges, out_dir, fingerprint, overwrite and not resuming, against)
+        judges = check_quality_inputs(recipe, found, chat_checked=chat)
+    return _generate(recipe, rows, backends, judges, out_dir, fingerprint, overwrite and not resuming, against)
 
 
-def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: str, start_over: bool, against) -> dict:
+def _generate(recipe, rows, backends: dict, judges: dict, out_dir: Path, fingerprint: str, start_over: bool,
+              against) -> dict:
     """The writes. With --overwrite over an old output, the run builds beside it and swaps in when its first shard
     is complete (outputs.Replacement): from then on it is a resumable run at the output's own path, and until then
     a failed or interrupted run leaves the old output as it was."""
@@ -128,17 +145,17 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
     try:
         path = output.open()
         expect_space(output.target)  # a full disk names the output
-        write_record(path, recipe, generator_record(backend), "running")
+        write_record(path, recipe, generator_record(backends["llm"]), "running")
         atomic_write_text(path / WORK / PLAN_FILE, json.dumps({
             "fingerprint": fingerprint, "rows": len(rows), "shard_size": recipe.sections["output"].shard_size}) + "\n")
         # for processes that start afresh (Ray workers)
         quiet = "ignore:::pydantic._internal._generate_schema"
         scoped = {**LIBRARY_QUIET, "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))}
         with scoped_environ(scoped):
-            history = generate(recipe, rows, backend, output, display)
+            history = generate(recipe, rows, backends, output, display)
             display.stop()
             run_quality(recipe, rows, history, judges, output.path, labelling)
-        counts = finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+        counts = finish(recipe, rows, history, against, output.path, generator_record(backends["llm"]), started)
         output.finish()  # the finished set: an old output an --overwrite set aside is removed now
         return counts
     except GenerationStopped as stopped:

@@ -233,7 +233,7 @@ def _record(row: dict, outcome, pass_no: int) -> dict:
     return record
 
 
-def generate(recipe, rows: list[dict], backend, output, display) -> dict[int, list[dict]]:
+def generate(recipe, rows: list[dict], backends: dict, output, display) -> dict[int, list[dict]]:
     """Run every shard to completion (or to its last pass); returns each row's committed history. `output` is the
     run's outputs.Replacement: its path moves from the --overwrite sibling to the output itself when the first shard
     is complete (`output.commit()`), so every path here is read from it afresh."""
@@ -250,7 +250,7 @@ def generate(recipe, rows: list[dict], backend, output, display) -> dict[int, li
             display.begin_pass(k, len(shards), pass_no, len(todo), recipe.sections["llm"].batch_size)
             name = f"{recipe.kind}-shard-{k:05d}-pass-{pass_no}"
             where = f"{recipe.kind} shard {k + 1}/{len(shards)} (pass {pass_no})"
-            build = lambda source, replicas: add_steps(recipe, source, backend, replicas=replicas)  # noqa: E731
+            build = lambda source, replicas: add_steps(recipe, source, backends, replicas=replicas)  # noqa: E731
             outputs, error, status = run_pipeline(recipe, todo, build, work, name, where, on_batch=display.batch_done)
             by_id = {o.get("gen_id"): o for o in outputs}
             records = []

@@ -15,6 +15,8 @@ NEEDS = {"near_dedup": (("sentence_transformers", "sentence-transformers"), ("fa
 
 def need_packages(recipe) -> None:
     """The deduplication passes' libraries (also what a --refilter needs: it runs them again)."""
+    if "near_dedup" not in recipe.sections:
+        return
     for section, on in (("near_dedup", recipe.sections["near_dedup"].model), ("minhash",
                                                                               recipe.sections["minhash"].enabled)):
         missing = [pip for module, pip in NEEDS[section] if on and importlib.util.find_spec(module) is None]

@@ -59,9 +59,11 @@ def guard_llm(recipe):
 
 
 def passes_of(recipe) -> list[Pass]:
-    """The spec's passes, in a fixed order."""
+    """The spec's passes, in a fixed order (none for a subset without the quality sections)."""
     from ..spec import llm_fingerprint
 
+    if "labels" not in recipe.sections:
+        return []
     labels, safety = recipe.sections["labels"], recipe.sections["safety"]
     reward, near = recipe.sections["reward"], recipe.sections["near_dedup"]
     out = []
@@ -129,8 +131,9 @@ def build_steps(recipe, source, todo: list[Pass], backends: dict, replicas: int)
                                      missions=["guard"], input_batch_size=guard.batch_size, **common))
     if "safety_classifier" in kinds:
         s = recipe.sections["safety"]
-        chain.append(steps.SafetyClassifier(name="safety", model=s.model, max_length=s.max_length,
-                                            trust_remote_code=s.trust_remote_code, input_batch_size=s.batch_size))
+        chain.append(steps.SafetyClassifier(name="safety", model=s.model, max_length=s.max_length, dtype=s.dtype,
+                                            device=s.device, trust_remote_code=s.trust_remote_code,
+                                            input_batch_size=s.batch_size))
     if "reward" in kinds:
         r = recipe.sections["reward"]
         chain.append(steps.RewardScore(name="reward", model=r.model, max_length=r.max_length, dtype=r.dtype,

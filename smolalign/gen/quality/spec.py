@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..sections import LLMSection, ModelSection, check_model, filled
+
 DIFFICULTY = ("very easy", "easy", "medium", "hard", "very hard")
 INPUT_QUALITY = ("very poor", "poor", "average", "good", "excellent")
 # MagPie-Ultra's 11 task categories, named as data_gen/magpie-ultra.yaml names them
@@ -34,47 +36,40 @@ class LabelsSection:
 
 
 @dataclass
-class SafetySection:
+class SafetySection(ModelSection):
     method: Literal["judge", "guard", "classifier"] | None = None
     """judge: the labels' judge LLM with a safety prompt; guard: a guard LLM whose own chat template holds the
     policy (e.g. meta-llama/Llama-Guard-3-8B, MagPie-Ultra's), answering 'safe' or 'unsafe'; classifier: an
     AutoModelForSequenceClassification (safety.model); null: off."""
     llm: dict = field(default_factory=dict)
-    """guard: keys of `llm` that differ from the judge's; safety.llm.model names the guard model."""
-    model: str | None = None
-    """classifier: path or hub id of an AutoModelForSequenceClassification over the conversation."""
+    """guard: keys of `llm` that differ from the judge's; safety.llm.model names the guard model. classifier:
+    safety.model, an AutoModelForSequenceClassification over the conversation."""
     unsafe_labels: list[str] = field(default_factory=lambda: ["unsafe"])
     """classifier: the label names (the model's id2label) that mean unsafe."""
-    batch_size: int = 8
     max_length: int = 4096
-    trust_remote_code: bool = False
 
 
 @dataclass
-class RewardSection:
-    model: str | None = None
-    """Any AutoModelForSequenceClassification (path or hub id) scoring the whole conversation, batched; MagPie-Ultra
-    used RLHFlow/ArmoRM-Llama3-8B-v0.1 (with reward.trust_remote_code=true). Off when null."""
-    batch_size: int = 8
+class RewardSection(ModelSection):
+    """reward.model: any AutoModelForSequenceClassification (path or hub id) scoring the whole conversation, batched;
+    MagPie-Ultra used RLHFlow/ArmoRM-Llama3-8B-v0.1 (with reward.trust_remote_code=true). Off when null."""
+
     max_length: int = 4096
     """Tokens per conversation; longer ones are cut from the end."""
-    dtype: str = "auto"
-    device: str | None = None
-    trust_remote_code: bool = False
 
 
 @dataclass
-class NearDedupSection:
-    model: str | None = None
-    """Sentence-embedding model (path or hub id, through sentence-transformers) for the first user turn; MagPie-Ultra
-    used Alibaba-NLP/gte-large-en-v1.5 (with near_dedup.trust_remote_code=true). Off when null."""
+class NearDedupSection(ModelSection):
+    """near_dedup.model: a sentence-embedding model (path or hub id, through sentence-transformers) for the first
+    user turn; MagPie-Ultra used Alibaba-NLP/gte-large-en-v1.5 (with near_dedup.trust_remote_code=true). Off when
+    null."""
+
     threshold: float = 0.9
     """Cosine similarity above which a row's first user turn repeats an earlier kept row's: the later row goes."""
     k: int = 5
     """Nearest neighbours searched per row (faiss, inner product of normalised embeddings = cosine)."""
     batch_size: int = 32
-    device: str | None = None
-    trust_remote_code: bool = False
+    """Sentences per batch: embeddings are cheap next to generation."""
 
 
 @dataclass
@@ -114,37 +109,39 @@ def check_quality(subset: str, checked: dict, llm_types: dict, check_llm) -> lis
     from ...config.validation import check_fields
 
     problems: list[str] = []
-    labels, safety = checked.get("labels") or {}, checked.get("safety") or {}
-    reward, near = checked.get("reward") or {}, checked.get("near_dedup") or {}
-    filters, minhash = checked.get("filters") or {}, checked.get("minhash") or {}
-    base = dict(checked.get("llm") or {})
-    judge = {**base, **_nested("labels.llm", labels.get("llm"), llm_types, problems, check_fields)}
-    problems += check_llm(judge, "labels.llm") if labels.get("llm") else []
-    guard = {**judge, **_nested("safety.llm", safety.get("llm"), llm_types, problems, check_fields)}
-    tasks = labels.get("tasks") or []
+    labels, safety = filled(LabelsSection, checked.get("labels")), filled(SafetySection, checked.get("safety"))
+    reward, near = filled(RewardSection, checked.get("reward")), filled(NearDedupSection, checked.get("near_dedup"))
+    filters, minhash = filled(FiltersSection, checked.get("filters")), filled(MinHashSection, checked.get("minhash"))
+    base = filled(LLMSection, checked.get("llm"))
+    judge = {**base, **_nested("labels.llm", labels["llm"], llm_types, problems, check_fields)}
+    problems += check_llm(judge, "labels.llm") if labels["llm"] else []
+    guard = {**judge, **_nested("safety.llm", safety["llm"], llm_types, problems, check_fields)}
+    tasks = labels["tasks"]
     if len(set(tasks)) != len(tasks):
         problems.append("labels.tasks names a label twice: list each once")
-    if "task_category" in tasks and not labels.get("categories", CATEGORIES):
+    if "task_category" in tasks and not labels["categories"]:
         problems.append("labels.categories is empty: give the task categories the judge chooses from")
-    method = safety.get("method")
+    method = safety["method"]
     if method == "guard":
-        problems += check_llm(guard, "safety.llm") if safety.get("llm") else []
-        if not (safety.get("llm") or {}).get("model"):
+        problems += check_llm(guard, "safety.llm") if safety["llm"] else []
+        if not safety["llm"].get("model"):
             problems.append("safety.method=guard needs the guard model: set safety.llm.model=PATH_OR_HUB_ID")
-    if method == "classifier" and not safety.get("model"):
+    if method == "classifier" and not safety["model"]:
         problems.append("safety.method=classifier needs safety.model=PATH_OR_HUB_ID (a sequence classifier)")
     for section, values in (("safety", safety), ("reward", reward), ("near_dedup", near)):
-        for key in ("batch_size", "max_length", "k"):
+        problems += check_model(values, section)
+        for key in ("max_length", "k"):
             if key in values and values[key] < 1:
                 problems.append(f"{section}.{key}={values[key]} must be at least 1")
-    if not -1.0 <= near.get("threshold", 0.9) <= 1.0:
+    if not -1.0 <= near["threshold"] <= 1.0:
         problems.append(f"near_dedup.threshold={near['threshold']} is a cosine similarity: give a value in [-1, 1]")
-    if not 0.0 < minhash.get("threshold", 0.9) <= 1.0:
+    if not 0.0 < minhash["threshold"] <= 1.0:
         problems.append(f"minhash.threshold={minhash['threshold']} is a Jaccard similarity: give a value in (0, 1]")
     for key in ("num_perm", "ngram"):
-        if key in minhash and minhash[key] < 1:
+        if minhash[key] < 1:
             problems.append(f"minhash.{key}={minhash[key]} must be at least 1")
-    problems += _filters_need(subset, filters, tasks, method, reward.get("model"))
+    samples = "category_weights" in checked["_settings"]  # the subset draws a category for each row
+    problems += _filters_need(subset, samples, filters, tasks, method, reward["model"])
     return problems
 
 
@@ -154,20 +151,20 @@ def _nested(prefix: str, values, types: dict, problems: list[str], check_fields)
     return check_fields(prefix, values, types, problems, [f"{prefix}.{name}" for name in types])
 
 
-def _filters_need(subset: str, filters: dict, tasks: list, method, reward_model) -> list[str]:
+def _filters_need(subset: str, samples_category: bool, filters: dict, tasks: list, method, reward_model) -> list[str]:
     """A threshold on a label that no pass gives would drop every row: say which pass to turn on."""
     problems = []
     for key, task in (("min_difficulty", "difficulty"), ("min_input_quality", "input_quality")):
-        if filters.get(key) is not None and task not in tasks:
+        if filters[key] is not None and task not in tasks:
             problems.append(f"filters.{key} needs the {task} label: add {task} to labels.tasks")
-    if filters.get("category_match"):
+    if filters["category_match"]:
         if "task_category" not in tasks:
             problems.append("filters.category_match needs the task_category label: add it to labels.tasks")
-        if subset != "magpie-ultra":
-            problems.append(f"filters.category_match compares with the sampled category, which only magpie-ultra has "
-                            f"(not {subset})")
-    if filters.get("min_reward") is not None and not reward_model:
+        if not samples_category:
+            problems.append(f"filters.category_match compares with the sampled category, which {subset} does not "
+                            f"sample (magpie-ultra does)")
+    if filters["min_reward"] is not None and not reward_model:
         problems.append("filters.min_reward needs reward scores: set reward.model=PATH_OR_HUB_ID")
-    if filters.get("safe_only") and not method:
+    if filters["safe_only"] and not method:
         problems.append("filters.safe_only needs safety labels: set safety.method (judge, guard or classifier)")
     return problems

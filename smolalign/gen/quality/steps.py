@@ -167,9 +167,10 @@ class QuietEmbeddings(SentenceTransformerEmbeddings):
 
 
 def embedding_step(section, **common):
+    # sentence-transformers hands model_kwargs to transformers' from_pretrained (whose dtype "auto" is its default)
+    dtype = {} if section.dtype == "auto" else {"model_kwargs": {"dtype": section.dtype}}
     embeddings = QuietEmbeddings(model=section.model, device=section.device,
-                                               trust_remote_code=section.trust_remote_code,
-                                               normalize_embeddings=True)
+                                 trust_remote_code=section.trust_remote_code, normalize_embeddings=True, **dtype)
     return FirstTurnEmbeddings(name="embedding", embeddings=embeddings, input_mappings={"text": "instruction"},
                                output_mappings={"model_name": "embedding_model"},
                                input_batch_size=section.batch_size, **common)
