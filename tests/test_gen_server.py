@@ -253,25 +253,32 @@ def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, pro
     assert len(records) < 12 and all(r["status"] != "failed" for r in records), "no row cut short counts as a try"
 
 
-def test_labels_go_as_response_format_only_where_the_server_honours_it(server, proxy):
-    """`transformers serve` ignores `response_format` (it logs a warning): the probe finds that out. The client sends
-    the schema when told the server honours it, and every answer carries its truncated flag."""
-    from smolalign.gen.backends import honours_json_schema
+def test_no_dialect_on_transformers_serve_and_the_schema_goes_in_the_dialect_given(server, proxy):
+    """`transformers serve` ignores `response_format` (it logs a warning) and refuses fields it does not know: the
+    probe tries every dialect and finds none, and the sampling names it refuses are left out. The client sends the
+    schema in the dialect it is given, the neutral settings the server takes, and every answer its truncated flag."""
     from smolalign.gen.llms import ServerChatLLM
+    from smolalign.servers import DIALECTS, accepted_sampling, constrained, probe_dialect
 
     logged = proxy()
-    assert not honours_json_schema(logged.url, None, server["model"], timeout=120)
+    accepted = accepted_sampling(logged.url, None, server["model"])
+    assert "repeat_penalty" not in accepted and "frequency_penalty" in accepted, accepted
+    dialect, probed, _ = probe_dialect(logged.url, None, server["model"], accepted, budget=300)
+    assert dialect is None and [line.split(":")[0] for line in probed] == list(DIALECTS), probed
     schema = {"type": "object", "properties": {"ok": {"enum": ["yes"]}}, "required": ["ok"]}
     flags = []
-    for honoured in (False, True):
-        llm = ServerChatLLM(model=server["model"], base_url=logged.url, api_key=None, json_schema=honoured)
+    before = len(logged.log)
+    for dialect in (None, "json_object"):
+        llm = ServerChatLLM(model=server["model"], base_url=logged.url, api_key=None, dialect=dialect,
+                            sampling_names=accepted)
         llm.load()
-        output = llm.generate([([{"role": "user", "content": "Say yes."}], schema)], max_new_tokens=4)[0]
+        output = llm.generate([([{"role": "user", "content": "Say yes."}], schema)], max_new_tokens=4,
+                              temperature=0.0)[0]
         flags.append(output["truncated"])
-    sent = [e["body"].get("response_format") for e in logged.log if e["path"] == "/v1/chat/completions"]
-    assert sent[0]["json_schema"]["name"] == "probe"
-    assert sent[1:] == [None, {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
-                                                                      "strict": True}}]
+    sent = [e["body"] for e in logged.log[before:] if e["path"] == "/v1/chat/completions"]
+    assert [b.get("response_format") for b in sent] == [None, constrained("json_object", schema)["response_format"]]
+    assert all(b["temperature"] == 0.0 and b["frequency_penalty"] == 0.0 and "repeat_penalty" not in b
+               for b in sent), sent
     assert flags == [[True], [True]], "4 tokens of a tiny model's answer: finish reason length"
 
 

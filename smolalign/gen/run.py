@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -107,6 +108,7 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
     structured = recipe.kind == "smol-constraints" or any(p.step == "judge" for p in passes_of(recipe))
     # late: it may ask a server, which takes longest
     found = check_backend(recipe.sections["llm"], magpie, chat, structured=structured)
+    print(f"{recipe.kind}: {found.describe()}", file=sys.stderr)  # the dialect, before any row
 
     judges = check_quality_inputs(recipe, found, chat_checked=chat)
     return _generate(recipe, rows, found, judges, out_dir, fingerprint, overwrite and not resuming, against)
@@ -126,7 +128,7 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
     display, labelling = GenDisplay(recipe.kind), GenDisplay(f"{recipe.kind} quality")
     try:
         path = output.open()
-        write_record(path, recipe, generator_record(backend), "running")
+        write_record(path, recipe, generator_record(backend, recipe.sections["llm"]), "running")
         atomic_write_text(path / WORK / PLAN_FILE, json.dumps({
             "fingerprint": fingerprint, "rows": len(rows), "shard_size": recipe.sections["output"].shard_size}) + "\n")
         # for processes that start afresh (Ray workers)
@@ -136,7 +138,7 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
             history = generate(recipe, rows, backend, output, display)
             display.stop()
             run_quality(recipe, rows, history, judges, output.path, labelling)
-        return finish(recipe, rows, history, against, output.path, generator_record(backend), started)
+        return finish(recipe, rows, history, against, output.path, generator_record(backend, recipe.sections["llm"]), started)
     except GenerationStopped as stopped:
         display.stop()
         labelling.stop()

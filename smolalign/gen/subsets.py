@@ -232,7 +232,8 @@ def _constraints(recipe, row, error) -> Outcome:
         _need(None, "constraint labels", error)
     messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
     truncated = _flags(row.get("truncated"), 2)
-    as_row = [_row(recipe, messages, truncated=truncated, gen_id=row["gen_id"])]  # kept, with its reason, in rejected/
+    # kept, with its reason and the labeller's own answer, in rejected/
+    as_row = [_row(recipe, messages, truncated=truncated, gen_id=row["gen_id"], raw_labels=str(labels))]
     try:
         ids, kwargs = parse_constraint_labels(labels)
     except ValueError as problem:
