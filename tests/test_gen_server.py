@@ -291,3 +291,28 @@ def test_server_without_the_completions_route(server, proxy, tmp_path):
     wrong = run_cli(*gen_args("smol-rewrite", server, server["url"] + "/v1", out, "--model", "other"), env=GEN_ENV)
     assert_user_error(wrong)
     assert "does not serve 'other'" in wrong.stderr and not out.exists()
+
+
+def test_labels_without_a_dialect_say_why_and_keep_the_raw_answers(server, tmp_path):
+    """`transformers serve` constrains no JSON: the run names "none" from its first line on, a tiny model's free-text
+    labels do not parse, and the end of the run says why and what to do, with each raw answer kept in rejected/."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "constraints"
+    result = run_cli(*gen_args("smol-constraints", server, server["url"] + "/v1", out, "--num-rows", "2",
+                               "label.max_new_tokens=12"), env=GEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "structured output none: labels as free text" in result.stderr.splitlines()[0], result.stderr[:500]
+    generator = json.loads((out / "smolalign_run.json").read_text())["generator"]
+    assert generator["structured_output"] == "none: labels as free text"
+    assert [line.split(":")[0] for line in generator["server"]["probed"]] == [
+        "json_schema", "json_object", "json_value", "guided_json"]
+    counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
+    assert counts["filtered"].get("constraint labels not parseable"), counts
+    assert (f"the server at {server['url']}/v1 constrains no JSON output (probed: json_schema: " in result.stderr
+            and "use a server that does (vLLM, llama.cpp), `--backend transformers`, or a larger judge"
+            in result.stderr), result.stderr[-2000:]
+    rejected = pq.read_table(out / "rejected" / "train-00000-of-00001.parquet").to_pylist()
+    unparsed = [r for r in rejected if r["rejected_reason"] == "constraint labels not parseable"]
+    assert unparsed and all(r["raw_labels"] for r in unparsed), "what the labeller said, kept to be read"
+    assert "Structured output: `none: labels as free text`" in (out / "README.md").read_text()
