@@ -175,7 +175,8 @@ def probe_dialect(base_url: str, key: str | None, model: str, accepted, budget: 
     for dialect in DIALECTS:
         left = budget - (time.monotonic() - started)
         if hung or left <= 0:
-            probed.append(f"{dialect}: not tried ({'the server hung' if hung else f'{budget:.0f} s probe budget spent'})")
+            why = "the server hung" if hung else f"{budget:.0f} s probe budget spent"
+            probed.append(f"{dialect}: not tried ({why})")
             continue
         body = {"model": model, "messages": PROBE_MESSAGES, "max_tokens": PROBE_TOKENS,
                 **sampling(0.0, 1.0, accepted), **constrained(dialect, PROBE_SCHEMA, name="probe")}

@@ -1,10 +1,11 @@
 """Spec -> a distilabel LLM, and the checks that make a wrong backend fail in seconds, before anything is written.
 
-- openai: any OpenAI-compatible server (what it speaks, found once at the start: servers.py). Chat tasks go to /v1/chat/completions (distilabel's OpenAILLM); Magpie
+- openai: any OpenAI-compatible server. Chat tasks go to /v1/chat/completions (distilabel's OpenAILLM); Magpie
   needs the raw /v1/completions route with the chat template rendered on the client (distilabel's ClientvLLM),
   because the model must continue a prompt that stops inside a user turn. The server is asked, with a short
   timeout, whether it answers, which models it serves, and whether the routes exist (an empty POST: a server
   with the route refuses the body, one without it answers 404), so a dead server is an error now, not a hang.
+  Then, once a run, what it speaks (servers.py): its JSON dialect for labels and the sampling names it takes.
 - transformers: a local path or hub id, run in-process; every generation kwarg is passed explicitly, because
   distilabel's TransformersLLM would otherwise sample at temperature 0.1 with repetition penalty 1.1.
 - vllm: in-process on a GPU, when the vllm package is installed.
@@ -48,10 +49,10 @@ class Backend:
             out["structured_output"] = out["server"]["structured_output"]
         return out
 
-    def describe(self) -> str:
-        """The run's first line about its backend: where labels go and how they are constrained."""
+    def describe(self) -> str | None:
+        """The run's first line about a server: how labels are constrained there, the sampling names it takes."""
         if self.server is None:
-            return f"backend {self.kind}: labels decoded under their JSON schema (in-process)"
+            return None  # in-process: every label is decoded under its schema (structured.py)
         return (f"server {self.base_url} ({self.model}): structured output "
                 f"{self.dialect or NONE}; sampling names it takes: {', '.join(self.server.accepted) or 'none'}")
 

@@ -16,7 +16,8 @@ Three things distilabel does not offer at all, on every backend here: an input m
 its answer is then constrained to that JSON schema (structured.py locally; `response_format` on a server that the
 checks found to honour it, in its own dialect); every request to a server names all the sampling it means
 (servers.py), so no server default changes it; and every generation reports `truncated` (it stopped at
-max_new_tokens, finish reason "length"), which the tasks carry into the rows. Every LLM also reports progress to the watchdog (watchdog.py).
+max_new_tokens, finish reason "length"), which the tasks carry into the rows. Every LLM also reports progress to the
+watchdog (watchdog.py).
 
 This module imports distilabel at the top: only the run imports it, never the CLI.
 """

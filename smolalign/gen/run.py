@@ -108,9 +108,10 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
     structured = recipe.kind == "smol-constraints" or any(p.step == "judge" for p in passes_of(recipe))
     # late: it may ask a server, which takes longest
     found = check_backend(recipe.sections["llm"], magpie, chat, structured=structured)
-    print(f"{recipe.kind}: {found.describe()}", file=sys.stderr)  # the dialect, before any row
 
     judges = check_quality_inputs(recipe, found, chat_checked=chat)
+    if line := found.describe():  # a server's dialect and sampling names, before any row
+        print(f"{recipe.kind}: {line}", file=sys.stderr)
     return _generate(recipe, rows, found, judges, out_dir, fingerprint, overwrite and not resuming, against)
 
 
@@ -138,7 +139,8 @@ def _generate(recipe, rows, backend, judges: dict, out_dir: Path, fingerprint: s
             history = generate(recipe, rows, backend, output, display)
             display.stop()
             run_quality(recipe, rows, history, judges, output.path, labelling)
-        return finish(recipe, rows, history, against, output.path, generator_record(backend, recipe.sections["llm"]), started)
+        generator = generator_record(backend, recipe.sections["llm"])
+        return finish(recipe, rows, history, against, output.path, generator, started)
     except GenerationStopped as stopped:
         display.stop()
         labelling.stop()
