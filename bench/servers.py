@@ -159,13 +159,15 @@ def main() -> None:
     from smolalign.serve import local_server
 
     gguf = gguf_file()
-    with tempfile.TemporaryDirectory() as tmp, llama_cpp_server(gguf, Path(tmp) / "llama.log") as llama:
+    with tempfile.TemporaryDirectory() as tmp, (llama_cpp_server(gguf, Path(tmp) / "llama.log") if "llama.cpp" in sides
+                                                else contextlib.nullcontext()) as llama:
         tmp = Path(tmp)
         imported = resolve_model(str(gguf))[0] if {"transformers", "transformers-serve"} & set(sides) else None
         with (local_server(gguf, tmp / "serve.log") if "transformers-serve" in sides and {"probe", "gen"} & set(parts)
               else contextlib.nullcontext()) as served:
             if "probe" in parts:
-                probe("llama.cpp", llama, str(gguf))
+                if llama:
+                    probe("llama.cpp", llama, str(gguf))
                 if served:
                     probe("transformers serve", served, imported)
             if "gen" in parts:
