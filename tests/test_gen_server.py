@@ -154,7 +154,7 @@ def test_chat_and_magpie_over_a_real_server(server, proxy, tmp_path):
     result = run_cli(*gen_args("magpie-ultra", server, logged.url, out, "--num-rows", "2", "turns=2",
                                "llm.batch_size=2"), env=GEN_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    completions = [e["body"] for e in logged.log if e["path"] == "/v1/completions" and e["body"]]
+    completions = [e["body"] for e in logged.log if e["path"] == "/v1/completions" and "prompt" in (e["body"] or {})]
     assert len(completions) >= 2 * 2 * 2, "two rows, two exchanges, a user and an assistant turn each"
     for body in completions:
         assert body["model"] == server["model"]
@@ -169,8 +169,7 @@ def test_chat_and_magpie_over_a_real_server(server, proxy, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert final_ids(chat) == Counter(range(3))
     # the rewrite's own requests (a system prompt first), not the magpie run's judge labelling its rows
-    sent = [e["body"] for e in logged.log if e["path"] == "/v1/chat/completions" and e["body"]
-            and e["body"]["messages"][0]["role"] == "system"]
+    sent = row_requests(logged.log)
     # three rows (one more request each for an answer that came back empty and was asked again)
     assert len(sent) >= 3 and all(b["temperature"] == 1.0 and b["top_p"] == 0.95 for b in sent)
 
@@ -191,6 +190,12 @@ def test_injected_faults_every_row_exactly_once(server, proxy, tmp_path):
     assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
     counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
     assert counts["failed"] == 0 and counts["kept"] == 12
+
+
+def row_requests(log: list[dict]) -> list[dict]:
+    """The chat requests for rows (a system prompt first), not the checks' probes at the start of a run."""
+    return [e["body"] for e in log if e["path"] == "/v1/chat/completions" and e["body"]
+            and (e["body"].get("messages") or [{}])[0].get("role") == "system"]
 
 
 def _user_texts(entries) -> list[tuple[str, str]]:
@@ -230,7 +235,7 @@ def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
 
     again = run_cli(*args, env=GEN_ENV)
     assert again.returncode == 0, again.stderr[-3000:]
-    rerun = [e["body"] for e in slow.log[asked_before:] if e["path"] == "/v1/chat/completions" and e["body"]]
+    rerun = row_requests(slow.log[asked_before:])
     committed = {(m[0]["content"], m[1]["content"]) for m in done.values()}
     assert not committed & set(_user_texts(rerun)), "a committed row was asked again"
     assert len(rerun) >= 12 - len(done)
@@ -242,7 +247,7 @@ def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, pro
     out = tmp_path / "interrupted"
     _, process = start_slow_rewrite(server, slow, out, shard_size=6, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 900
-    while not [e for e in slow.log if e["path"] == "/v1/chat/completions" and e["body"]]:
+    while not row_requests(slow.log):
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group

@@ -3,8 +3,8 @@
 - openai: any OpenAI-compatible server. Chat tasks go to /v1/chat/completions (distilabel's OpenAILLM); Magpie
   needs the raw /v1/completions route with the chat template rendered on the client (distilabel's ClientvLLM),
   because the model must continue a prompt that stops inside a user turn. The server is asked, with a short
-  timeout, whether it answers, which models it serves, and whether the routes exist (an empty POST: a server
-  with the route refuses the body, one without it answers 404), so a dead server is an error now, not a hang.
+  timeout, whether it answers, which models it serves, and whether the routes exist (a POST with a bad body: a
+  server with the route refuses the body, one without it answers 404), so a dead server is an error now, not a hang.
   Then, once a run, what it speaks (servers.py): its JSON dialect for labels and the sampling names it takes.
 - transformers: a local path or hub id, run in-process; every generation kwarg is passed explicitly, because
   distilabel's TransformersLLM would otherwise sample at temperature 0.1 with repetition penalty 1.1.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..errors import UsageError
-from ..servers import NONE, Server, advice, describe, request
+from ..servers import NONE, Server, advice, describe, probe_dialect, request
 from .prompts import pre_query, render_prompt
 
 
@@ -36,10 +36,13 @@ class Backend:
     base_url: str | None = None
     gguf: dict | None = None
     """The GGUF file the local model was imported from, and its sha256 (for the run record)."""
-    dialect: str | None = None
-    """How the server constrains an answer to a JSON schema (probed, servers.py), or None: labels go as free text."""
     server: Server | None = None
-    """What the start of the run found out about the server (openai)."""
+    """What the start of the run found out about the server (openai), shared by every check of the same server."""
+
+    @property
+    def dialect(self) -> str | None:
+        """How the server constrains an answer to a JSON schema (probed, servers.py), or None: labels as free text."""
+        return self.server.dialect if self.server is not None else None
 
     def record(self, llm=None) -> dict:
         """The run record's `generator`: the model, and for a server its identity, dialect and the sampling sent."""
@@ -100,7 +103,9 @@ def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Back
         raise UsageError(f"the server at {base_url} does not serve '{model}' (it serves {', '.join(served[:10])}): "
                          f"fix --model")
     for route in routes:
-        status, _, _ = _probe(f"{base_url}/{route}", key, {}, base_url)
+        # a body the route refuses at once; not an empty one for /completions, where llama-cpp-python's server takes
+        # the prompt to be "" and generates
+        status, _, _ = _probe(f"{base_url}/{route}", key, {"max_tokens": "none"}, base_url)
         if status in (404, 405, 501):
             fix = ("Magpie continues a raw prompt that ends inside a user turn: serve the model with vLLM or "
                    "`transformers serve`, or use --backend transformers" if route == "completions"
@@ -110,19 +115,22 @@ def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Back
 
     tokenizer = resolve_model(llm.tokenizer or llm.model)[0]  # a GGUF file's tokenizer, imported, for Magpie
     server = _described(base_url, key, model, text, headers, structured, timeout=min(llm.timeout, 60))
-    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url, dialect=server.dialect,
-                   server=server)
+    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url, server=server)
 
 
 _DESCRIBED: dict = {}
 
 
 def _described(base_url, key, model, models_text, headers, structured: bool, timeout: float) -> Server:
-    """A server is asked once per run: the judge's check reuses what the generator's found on the same server."""
+    """A server is asked once per run: the judge's check completes what the generator's found on the same server
+    (Magpie's generator needs no labels, its judge does), in the same object, so both backends see the dialect."""
     known = _DESCRIBED.get((base_url, model))
-    if known is None or (structured and not known.probed):
+    if known is None:
         known = _DESCRIBED[(base_url, model)] = describe(base_url, key, model, models_text, headers, structured,
                                                          timeout=timeout)
+    elif structured and not known.probed:
+        known.dialect, known.probed, known.probe_seconds = probe_dialect(base_url, key, model, known.accepted,
+                                                                         budget=timeout)
     return known
 
 
