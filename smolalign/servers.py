@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 PROBE_SECONDS = 5.0
 DIALECTS = ("json_schema", "json_object", "json_value", "guided_json")
 NONE = "none: labels as free text"
+NOT_ASKED = "not probed: the run has no labels"
 # the settings a server may default, at the values that switch them off: OpenAI's own penalties, llama.cpp's
 # repeat_penalty, vLLM's / SGLang's / TGI's repetition_penalty, top_k (0: every token, llama.cpp and vLLM) and min_p
 NEUTRAL = {"presence_penalty": 0.0, "frequency_penalty": 0.0, "repeat_penalty": 1.0, "repetition_penalty": 1.0,
@@ -98,7 +99,7 @@ class Server:
 
     def record(self, temperature: float | None = None, top_p: float | None = None) -> dict:
         out = asdict(self)
-        out["structured_output"] = self.dialect or NONE
+        out["structured_output"] = self.dialect or (NONE if self.probed else NOT_ASKED)
         if temperature is not None:
             out["sampling_sent"] = sampling(temperature, top_p, self.accepted, seed=0 if temperature > 0 else None)
             if SEED in out["sampling_sent"]:

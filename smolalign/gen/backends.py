@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..errors import UsageError
-from ..servers import NONE, Server, advice, describe, probe_dialect, request
+from ..servers import Server, advice, describe, probe_dialect, request
 from .prompts import pre_query, render_prompt
 
 
@@ -57,7 +57,8 @@ class Backend:
         if self.server is None:
             return None  # in-process: every label is decoded under its schema (structured.py)
         return (f"server {self.base_url} ({self.model}): structured output "
-                f"{self.dialect or NONE}; sampling names it takes: {', '.join(self.server.accepted) or 'none'}")
+                f"{self.server.record()['structured_output']}; sampling names it takes: "
+                f"{', '.join(self.server.accepted) or 'none'}")
 
 
 def _probe(url: str, key: str | None, body: dict | None, base_url: str) -> tuple[int, str, dict]:
