@@ -154,7 +154,7 @@ def test_chat_and_magpie_over_a_real_server(server, proxy, tmp_path):
     result = run_cli(*gen_args("magpie-ultra", server, logged.url, out, "--num-rows", "2", "turns=2",
                                "llm.batch_size=2"), env=GEN_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    completions = [e["body"] for e in logged.log if e["path"] == "/v1/completions" and e["body"]]
+    completions = [e["body"] for e in logged.log if e["path"] == "/v1/completions" and "prompt" in (e["body"] or {})]
     assert len(completions) >= 2 * 2 * 2, "two rows, two exchanges, a user and an assistant turn each"
     for body in completions:
         assert body["model"] == server["model"]
@@ -169,8 +169,7 @@ def test_chat_and_magpie_over_a_real_server(server, proxy, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert final_ids(chat) == Counter(range(3))
     # the rewrite's own requests (a system prompt first), not the magpie run's judge labelling its rows
-    sent = [e["body"] for e in logged.log if e["path"] == "/v1/chat/completions" and e["body"]
-            and e["body"]["messages"][0]["role"] == "system"]
+    sent = row_requests(logged.log)
     # three rows (one more request each for an answer that came back empty and was asked again)
     assert len(sent) >= 3 and all(b["temperature"] == 1.0 and b["top_p"] == 0.95 for b in sent)
 
@@ -191,6 +190,12 @@ def test_injected_faults_every_row_exactly_once(server, proxy, tmp_path):
     assert final_ids(out) == Counter(range(12)), "every requested row, exactly once"
     counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
     assert counts["failed"] == 0 and counts["kept"] == 12
+
+
+def row_requests(log: list[dict]) -> list[dict]:
+    """The chat requests for rows (a system prompt first), not the checks' probes at the start of a run."""
+    return [e["body"] for e in log if e["path"] == "/v1/chat/completions" and e["body"]
+            and (e["body"].get("messages") or [{}])[0].get("role") == "system"]
 
 
 def _user_texts(entries) -> list[tuple[str, str]]:
@@ -230,7 +235,7 @@ def test_sigkill_then_rerun_asks_nothing_again(server, proxy, tmp_path):
 
     again = run_cli(*args, env=GEN_ENV)
     assert again.returncode == 0, again.stderr[-3000:]
-    rerun = [e["body"] for e in slow.log[asked_before:] if e["path"] == "/v1/chat/completions" and e["body"]]
+    rerun = row_requests(slow.log[asked_before:])
     committed = {(m[0]["content"], m[1]["content"]) for m in done.values()}
     assert not committed & set(_user_texts(rerun)), "a committed row was asked again"
     assert len(rerun) >= 12 - len(done)
@@ -242,7 +247,7 @@ def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, pro
     out = tmp_path / "interrupted"
     _, process = start_slow_rewrite(server, slow, out, shard_size=6, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 900
-    while not [e for e in slow.log if e["path"] == "/v1/chat/completions" and e["body"]]:
+    while not row_requests(slow.log):
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
@@ -253,25 +258,32 @@ def test_ctrl_c_stops_the_run_and_counts_no_unfinished_row_as_failed(server, pro
     assert len(records) < 12 and all(r["status"] != "failed" for r in records), "no row cut short counts as a try"
 
 
-def test_labels_go_as_response_format_only_where_the_server_honours_it(server, proxy):
-    """`transformers serve` ignores `response_format` (it logs a warning): the probe finds that out. The client sends
-    the schema when told the server honours it, and every answer carries its truncated flag."""
-    from smolalign.gen.backends import honours_json_schema
+def test_no_dialect_on_transformers_serve_and_the_schema_goes_in_the_dialect_given(server, proxy):
+    """`transformers serve` ignores `response_format` (it logs a warning) and refuses fields it does not know: the
+    probe tries every dialect and finds none, and the sampling names it refuses are left out. The client sends the
+    schema in the dialect it is given, the neutral settings the server takes, and every answer its truncated flag."""
     from smolalign.gen.llms import ServerChatLLM
+    from smolalign.servers import DIALECTS, accepted_sampling, constrained, probe_dialect
 
     logged = proxy()
-    assert not honours_json_schema(logged.url, None, server["model"], timeout=120)
+    accepted = accepted_sampling(logged.url, None, server["model"])
+    assert "repeat_penalty" not in accepted and "frequency_penalty" in accepted, accepted
+    dialect, probed, _ = probe_dialect(logged.url, None, server["model"], accepted, budget=300)
+    assert dialect is None and [line.split(":")[0] for line in probed] == list(DIALECTS), probed
     schema = {"type": "object", "properties": {"ok": {"enum": ["yes"]}}, "required": ["ok"]}
     flags = []
-    for honoured in (False, True):
-        llm = ServerChatLLM(model=server["model"], base_url=logged.url, api_key=None, json_schema=honoured)
+    before = len(logged.log)
+    for dialect in (None, "json_object"):
+        llm = ServerChatLLM(model=server["model"], base_url=logged.url, api_key=None, dialect=dialect,
+                            sampling_names=accepted)
         llm.load()
-        output = llm.generate([([{"role": "user", "content": "Say yes."}], schema)], max_new_tokens=4)[0]
+        output = llm.generate([([{"role": "user", "content": "Say yes."}], schema)], max_new_tokens=4,
+                              temperature=0.0)[0]
         flags.append(output["truncated"])
-    sent = [e["body"].get("response_format") for e in logged.log if e["path"] == "/v1/chat/completions"]
-    assert sent[0]["json_schema"]["name"] == "probe"
-    assert sent[1:] == [None, {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
-                                                                      "strict": True}}]
+    sent = [e["body"] for e in logged.log[before:] if e["path"] == "/v1/chat/completions"]
+    assert [b.get("response_format") for b in sent] == [None, constrained("json_object", schema)["response_format"]]
+    assert all(b["temperature"] == 0.0 and b["frequency_penalty"] == 0.0 and "repeat_penalty" not in b
+               for b in sent), sent
     assert flags == [[True], [True]], "4 tokens of a tiny model's answer: finish reason length"
 
 
@@ -284,3 +296,28 @@ def test_server_without_the_completions_route(server, proxy, tmp_path):
     wrong = run_cli(*gen_args("smol-rewrite", server, server["url"] + "/v1", out, "--model", "other"), env=GEN_ENV)
     assert_user_error(wrong)
     assert "does not serve 'other'" in wrong.stderr and not out.exists()
+
+
+def test_labels_without_a_dialect_say_why_and_keep_the_raw_answers(server, tmp_path):
+    """`transformers serve` constrains no JSON: the run names "none" from its first line on, a tiny model's free-text
+    labels do not parse, and the end of the run says why and what to do, with each raw answer kept in rejected/."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "constraints"
+    result = run_cli(*gen_args("smol-constraints", server, server["url"] + "/v1", out, "--num-rows", "2",
+                               "label.max_new_tokens=12"), env=GEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "structured output none: labels as free text" in result.stderr.splitlines()[0], result.stderr[:500]
+    generator = json.loads((out / "smolalign_run.json").read_text())["generator"]
+    assert generator["structured_output"] == "none: labels as free text"
+    assert [line.split(":")[0] for line in generator["server"]["probed"]] == [
+        "json_schema", "json_object", "json_value", "guided_json"]
+    counts = json.loads((out / "smolalign_run.json").read_text())["counts"]
+    assert counts["filtered"].get("constraint labels not parseable"), counts
+    assert (f"the server at {server['url']}/v1 constrains no JSON output (probed: json_schema: " in result.stderr
+            and "use a server that does (vLLM, llama.cpp), `--backend transformers`, or a larger judge"
+            in result.stderr), result.stderr[-2000:]
+    rejected = pq.read_table(out / "rejected" / "train-00000-of-00001.parquet").to_pylist()
+    unparsed = [r for r in rejected if r["rejected_reason"] == "constraint labels not parseable"]
+    assert unparsed and all(r["raw_labels"] for r in unparsed), "what the labeller said, kept to be read"
+    assert "Structured output: `none: labels as free text`" in (out / "README.md").read_text()

@@ -128,7 +128,7 @@ def run_ifeval(answers, model: str, place: Path, limit: int | None, batch_size: 
     rows = load_prompts(limit)
     settings = {"backend": backend, "model": model_fingerprint(model), "max_new_tokens": max_new_tokens,
                 "chat_template": hashlib.sha256((answers.template() or "").encode()).hexdigest(),
-                "prompts": prompts_digest()}
+                "prompts": prompts_digest(), **getattr(answers, "record", {})}  # a server's sampling and identity
     partial = place / PARTIAL_FILE
     done = read_partial(partial, settings)
     start_partial(partial, settings, done)

@@ -3,8 +3,9 @@
 - openai: any OpenAI-compatible server. Chat tasks go to /v1/chat/completions (distilabel's OpenAILLM); Magpie
   needs the raw /v1/completions route with the chat template rendered on the client (distilabel's ClientvLLM),
   because the model must continue a prompt that stops inside a user turn. The server is asked, with a short
-  timeout, whether it answers, which models it serves, and whether the routes exist (an empty POST: a server
-  with the route refuses the body, one without it answers 404), so a dead server is an error now, not a hang.
+  timeout, whether it answers, which models it serves, and whether the routes exist (a POST with a bad body: a
+  server with the route refuses the body, one without it answers 404), so a dead server is an error now, not a hang.
+  Then, once a run, what it speaks (servers.py): its JSON dialect for labels and the sampling names it takes.
 - transformers: a local path or hub id, run in-process; every generation kwarg is passed explicitly, because
   distilabel's TransformersLLM would otherwise sample at temperature 0.1 with repetition penalty 1.1.
 - vllm: in-process on a GPU, when the vllm package is installed.
@@ -21,9 +22,8 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ..errors import UsageError
+from ..servers import Server, advice, describe, probe_dialect, request
 from .prompts import pre_query, render_prompt
-
-PROBE_SECONDS = 5.0
 
 
 @dataclass
@@ -36,26 +36,34 @@ class Backend:
     base_url: str | None = None
     gguf: dict | None = None
     """The GGUF file the local model was imported from, and its sha256 (for the run record)."""
-    json_schema: bool = False
-    """The server honours `response_format` with a JSON schema (probed): labels are then decoded under it."""
+    server: Server | None = None
+    """What the start of the run found out about the server (openai), shared by every check of the same server."""
+
+    @property
+    def dialect(self) -> str | None:
+        """How the server constrains an answer to a JSON schema (probed, servers.py), or None: labels as free text."""
+        return self.server.dialect if self.server is not None else None
+
+    def record(self, llm=None) -> dict:
+        """The run record's `generator`: the model, and for a server its identity, dialect and the sampling sent."""
+        out = {"backend": self.kind, "model": self.model, "base_url": self.base_url, "gguf": self.gguf}
+        if self.server is not None:
+            out["server"] = self.server.record(*((llm.temperature, llm.top_p) if llm is not None else ()))
+            out["structured_output"] = out["server"]["structured_output"]
+        return out
+
+    def describe(self) -> str | None:
+        """The run's first line about a server: how labels are constrained there, the sampling names it takes."""
+        if self.server is None:
+            return None  # in-process: every label is decoded under its schema (structured.py)
+        return (f"server {self.base_url} ({self.model}): structured output "
+                f"{self.server.record()['structured_output']}; sampling names it takes: "
+                f"{', '.join(self.server.accepted) or 'none'}")
 
 
-def _request(url: str, key: str | None, body: dict | None = None, timeout: float = PROBE_SECONDS) -> tuple[int, str]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
+def _probe(url: str, key: str | None, body: dict | None, base_url: str) -> tuple[int, str, dict]:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(200_000).decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        return error.code, ""
-
-
-def _probe(url: str, key: str | None, body: dict | None, base_url: str) -> tuple[int, str]:
-    try:
-        return _request(url, key, body)
+        return request(url, key, body)
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
         raise UsageError(f"the server at {base_url} does not answer ({reason}): start it, or fix --base-url "
@@ -64,25 +72,6 @@ def _probe(url: str, key: str | None, body: dict | None, base_url: str) -> tuple
 
 def _is_local(url: str) -> bool:
     return (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
-
-
-_PROBE_SCHEMA = {"type": "object", "properties": {"answer": {"const": "ok"}}, "required": ["answer"],
-                 "additionalProperties": False}
-
-
-def honours_json_schema(base_url: str, key: str | None, model: str, timeout: float) -> bool:
-    """Ask one short question under a schema whose only valid answer is {"answer": "ok"}: a server that honours
-    `response_format` gives exactly that; one that ignores it (as `transformers serve` does) answers in words. The
-    labels then go as free text there, parsed as before."""
-    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16,
-            "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {
-                "name": "probe", "schema": _PROBE_SCHEMA, "strict": True}}}
-    try:
-        status, text = _request(f"{base_url}/chat/completions", key, body, timeout=timeout)
-        answer = json.loads(text)["choices"][0]["message"]["content"]
-        return status == 200 and json.loads(answer) == {"answer": "ok"}
-    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError):
-        return False
 
 
 def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Backend:
@@ -94,7 +83,7 @@ def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Back
     key = os.environ.get(llm.api_key_env)
     if not key and not _is_local(base_url):
         raise UsageError(f"no API key for {base_url}: set {llm.api_key_env} in the environment")
-    status, text = _probe(f"{base_url}/models", key, None, base_url)
+    status, text, headers = _probe(f"{base_url}/models", key, None, base_url)
     if status in (401, 403):
         raise UsageError(f"the server at {base_url} refused the API key (HTTP {status}): set {llm.api_key_env}")
     if status != 200:
@@ -116,7 +105,9 @@ def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Back
         raise UsageError(f"the server at {base_url} does not serve '{model}' (it serves {', '.join(served[:10])}): "
                          f"fix --model")
     for route in routes:
-        status, _ = _probe(f"{base_url}/{route}", key, {}, base_url)
+        # a body the route refuses at once; not an empty one for /completions, where llama-cpp-python's server takes
+        # the prompt to be "" and generates
+        status, _, _ = _probe(f"{base_url}/{route}", key, {"max_tokens": "none"}, base_url)
         if status in (404, 405, 501):
             fix = ("Magpie continues a raw prompt that ends inside a user turn: serve the model with vLLM or "
                    "`transformers serve`, or use --backend transformers" if route == "completions"
@@ -125,8 +116,24 @@ def check_server(llm, routes: tuple[str, ...], structured: bool = False) -> Back
     from ..model.gguf import resolve_model
 
     tokenizer = resolve_model(llm.tokenizer or llm.model)[0]  # a GGUF file's tokenizer, imported, for Magpie
-    json_schema = structured and honours_json_schema(base_url, key, model, timeout=min(llm.timeout, 60))
-    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url, json_schema=json_schema)
+    server = _described(base_url, key, model, text, headers, structured, timeout=min(llm.timeout, 60))
+    return Backend(kind="openai", model=model, tokenizer=tokenizer, base_url=base_url, server=server)
+
+
+_DESCRIBED: dict = {}
+
+
+def _described(base_url, key, model, models_text, headers, structured: bool, timeout: float) -> Server:
+    """A server is asked once per run: the judge's check completes what the generator's found on the same server
+    (Magpie's generator needs no labels, its judge does), in the same object, so both backends see the dialect."""
+    known = _DESCRIBED.get((base_url, model))
+    if known is None:
+        known = _DESCRIBED[(base_url, model)] = describe(base_url, key, model, models_text, headers, structured,
+                                                         timeout=timeout)
+    elif structured and not known.probed:
+        known.dialect, known.probed, known.probe_seconds = probe_dialect(base_url, key, model, known.accepted,
+                                                                         budget=timeout)
+    return known
 
 
 def check_tokenizer(llm, name: str | None, magpie: bool) -> None:
@@ -192,13 +199,45 @@ def make_llm(llm, backend: Backend, magpie: bool, temperature: float | None = No
 
     kwargs = generation_kwargs(llm, llm.backend, temperature, max_new_tokens)
     if llm.backend == "openai":
+        accepted = list(backend.server.accepted) if backend.server is not None else []
         common = dict(model=backend.model, base_url=backend.base_url, api_key=None, api_key_env=llm.api_key_env,
-                      max_retries=llm.max_retries, timeout=llm.timeout, generation_kwargs=kwargs)
+                      max_retries=llm.max_retries, timeout=llm.timeout, generation_kwargs=kwargs,
+                      sampling_names=accepted)
         if magpie:
             return llms.ServerMagpieLLM(tokenizer=backend.tokenizer, magpie_pre_query_template=pre_query(llm), **common)
-        return llms.ServerChatLLM(json_schema=backend.json_schema, **common)
+        return llms.ServerChatLLM(dialect=backend.dialect, **common)
     local = dict(model=backend.model, tokenizer=llm.tokenizer, trust_remote_code=llm.trust_remote_code,
                  generation_kwargs=kwargs, magpie_pre_query_template=pre_query(llm))
     if llm.backend == "vllm":
         return llms.LocalvLLM(**local)
     return llms.LocalLLM(torch_dtype=llm.dtype, device=llm.device, token=None, **local)
+
+
+# the drop reasons that mean a label did not parse (gen/subsets.py, gen/quality/filters.py)
+UNPARSED = ("constraint labels not parseable", "unlabelled")
+
+
+def label_advice(generator: dict, counts: dict) -> str | None:
+    """The end-of-run message when the server constrains no JSON and labels did not parse, or None."""
+    server = generator.get("server")
+    if not server or server.get("dialect") or not server.get("probed"):
+        return None
+    dropped = sum(n for reason, n in (counts.get("filtered") or {}).items() if reason.endswith(UNPARSED))
+    unlabelled = sum(values.get("unlabelled", 0) for values in (counts.get("labels") or {}).values()
+                     if isinstance(values, dict))
+    if not dropped and not unlabelled:
+        return None
+    return advice(server["base_url"], server["probed"])
+
+
+def server_lines(generator: dict) -> str:
+    """The dataset card's lines about a server: its dialect, the sampling each request sent, what it reported."""
+    server = generator.get("server")
+    if not server:
+        return ""
+    sent = json.dumps(server.get("sampling_sent") or {})
+    identity = json.dumps(server.get("identity") or {})[:600]
+    return (f"- Structured output: `{server['structured_output']}` (probed in order: "
+            f"{'; '.join(server.get('probed') or []) or 'not needed'})\n"
+            f"- Sampling sent with every request: `{sent}`\n"
+            f"- Server: `{identity}`\n")

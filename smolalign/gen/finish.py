@@ -34,8 +34,8 @@ def previous_plan(out_dir: Path) -> dict | None:
         return None
 
 
-def generator_record(backend) -> dict:
-    return {"backend": backend.kind, "model": backend.model, "base_url": backend.base_url, "gguf": backend.gguf}
+def generator_record(backend, llm=None) -> dict:
+    return backend.record(llm)  # a server's identity, dialect and sampling sent too (gen/backends.py)
 
 
 def write_record(out_dir: Path, recipe, generator: dict, status: str, extra: dict | None = None) -> None:
@@ -65,6 +65,10 @@ def finish(recipe, rows, history, against, out_dir: Path, generator: dict, start
     write_record(out_dir, recipe, generator, "complete", {"counts": counts, "seconds": round(seconds, 1),
                                                            **(extra or {})})
     print_summary(recipe.kind, counts, str(out_dir), seconds)
+    from .backends import label_advice
+
+    if advice := label_advice(generator, counts):  # labels failed on a server that constrains no JSON: say why
+        print(f"warning: {advice}", file=sys.stderr)
     return counts
 
 

@@ -12,10 +12,12 @@
 4. The steps have their own docstrings, so distilabel's citation lookup (an arXiv request without a timeout) has
    nothing to look up.
 
-Two things distilabel does not offer at all, on every backend here: an input may be a `(messages, schema)` pair, and
+Three things distilabel does not offer at all, on every backend here: an input may be a `(messages, schema)` pair, and
 its answer is then constrained to that JSON schema (structured.py locally; `response_format` on a server that the
-checks found to honour it); and every generation reports `truncated` (it stopped at max_new_tokens, finish reason
-"length"), which the tasks carry into the rows. Every LLM also reports progress to the watchdog (watchdog.py).
+checks found to honour it, in its own dialect); every request to a server names all the sampling it means
+(servers.py), so no server default changes it; and every generation reports `truncated` (it stopped at
+max_new_tokens, finish reason "length"), which the tasks carry into the rows. Every LLM also reports progress to the
+watchdog (watchdog.py).
 
 This module imports distilabel at the top: only the run imports it, never the CLI.
 """
@@ -26,7 +28,7 @@ import os
 
 from distilabel.models.llms import ClientvLLM, OpenAILLM, TransformersLLM, vLLM
 from distilabel.models.llms.utils import prepare_output
-from pydantic import SecretStr
+from pydantic import PrivateAttr, SecretStr
 
 from .prompts import render_prompt
 from .watchdog import TokenBeat, beating
@@ -51,12 +53,34 @@ def _answered(completion, texts: list) -> dict:
     return {**output, "truncated": [choice.finish_reason == "length" for choice in completion.choices]}
 
 
-class ServerChatLLM(OpenAILLM):
+class ServerSampling:
+    """What every request to a server carries besides its input: the spec's temperature and top_p, each neutral
+    setting the server takes (servers.NEUTRAL, its own names), and where it samples a seed of its own, drawn from the
+    pipeline's name (subset, shard, pass) and the request's number in this step, so a rerun of the same plan asks
+    with the same seeds and two requests for the same prompt do not get the same answer. (A mixin: the pydantic fields
+    `sampling_names` and `_requests` are declared on each LLM class.)"""
+
+    def request_sampling(self, temperature: float, top_p: float) -> dict:
+        import zlib
+
+        from distilabel.constants import PIPELINE_NAME_ENV_NAME
+
+        from ..servers import sampling
+
+        count = self._requests
+        self._requests = count + 1
+        seed = zlib.crc32(f"{os.environ.get(PIPELINE_NAME_ENV_NAME, '')}:{count}".encode()) & 0x7FFFFFFF
+        return sampling(temperature, top_p, self.sampling_names, seed=seed)
+
+
+class ServerChatLLM(ServerSampling, OpenAILLM):
     """An OpenAI-compatible server's /v1/chat/completions (distilabel's OpenAILLM), key read at load time; a schema
-    goes as `response_format` when `json_schema` (the server was seen to honour it)."""
+    goes in the server's own `dialect` (servers.py: probed at the start), or not at all when it has none."""
 
     api_key_env: str = "OPENAI_API_KEY"
-    json_schema: bool = False
+    dialect: str | None = None
+    sampling_names: list[str] = []
+    _requests: int = PrivateAttr(default=0)
 
     def load(self) -> None:
         self.api_key = _api_key(self.api_key_env)
@@ -64,21 +88,23 @@ class ServerChatLLM(OpenAILLM):
 
     async def agenerate(self, input, num_generations: int = 1, max_new_tokens: int = 128,  # type: ignore[override]
                         temperature: float = 1.0, top_p: float = 1.0) -> dict:
+        from ..servers import constrained
+
         messages, schema = split_input(input)
-        extra = {}
-        if schema is not None and self.json_schema:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        body = self.request_sampling(temperature, top_p)
+        if schema is not None:
+            body.update(constrained(self.dialect, schema))
         completion = await beating(self._aclient.chat.completions.create(
-            model=self.model, messages=messages, n=num_generations, max_tokens=max_new_tokens,
-            temperature=temperature, top_p=top_p, **extra))
+            model=self.model, messages=messages, n=num_generations, max_tokens=max_new_tokens, extra_body=body))
         return _answered(completion, [choice.message.content for choice in completion.choices])
 
 
-class ServerMagpieLLM(ClientvLLM):
+class ServerMagpieLLM(ServerSampling, ClientvLLM):
     """Magpie over a server's raw /v1/completions: the chat template is rendered here, on the client."""
 
     api_key_env: str = "OPENAI_API_KEY"
+    sampling_names: list[str] = []
+    _requests: int = PrivateAttr(default=0)
 
     def load(self) -> None:
         from openai import OpenAI
@@ -102,7 +128,7 @@ class ServerMagpieLLM(ClientvLLM):
                         temperature: float = 1.0, top_p: float = 1.0) -> dict:
         completion = await beating(self._aclient.completions.create(
             model=self.model, prompt=self._prepare_input(input), n=num_generations, max_tokens=max_new_tokens,
-            temperature=temperature, top_p=top_p))
+            extra_body=self.request_sampling(temperature, top_p)))
         return _answered(completion, [choice.text for choice in completion.choices])
 
 

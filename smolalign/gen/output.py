@@ -101,7 +101,10 @@ def tally(recipe, rows: list[dict], history: dict[int, list[dict]], against: lis
     count_kept = getattr(subset_module(recipe.kind), "count_kept", None)
     if count_kept:  # e.g. smol-constraints: the instructions each kept row was checked against
         counts.update(count_kept([flat[i][2] for i in alive]))
-    return [flat[i][2] for i in alive], counts, failures, rejected
+    for r in rejected:  # the judge's own answers where a label did not parse, as one JSON text
+        if isinstance(r.get("raw_labels"), dict):
+            r["raw_labels"] = json.dumps(r["raw_labels"], ensure_ascii=False)
+    return [{k: v for k, v in flat[i][2].items() if k != "raw_labels"} for i in alive], counts, failures, rejected
 
 
 def _near_duplicates(recipe, flat, alive: list[int], values: dict, drop) -> None:
@@ -204,6 +207,7 @@ def dataset_card(recipe, generator: dict, counts: dict, command: str, sizes: dic
               "tags": ["synthetic", "distilabel", "smolalign", "smoltalk"]}
     llm = recipe.sections["llm"]
     settings = {k: v for k, v in dataclasses.asdict(recipe.settings).items() if not isinstance(v, (dict, str))}
+    from .backends import server_lines
     from .quality.card import count_rows, quality_section
 
     return (
@@ -213,6 +217,7 @@ def dataset_card(recipe, generator: dict, counts: dict, command: str, sizes: dic
         f"plus the subset's raw columns and `gen_id`, the planned row each came from.\n\n"
         f"- Generator model: `{generator['model']}` (backend `{llm.backend}`)\n"
         f"- Sampling: temperature {llm.temperature}, top_p {llm.top_p}, max_new_tokens {llm.max_new_tokens}\n"
+        f"{server_lines(generator)}"
         f"- Settings: {json.dumps(settings)}; the full spec is in `recipe.yaml`\n"
         f"- Command: `{command}`\n\n"
         f"| count | rows |\n|---|---|\n{count_rows(counts)}\n"

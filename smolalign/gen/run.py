@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def run_gen(subset: str, overrides: list[str], backend=None, model=None, base_ur
         from .quality.checks import check_quality_inputs
 
         judges = check_quality_inputs(recipe, found, chat_checked=chat)
+    if line := found.describe():  # a server's dialect and sampling names, before any row
+        print(f"{recipe.kind}: {line}", file=sys.stderr)
     return _generate(recipe, rows, backends, judges, out_dir, fingerprint, overwrite and not resuming, against)
 
 
@@ -145,7 +148,7 @@ def _generate(recipe, rows, backends: dict, judges: dict, out_dir: Path, fingerp
     try:
         path = output.open()
         expect_space(output.target)  # a full disk names the output
-        write_record(path, recipe, generator_record(backends["llm"]), "running")
+        write_record(path, recipe, generator_record(backends["llm"], recipe.sections["llm"]), "running")
         atomic_write_text(path / WORK / PLAN_FILE, json.dumps({
             "fingerprint": fingerprint, "rows": len(rows), "shard_size": recipe.sections["output"].shard_size}) + "\n")
         # for processes that start afresh (Ray workers)
@@ -155,7 +158,7 @@ def _generate(recipe, rows, backends: dict, judges: dict, out_dir: Path, fingerp
             history = generate(recipe, rows, backends, output, display)
             display.stop()
             run_quality(recipe, rows, history, judges, output.path, labelling)
-        counts = finish(recipe, rows, history, against, output.path, generator_record(backends["llm"]), started)
+        counts = finish(recipe, rows, history, against, output.path, generator_record(backends["llm"], recipe.sections["llm"]), started)
         output.finish()  # the finished set: an old output an --overwrite set aside is removed now
         return counts
     except GenerationStopped as stopped:

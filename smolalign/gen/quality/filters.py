@@ -17,6 +17,9 @@ LABEL_OF = {"difficulty": "difficulty", "input_quality": "input_quality", "task_
             "safety": "safety"}
 
 
+RAW_LABELS = "raw_labels"  # a judge's answers that did not parse: kept in rejected/ only
+
+
 def label_columns(recipe, passes, values: dict, qid: str, category: str | None) -> dict:
     """The columns the passes give one row."""
     columns: dict = {}
@@ -35,6 +38,8 @@ def label_columns(recipe, passes, values: dict, qid: str, category: str | None) 
         else:
             parsed = {"reward_score": float(value)} if value is not None else None
         columns.update({name: (parsed or {}).get(name) for name in names})
+        if parsed is None and p.step in ("judge", "guard") and value is not None:  # what the judge said instead
+            columns.setdefault(RAW_LABELS, {})[p.name] = value
         if p.name == "task_category" and category is not None:
             label = columns["task_category"]
             columns["category_match"] = None if label is None else label == category

@@ -94,8 +94,9 @@ def _checked(recipe, row, error) -> Outcome:
         need(None, "constraint labels", error)
     messages = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
     truncated = flags(row.get("truncated"), 2)
-    as_row = [smoltalk_row(recipe, messages, truncated=truncated, gen_id=row["gen_id"])]  # kept, with its reason,
-    try:                                                                                    # in rejected/
+    # kept, with its reason and the labeller's own answer, in rejected/
+    as_row = [smoltalk_row(recipe, messages, truncated=truncated, gen_id=row["gen_id"], raw_labels=str(labels))]
+    try:
         ids, kwargs = parse_constraint_labels(labels)
     except ValueError as problem:
         return Outcome("filtered", rows=as_row, reason="constraint labels not parseable", detail=str(problem)[:300])
