@@ -66,6 +66,29 @@ def test_scoring_fixed_answers_strict_and_loose():
     assert families["change_case"] == {"instructions": 2, "strict_acc": 0.0, "loose_acc": 0.5}
 
 
+def test_the_scores_of_fixed_responses_are_pinned():
+    """All 541 prompts answered by the prompt itself, as written and in capitals: the counts the scorer gave before
+    IFEval moved into eval/tasks/ (pinned then), so a move or a faster path changes no verdict."""
+    import hashlib
+
+    from smolalign.eval.ifeval import load_prompts
+    from smolalign.eval.ifeval_score import accuracies, score_response
+
+    rows = load_prompts()
+    keys = ",".join(str(r["key"]) for r in rows)
+    assert hashlib.sha256(keys.encode()).hexdigest()[:16] == "5b696cdff08a7999", "the shipped file's order"
+    pinned = {"echo": (str, {"strict": (134, 300), "loose": (161, 342)}),
+              "upper": (str.upper, {"strict": (145, 324), "loose": (172, 364)})}
+    for name, (answer, counts) in pinned.items():
+        verdicts = [score_response(r, answer(r["prompt"])) for r in rows]
+        for reading, (prompts, instructions) in counts.items():
+            assert (sum(all(v[reading]) for v in verdicts), sum(sum(v[reading]) for v in verdicts)) == \
+                (prompts, instructions), (name, reading)
+        figures = accuracies(rows, verdicts)
+        assert figures["prompt_level_strict_acc"] == counts["strict"][0] / 541
+        assert figures["inst_level_loose_acc"] == counts["loose"][1] / 834
+
+
 def expected_figures(limit: int, answer: str) -> dict:
     from smolalign.eval.ifeval import load_prompts
     from smolalign.eval.ifeval_score import accuracies, score_response
