@@ -26,7 +26,7 @@ def row(ids: list[str], kwargs: list[dict]) -> dict:
 
 
 def test_the_shipped_prompts_are_ifevals_541():
-    from smolalign.eval.ifeval import load_prompts, prompts_digest
+    from smolalign.eval.tasks.ifeval import load_prompts, prompts_digest
     from smolalign.gen.constraints import INSTRUCTION_IDS, validate_instructions
 
     rows = load_prompts()
@@ -41,7 +41,7 @@ def test_the_shipped_prompts_are_ifevals_541():
 
 
 def test_scoring_fixed_answers_strict_and_loose():
-    from smolalign.eval.ifeval_score import accuracies, by_family, score_response
+    from smolalign.eval.tasks.ifeval_score import accuracies, by_family, score_response
 
     lowercase = row(["change_case:english_lowercase"], [{}])
     quoted = row(["punctuation:no_comma", "startend:quotation"], [{}, {}])
@@ -71,8 +71,8 @@ def test_the_scores_of_fixed_responses_are_pinned():
     IFEval moved into eval/tasks/ (pinned then), so a move or a faster path changes no verdict."""
     import hashlib
 
-    from smolalign.eval.ifeval import load_prompts
-    from smolalign.eval.ifeval_score import accuracies, score_response
+    from smolalign.eval.tasks.ifeval import load_prompts
+    from smolalign.eval.tasks.ifeval_score import accuracies, score_response
 
     rows = load_prompts()
     keys = ",".join(str(r["key"]) for r in rows)
@@ -90,50 +90,63 @@ def test_the_scores_of_fixed_responses_are_pinned():
 
 
 def expected_figures(limit: int, answer: str) -> dict:
-    from smolalign.eval.ifeval import load_prompts
-    from smolalign.eval.ifeval_score import accuracies, score_response
+    from smolalign.eval.tasks.ifeval import load_prompts
+    from smolalign.eval.tasks.ifeval_score import accuracies, score_response
 
     rows = load_prompts(limit)
     return accuracies(rows, [score_response(r, answer) for r in rows])
 
 
-def test_a_known_model_is_scored_written_and_resumed(cat_model, tmp_path, monkeypatch):
-    """Injected fault: the second batch raises KeyboardInterrupt, as ctrl-C would; the same command then
-    answers only the prompts the first run did not."""
-    from smolalign.eval import ifeval
+def test_a_known_model_is_scored_written_and_resumed(cat_model, tmp_path, monkeypatch, capsys):
+    """Injected fault: the answers stop with KeyboardInterrupt after the third, as ctrl-C would; the same command
+    then asks only the prompts not answered, one by one (not per batch)."""
+    from smolalign.eval import answers
     from smolalign.eval.run import run_eval
 
     out = tmp_path / "eval"
-    real_answer, calls, interrupt_at = ifeval.LocalAnswers.answer, [], [2]
+    real_stream, asked, interrupt_after = answers.LocalAnswers.stream, [], [3]
 
-    def interrupted(self, rows, max_new_tokens):
-        calls.append(len(rows))
-        if len(calls) in interrupt_at:
-            raise KeyboardInterrupt
-        return real_answer(self, rows, max_new_tokens)
+    def interrupted(self, task, rows, max_new_tokens, slots):
+        asked.append([row["key"] for row in rows])
+        for made, answer in enumerate(real_stream(self, task, rows, max_new_tokens, slots)):
+            if interrupt_after and made == interrupt_after[0]:
+                raise KeyboardInterrupt
+            yield answer
 
-    monkeypatch.setattr(ifeval.LocalAnswers, "answer", interrupted)
+    monkeypatch.setattr(answers.LocalAnswers, "stream", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_eval(str(cat_model), tasks=["ifeval"], limit=6, batch_size=2, output=str(out))
-    partial = out / ifeval.PARTIAL_FILE
+    partial = out / "ifeval-responses.jsonl"
+    answered = [json.loads(line)["key"] for line in partial.read_text().splitlines()[1:]]
+    assert len(answered) == 3
     with partial.open("a") as handle:
         handle.write('{"key": 99, "respo')  # a line torn by a kill in the middle of a write
-    calls.clear()
-    interrupt_at.clear()
+    asked.clear()
+    interrupt_after.clear()
     results = run_eval(str(cat_model), tasks=["ifeval"], limit=6, batch_size=2, output=str(out))
-    assert calls == [2, 2], "only the 4 prompts not answered before"
-    assert results["ifeval"]["resumed_answers"] == 2 and not partial.exists()
+    keys = [row["key"] for row in expected_rows(6)]
+    assert asked == [[k for k in keys if k not in answered]], "only the 3 prompts not answered before"
+    assert "line 5 not an answer" in capsys.readouterr().err, "the torn line is reported"
+    assert results["ifeval"]["resumed_answers"] == 3 and not partial.exists()
 
     written = json.loads((out / "eval.json").read_text())
     assert written["tasks"]["ifeval"] == pytest.approx(expected_figures(6, "cat"))
     assert [r["response"] for r in written["ifeval"]["responses"]] == ["cat"] * 6
-    assert written["ifeval"]["truncated"] == 0 and written["ifeval"]["settings"]["max_new_tokens"] == 1024
+    settings = written["ifeval"]["settings"]
+    assert written["ifeval"]["truncated"] == 0 and settings["max_new_tokens"] == 1280, "the card's limit"
+    assert (settings["decoding"], settings["dtype"], settings["device"]) == ("greedy", "float32", "cpu")
     assert set(written["ifeval"]["families"]) >= {"punctuation", "detectable_format"}
 
-    calls.clear()  # other settings are another evaluation: nothing is reused
+    asked.clear()  # other settings are another evaluation: nothing is reused
     run_eval(str(cat_model), tasks=["ifeval"], limit=2, batch_size=2, max_new_tokens=1, output=str(out))
     written = json.loads((out / "eval.json").read_text())
-    assert calls == [2] and written["ifeval"]["truncated"] == 2, "one token is cut before <|im_end|>"
+    assert len(asked[0]) == 2 and written["ifeval"]["truncated"] == 2, "one token is cut before <|im_end|>"
+
+
+def expected_rows(limit: int) -> list[dict]:
+    from smolalign.eval.tasks.ifeval import load_prompts
+
+    return load_prompts(limit)
 
 
 def test_bad_input_is_refused_before_anything_runs(cat_model, tmp_path):
