@@ -11,8 +11,8 @@ A task module gives:
 - `tables(result, model)`, rich tables of a result.
 
 `answers.py` asks the prompts (resumably, a model in this process or a server) and `run.py` only looks a task up
-here by name. Every other task name goes to lm-eval (harness.py). Imports only gen/constraints' IFEval checkers
-(ifeval_score.py) and the prompts shipped in eval/data.
+here by name. Every other task name goes to lm-eval (harness.py). Imports gen/constraints' IFEval checkers
+(ifeval_score.py), the prompts shipped in eval/data, and lm-eval only in its second scorer (ifeval_lm_eval.py).
 """
 
 from __future__ import annotations
