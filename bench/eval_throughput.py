@@ -123,10 +123,11 @@ def main() -> None:
     }
     seconds: dict[str, list[float]] = {name: [] for name in sides}
     tokens: dict[str, int] = {}
-    for _ in range(args.reps):
+    for rep in range(args.reps):
         for name, run in sides.items():
             took, texts = timed(run)
             seconds[name].append(took)
+            print(f"rep {rep + 1}: {name}: {took:.1f} s", file=sys.stderr, flush=True)
             tokens[name] = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
     print(f"\n{'side':42} {'prompts/s':>10} {'tokens/s':>10} {'tokens':>8} {'median s':>9}")
