@@ -75,7 +75,7 @@ def _settings_line(settings: dict) -> str:
     weights = settings.get("dtype", "the server's")
     where = f" on {settings['device']}" if settings.get("device") else ""
     return (f"{settings['decoding']}, at most {settings['max_new_tokens']} new tokens, stopped at "
-            f"{settings['stop']}; {settings['chat_template']}; zero-shot; {weights} weights{where}; "
+            f"{settings['stop']}; chat template: {settings['chat_template']}; zero-shot; {weights} weights{where}; "
             f"backend {settings['backend']}")
 
 

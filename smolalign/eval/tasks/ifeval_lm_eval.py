@@ -71,7 +71,8 @@ def lm_eval_figures(rows: list[dict], responses: dict[int, str]) -> dict:
         values = [verdict[name] for verdict in verdicts]
         figures[name] = utils.agg_inst_level_acc(values) if name.startswith("inst") else sum(values) / len(values)
     for reading in ("strict", "loose"):
-        figures[f"average_{reading}"] = (figures[f"prompt_level_{reading}_acc"] + figures[f"inst_level_{reading}_acc"]) / 2
+        levels = (figures[f"prompt_level_{reading}_acc"], figures[f"inst_level_{reading}_acc"])
+        figures[f"average_{reading}"] = sum(levels) / 2
     return figures
 
 
