@@ -7,7 +7,9 @@ same token limit, greedy, through the model's chat template:
 - fixed batches: `model.generate` on `--batch` prompts at a time in file order, as eval answered IFEval before
   (eval/metrics.py `generate_batch`);
 - lm-eval's `hf` model (`HFLM.generate_until`, stopped at the end-of-turn token) at batch 1, its default;
-- lm-eval's `hf` model at its best batch size among `--lm-eval-batches` (each tried once, the fastest kept).
+- lm-eval's `hf` model at its best batch size among `--lm-eval-batches` (each tried once, the fastest kept);
+- with `--generate-batch`, transformers' own continuous batching (`model.generate_batch`), and whether its
+  answers equal `model.generate`'s (eval/generate.py says why smolalign does not use it).
 Each side runs `--reps` times, interleaved; the table gives the median prompts/s and generated tokens/s (each
 answer re-tokenized the same way for every side), and the ratios against fixed batches and lm-eval's best.
 
@@ -59,6 +61,26 @@ def fixed_side(model, tokenizer, rows, limit, batch):
             for text, _ in generate_batch(model, tokenizer, encoded[k:k + batch], limit)]
 
 
+def generate_batch_side(model, tokenizer, rows, limit):
+    from transformers import GenerationConfig
+
+    from smolalign.eval.metrics import chat_prompt_ids
+    from smolalign.eval.tasks.ifeval import messages
+    from smolalign.model.chat_template import stop_token_ids
+
+    stops = stop_token_ids(model, tokenizer)
+    config = GenerationConfig(max_new_tokens=limit, do_sample=False, eos_token_id=stops,
+                              pad_token_id=tokenizer.pad_token_id)
+    encoded = [chat_prompt_ids(tokenizer, messages(row)) for row in rows]
+    outputs = model.generate_batch(encoded, generation_config=config, max_new_tokens=limit, warmup=False)
+    texts = []
+    for output in outputs.values():  # in the order of the prompts
+        tokens = list(output.generated_tokens)
+        cut = next((i for i, token in enumerate(tokens) if token in stops), len(tokens))
+        texts.append(tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip())
+    return texts
+
+
 def lm_eval_side(hflm, tokenizer, rows, limit, batch):
     from lm_eval.api.instance import Instance
 
@@ -86,6 +108,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--lm-eval-batches", default="8,16,32,64")
+    parser.add_argument("--generate-batch", action="store_true", help="also time transformers' generate_batch")
     parser.add_argument("--tiny", action="store_true")
     args = parser.parse_args()
     if args.tiny:
@@ -121,12 +144,17 @@ def main() -> None:
         f"lm-eval hf, batch {best} (its best)": lambda: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens,
                                                                        best),
     }
+    if args.generate_batch:
+        sides["transformers generate_batch"] = lambda: generate_batch_side(model, tokenizer, rows,
+                                                                           args.max_new_tokens)
     seconds: dict[str, list[float]] = {name: [] for name in sides}
+    answers: dict[str, list[str]] = {}
     tokens: dict[str, int] = {}
     for rep in range(args.reps):
         for name, run in sides.items():
             took, texts = timed(run)
             seconds[name].append(took)
+            answers[name] = texts
             print(f"rep {rep + 1}: {name}: {took:.1f} s", file=sys.stderr, flush=True)
             tokens[name] = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
@@ -137,6 +165,9 @@ def main() -> None:
         rate[name] = len(rows) / median
         print(f"{name:42} {rate[name]:10.3f} {tokens[name] / median:10.1f} {tokens[name]:8d} {median:9.1f}")
     ours, fixed, lm_best = (rate[name] for name in list(sides)[:2] + [list(sides)[3]])
+    if args.generate_batch:
+        same = answers["transformers generate_batch"] == answers["model.generate, fixed batches (before)"]
+        print(f"\ntransformers generate_batch answers equal model.generate's: {'yes' if same else 'no'}")
     print(f"\nratio smolalign eval / fixed batches: {ours / fixed:.2f}x")
     print(f"ratio smolalign eval / lm-eval best: {ours / lm_best:.2f}x")
 
