@@ -21,7 +21,7 @@ def second_scorer():
     return ifeval_lm_eval
 
 
-def test_both_scorers_agree_on_fixed_responses_to_all_541_prompts(second_scorer):
+def test_both_scorers_agree_on_fixed_responses_to_all_541_prompts(second_scorer, tmp_path):
     from smolalign.eval.tasks.ifeval import load_prompts
     from smolalign.eval.tasks.ifeval_score import accuracies, score_response
 
@@ -32,6 +32,12 @@ def test_both_scorers_agree_on_fixed_responses_to_all_541_prompts(second_scorer)
     for name in second_scorer.FIGURES:
         assert 0.2 < theirs[name] < 0.5, (name, theirs[name])
         assert abs(ours[name] - theirs[name]) <= second_scorer.AGREEMENT_POINTS / 100, name
+
+    record = tmp_path / "ifeval-responses.jsonl"  # a run in progress: the prompts answered so far are scored
+    entries = [{"key": row["key"], "response": responses[row["key"]], "truncated": False} for row in rows[:40]]
+    record.write_text("\n".join(json.dumps(line) for line in [{"settings": {}}, *entries]) + "\n")
+    ours, theirs, gap = second_scorer.compare(record)
+    assert theirs["prompts"] == 40 and gap <= second_scorer.AGREEMENT_POINTS
 
 
 @pytest.mark.slow

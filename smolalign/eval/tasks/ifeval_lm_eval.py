@@ -16,8 +16,9 @@ All 541 prompts, after `smolalign eval MODEL --tasks ifeval --output DIR`:
 
     python -m smolalign.eval.tasks.ifeval_lm_eval DIR/eval.json
 
-prints both scorers' figures and exits 1 when one of the four differs by more than 0.5 points. Needs the `eval`
-(or `dev`) extra: lm-eval[ifeval].
+prints both scorers' figures and exits 1 when one of the four differs by more than 0.5 points. Given the
+`ifeval-responses.jsonl` of a run still in progress instead, it scores the prompts answered so far. Needs the
+`eval` (or `dev`) extra: lm-eval[ifeval].
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def lm_eval_figures(rows: list[dict], responses: dict[int, str]) -> dict:
             verdicts = [utils.process_results(row, [responses[row["key"]]]) for row in rows]
         finally:
             nltk.data.path.remove(str(root))
-    figures = {}
+    figures = {"prompts": len(rows)}
     for name in FIGURES:
         values = [verdict[name] for verdict in verdicts]
         figures[name] = utils.agg_inst_level_acc(values) if name.startswith("inst") else sum(values) / len(values)
@@ -76,20 +77,32 @@ def lm_eval_figures(rows: list[dict], responses: dict[int, str]) -> dict:
     return figures
 
 
-def compare(eval_json: Path) -> tuple[dict, dict, float]:
-    """(smolalign's figures, lm-eval's, the largest difference in points) for the IFEval entry of an eval.json."""
-    written = json.loads(Path(eval_json).read_text())
-    responses = {entry["key"]: entry["response"] for entry in written["ifeval"]["responses"]}
-    rows = [row for row in load_prompts() if row["key"] in responses]
-    ours, theirs = written["tasks"]["ifeval"], lm_eval_figures(rows, responses)
+def compare(path: Path) -> tuple[dict, dict, float]:
+    """(smolalign's figures, lm-eval's, the largest difference in points) for the IFEval answers of an eval.json,
+    or those made so far in an `ifeval-responses.jsonl`."""
+    from .ifeval_score import accuracies, score_response
+
+    if Path(path).suffix == ".jsonl":
+        lines = Path(path).read_text(encoding="utf-8").splitlines()[1:]  # after the settings line
+        responses = {entry["key"]: entry["response"] for entry in map(json.loads, lines)}
+        rows = [row for row in load_prompts() if row["key"] in responses]
+        ours = accuracies(rows, [score_response(row, responses[row["key"]]) for row in rows])
+    else:
+        written = json.loads(Path(path).read_text())
+        responses = {entry["key"]: entry["response"] for entry in written["ifeval"]["responses"]}
+        rows = [row for row in load_prompts() if row["key"] in responses]
+        ours = written["tasks"]["ifeval"]  # the figures eval reported
+    theirs = lm_eval_figures(rows, responses)
     return ours, theirs, max(100 * abs(ours[name] - theirs[name]) for name in FIGURES)
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m smolalign.eval.tasks.ifeval_lm_eval DIR/eval.json", file=sys.stderr)
+        print("usage: python -m smolalign.eval.tasks.ifeval_lm_eval DIR/eval.json (or DIR/ifeval-responses.jsonl)",
+              file=sys.stderr)
         return 2
     ours, theirs, gap = compare(Path(argv[0]))
+    print(f"{theirs['prompts']} prompts answered")
     print(f"{'':28} {'smolalign':>10} {'lm-eval':>10}")
     for name in (*FIGURES, "average_strict", "average_loose"):
         print(f"{name:28} {100 * ours[name]:10.2f} {100 * theirs[name]:10.2f}")
