@@ -146,7 +146,11 @@ def test_a_known_model_is_scored_written_and_resumed(cat_model, tmp_path, monkey
     assert [r["response"] for r in written["ifeval"]["responses"]] == ["cat"] * 6
     settings = written["ifeval"]["settings"]
     assert written["ifeval"]["truncated"] == 0 and settings["max_new_tokens"] == 1280, "the card's limit"
-    assert (settings["decoding"], settings["dtype"], settings["device"]) == ("greedy", "float32", "cpu")
+    from smolalign.model.load import choose_placement
+
+    placement = choose_placement()  # fp32 on CPU, bf16 where a GPU supports it
+    assert (settings["decoding"], settings["dtype"], settings["device"]) == ("greedy", placement.dtype,
+                                                                             placement.device)
     assert set(written["ifeval"]["families"]) >= {"punctuation", "detectable_format"}
 
     asked.clear()  # other settings are another evaluation: nothing is reused
