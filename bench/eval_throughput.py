@@ -10,7 +10,8 @@ same token limit, greedy, through the model's chat template:
 - lm-eval's `hf` model at its best batch size among `--lm-eval-batches` (each tried once, the fastest kept);
 - with `--generate-batch`, transformers' own continuous batching (`model.generate_batch`), and whether its
   answers equal `model.generate`'s (eval/generate.py says why smolalign does not use it).
-Each side runs `--reps` times, interleaved; the table gives the median prompts/s and generated tokens/s (each
+Each side runs `--reps` times, interleaved (lm-eval at batch 1, the slowest, last); each timing goes to stderr as
+it comes; the table gives the median prompts/s and generated tokens/s (each
 answer re-tokenized the same way for every side), and the ratios against fixed batches and lm-eval's best.
 
 Run by hand: `python bench/eval_throughput.py --model DIR [--prompts 64] [--max-new-tokens 128] [--batch 32]
@@ -132,17 +133,20 @@ def main() -> None:
           f"batch {args.batch}, median of {args.reps}")
 
     candidates = [int(b) for b in args.lm_eval_batches.split(",")]
-    tried = {b: timed(lambda b=b: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens, b))[0] for b in candidates}
-    best = min(tried, key=tried.get)
-    print(f"lm-eval hf batch sizes tried once: {', '.join(f'{b}: {s:.1f} s' for b, s in tried.items())} -> {best}")
+    best, chosen = candidates[0], "the one size given"
+    if len(candidates) > 1:  # one candidate needs no trial
+        tried = {b: timed(lambda b=b: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens, b))[0]
+                 for b in candidates}
+        best, chosen = min(tried, key=tried.get), "its best"
+        print(f"lm-eval hf batch sizes tried once: {', '.join(f'{b}: {s:.1f} s' for b, s in tried.items())} -> {best}")
     sides = {
         "smolalign eval (continuous batching)": lambda: smolalign_side(model, tokenizer, placement, rows,
                                                                        args.max_new_tokens, args.batch),
         "model.generate, fixed batches (before)": lambda: fixed_side(model, tokenizer, rows, args.max_new_tokens,
                                                                      args.batch),
-        "lm-eval hf, batch 1": lambda: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens, 1),
-        f"lm-eval hf, batch {best} (its best)": lambda: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens,
+        f"lm-eval hf, batch {best} ({chosen})": lambda: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens,
                                                                        best),
+        "lm-eval hf, batch 1": lambda: lm_eval_side(hflm, tokenizer, rows, args.max_new_tokens, 1),
     }
     if args.generate_batch:
         sides["transformers generate_batch"] = lambda: generate_batch_side(model, tokenizer, rows,
@@ -164,7 +168,7 @@ def main() -> None:
         median = statistics.median(seconds[name])
         rate[name] = len(rows) / median
         print(f"{name:42} {rate[name]:10.3f} {tokens[name] / median:10.1f} {tokens[name]:8d} {median:9.1f}")
-    ours, fixed, lm_best = (rate[name] for name in list(sides)[:2] + [list(sides)[3]])
+    ours, fixed, lm_best = (rate[name] for name in list(sides)[:3])
     if args.generate_batch:
         same = answers["transformers generate_batch"] == answers["model.generate, fixed batches (before)"]
         print(f"\ntransformers generate_batch answers equal model.generate's: {'yes' if same else 'no'}")
