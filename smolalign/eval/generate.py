@@ -80,7 +80,7 @@ def _step(model, **inputs):
 
     if "cache" in inputs and "cache" not in inspect.signature(model.forward).parameters:
         inputs["past_key_values"] = inputs.pop("cache")
-    out = model(**inputs, use_cache=True)
+    out = model(**inputs, use_cache=True, logits_to_keep=1)  # a prefill's other positions need no logits
     cache = out.get("cache")
     return out.logits[:, -1].argmax(-1), out.get("past_key_values") if cache is None else cache
 
