@@ -105,8 +105,8 @@ def gen(name: str, subset: str, out: Path, rows: int, tokens: int, *backend) -> 
 
 def ifeval_server_before(url: str, model: str, prompts: int, tokens: int) -> None:
     """The requests smolalign sent before issue 34: temperature 0 and nothing else (the server's defaults apply)."""
-    from smolalign.eval import ifeval_score
-    from smolalign.eval.ifeval import load_prompts
+    from smolalign.eval.tasks import ifeval_score
+    from smolalign.eval.tasks.ifeval import load_prompts
 
     rows = load_prompts(prompts)
 

@@ -244,7 +244,7 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 @click.option("--split", default=None, help="Split to read (default: test; train for a single file).")
 @click.option("--limit", type=int, default=None, help="At most this many rows per dataset, prompts or task.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--max-new-tokens", type=int, default=None, help="Longest reply: 1024 for ifeval (SmolLM2's setting), "
+@click.option("--max-new-tokens", type=int, default=None, help="Longest reply: 1280 for ifeval (the SmolLM2 card's), "
               "256 for exact match.")
 @click.option("--text-column", default="text", show_default=True, help="Column that holds plain text.")
 @click.option("--num-fewshot", type=int, default=None, help="Few-shot examples for lm-eval tasks (default: the task's).")
@@ -255,8 +255,9 @@ def gen(subset, overrides, list_subsets, backend, model_name, base_url, num_rows
 @click.option("--base-url", default=None, help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--output", type=click.Path(), default=None,
               help="Directory for eval.json (default: the model directory; needed for a hub id or a server).")
+@click.option("--overwrite", is_flag=True, help="Start a built-in task's answers over (ifeval-responses.jsonl).")
 def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_tokens, text_column, num_fewshot,
-                 chat_template, backend, base_url, output):
+                 chat_template, backend, base_url, output, overwrite):
     """Held-out loss and perplexity, exact match, preference accuracy, IFEval, lm-eval benchmarks; writes eval.json."""
     from .eval.run import run_eval, task_names
     from .locks import lock_existing
@@ -271,7 +272,8 @@ def eval_command(model, data, tasks, metrics, split, limit, batch_size, max_new_
     with lock_existing(output or model, create=output is not None):  # one eval at a time writes eval.json
         run_eval(model, list(data), list(tasks), output, metrics=list(metrics) or None, split=split, limit=limit,
                  batch_size=batch_size, max_new_tokens=max_new_tokens, text_column=text_column,
-                 num_fewshot=num_fewshot, chat_template=chat_template, backend=backend, base_url=base_url)
+                 num_fewshot=num_fewshot, chat_template=chat_template, backend=backend, base_url=base_url,
+                 overwrite=overwrite)
 
 
 @main.command()

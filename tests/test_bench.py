@@ -27,6 +27,7 @@ def ratios(stdout: str) -> dict[str, float]:
                            "per-document attention / 4-D mask, smolalign packed",
                            "smolalign packed / TRL packed (padding-free)"]),
     ("startup.py", ["smolalign sft --help / trl sft --help"]),
+    ("eval_throughput.py", ["smolalign eval / fixed batches", "smolalign eval / lm-eval best"]),
 ])
 def test_bench_runs_in_tiny_mode(name, expected):
     stdout = run_bench(name)

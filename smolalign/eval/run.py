@@ -1,5 +1,5 @@
-"""`smolalign eval MODEL`: held-out figures on the user's data, IFEval offline, benchmarks through lm-eval, one
-`eval.json`.
+"""`smolalign eval MODEL`: held-out figures on the user's data, built-in tasks (IFEval, offline), benchmarks through
+lm-eval, one `eval.json`.
 
 The data says which measure fits, from its columns: chosen + rejected -> preference accuracy; a chat format
 (the data layer's: messages, conversations, instruction + output, prompt + completion) -> loss and perplexity on
@@ -7,10 +7,11 @@ the assistant tokens, plus exact match when every reference answer is short (a t
 open-ended chat an exact match is noise and costs a generation per row); a text column -> loss and perplexity.
 `--metric` overrides the choice. Rows go through the same data layer as training, so what trains also evaluates.
 
-`--tasks ifeval` is answered and scored here (ifeval.py), also for a model behind an OpenAI-compatible server
-(`--backend openai`); other task names go to lm-eval (harness.py). Every problem with the input is found before
-the model loads. `eval.json` sits next to the model (or under
-`--output` for a hub id); a later evaluation updates its entries and keeps the others.
+A built-in task (tasks/, one file each: `--tasks ifeval`) is answered here (answers.py), also by a model behind an
+OpenAI-compatible server (`--backend openai`), and scored by its own file; other task names go to lm-eval
+(harness.py). `run_eval` reads top to bottom: checks, the model or server, the metrics on data, the tasks. Every
+problem with the input is found before the model loads. `eval.json` sits next to the model (or under `--output`
+for a hub id); a later evaluation updates its entries and keeps the others.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from ..data import normalise
 from ..data.formats import detect_format
 from ..data.loading import load_split
 from ..errors import UsageError
-from .ifeval import TASK
 
 EVAL_FILE = "eval.json"
 KIND_METRICS = {"chat": ("loss", "exact_match"), "text": ("loss",), "preference": ("preference",)}
@@ -100,17 +100,19 @@ def task_names(tasks: list[str] | None) -> list[str]:
 
 
 def _check_backend(backend: str, base_url: str | None, data, names: list[str]) -> None:
-    """`--backend openai` asks a server for answers, so only generated answers can be scored: IFEval."""
+    """`--backend openai` asks a server for answers, so only generated answers can be scored: built-in tasks."""
+    from .tasks import BUILTIN
+
     if backend == "transformers":
         if base_url:
             raise UsageError("--base-url is for --backend openai: add it, or leave --base-url out")
         return
     if not base_url:
         raise UsageError("--backend openai needs --base-url, e.g. --base-url http://127.0.0.1:8000/v1")
-    other = [n for n in names if n != TASK]
+    other = [n for n in names if n not in BUILTIN]
     if data or other or not names:
-        raise UsageError(f"--backend openai scores answers from a server, which is --tasks {TASK} only: losses "
-                         f"and lm-eval tasks need the weights (give a model directory without --backend)")
+        raise UsageError(f"--backend openai scores answers from a server, which is --tasks {','.join(BUILTIN)} "
+                         f"only: losses and lm-eval tasks need the weights (give a model directory without --backend)")
 
 
 def _eval_dir(model: str, output: str | None) -> Path:
@@ -159,7 +161,7 @@ def _measure(model, tokenizer, item: dict, batch_size: int, max_new_tokens: int,
     return out
 
 
-def _write(place: Path, model: str, results: dict) -> Path:
+def _write(place: Path, model: str, results: dict, own: list[str]) -> Path:
     from ..outputs import atomic_write_text
 
     path = place / EVAL_FILE
@@ -170,13 +172,13 @@ def _write(place: Path, model: str, results: dict) -> Path:
     merged = {**previous, "model": model, "data": {**previous.get("data", {}), **results["data"]},
               "tasks": {**previous.get("tasks", {}), **results["tasks"]},
               "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if TASK in results:
-        merged[TASK] = results[TASK]  # every IFEval response, its verdicts, families and settings
+    for name in own:
+        merged[name] = results[name]  # a built-in task's every response, its verdicts and settings
     atomic_write_text(path, json.dumps(merged, indent=2) + "\n")
     return path
 
 
-def _table(results: dict):
+def _table(results: dict, own: list[str]):
     from rich.table import Table
 
     table = Table(title=f"eval: {results['model']}")
@@ -189,33 +191,74 @@ def _table(results: dict):
                 table.add_row(entry["dataset"], entry["split"], str(entry["rows"]), metric,
                               f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}")
     for task, values in results["tasks"].items():
-        if task == TASK:
-            continue  # IFEval has tables of its own
+        if task in own:
+            continue  # a built-in task has tables of its own
         for metric, value in values.items():
             table.add_row(task, "lm-eval", "", metric, f"{value:.4f}")
     return table
+
+
+def _open(model: str, backend: str, base_url: str | None, sets: list[dict], builtin: list[str]):
+    """(model, tokenizer, placement, answerer): the weights loaded here, or a server that answers for them."""
+    from .answers import LocalAnswers, ServedAnswers
+
+    if backend == "openai":
+        from .remote import ServerAnswers
+
+        return None, None, None, ServedAnswers(ServerAnswers(base_url, model))
+    from ..model.load import load_model
+
+    lm, tokenizer, placement = load_model(name_or_path=model)
+    lm.to(placement.device)
+    if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
+        raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through "
+                         f"it: evaluate a model saved by `smolalign sft`, or give plain-text data")
+    return lm, tokenizer, placement, (LocalAnswers(lm, tokenizer, placement) if builtin else None)
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True)
+
+    def rows_bar(description: str, total: int):
+        task = progress.add_task(description, total=total)
+        return lambda done: progress.advance(task, done)
+
+    def answers_bar(description: str):
+        task = progress.add_task(description, total=None)
+        return lambda done, total: progress.update(task, advance=done, **({"total": total} if total else {}))
+
+    return progress, rows_bar, answers_bar
 
 
 def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None = None, output: str | None = None,
              *, metrics: list[str] | None = None, split: str | None = None, limit: int | None = None,
              batch_size: int = 32, max_new_tokens: int | None = None, text_column: str = "text",
              num_fewshot: int | None = None, chat_template: bool | None = None, backend: str = "transformers",
-             base_url: str | None = None, console=None) -> dict:
+             base_url: str | None = None, overwrite: bool = False, console=None) -> dict:
     """Evaluate MODEL on each --data set and task; print tables, write eval.json, return the figures.
 
-    `--tasks ifeval` runs offline here (ifeval.py); other tasks go to lm-eval."""
+    Built-in tasks (eval/tasks/) are answered and scored here; other tasks go to lm-eval."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..model.load import check_model_source, load_model
+    from ..model.load import check_model_source
+    from .answers import run_task
+    from .responses import check, finish, record_path
+    from .tasks import BUILTIN, builtin
 
+    # everything the user gave is checked before anything loads
     _check_args(data, tasks, metrics, limit, batch_size, max_new_tokens, num_fewshot)
     names = task_names(tasks)
     _check_backend(backend, base_url, data, names)
-    harness_tasks = [n for n in names if n != TASK]
+    own, harness_tasks = [n for n in names if n in BUILTIN], [n for n in names if n not in BUILTIN]
     if backend == "transformers":
         check_model_source(model)
     place = _eval_dir(model, output)
+    for name in own:
+        check(record_path(place, name), overwrite)
     prepared = None
     if harness_tasks:
         from .harness import prepare_tasks
@@ -223,63 +266,39 @@ def run_eval(model: str, data: list[str] | None = None, tasks: list[str] | None 
         prepared = prepare_tasks(harness_tasks)
     sets = [_load(name, split, text_column, limit, metrics) for name in data or []]
 
-    lm = tokenizer = placement = answers = None
-    if backend == "openai":
-        from .remote import ServerAnswers
-
-        answers = ServerAnswers(base_url, model)
-    else:
-        lm, tokenizer, placement = load_model(name_or_path=model)
-        lm.to(placement.device)
-        if not tokenizer.chat_template and any(item["kind"] != "text" for item in sets):
-            raise UsageError(f"model '{model}' has no chat template, and chat and preference data are read through "
-                             f"it: evaluate a model saved by `smolalign sft`, or give plain-text data")
-        if TASK in names:
-            from .ifeval import LocalAnswers
-
-            answers = LocalAnswers(lm, tokenizer)
+    # the model (or the server that answers for it), then the metrics on data, then the tasks
+    lm, tokenizer, placement, answerer = _open(model, backend, base_url, sets, own)
     results = {"model": model, "data": {}, "tasks": {}}
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=Console(stderr=True), transient=True)
-
-    def bar(description: str, total: int):
-        task = progress.add_task(description, total=total)
-        return lambda done: progress.advance(task, done)
-
+    progress, rows_bar, answers_bar = _progress()
+    warn = Console(stderr=True).print
     with progress:
         for item in sets:
-            figures = _measure(lm, tokenizer, item, batch_size, max_new_tokens or EXACT_MATCH_TOKENS, bar)
-            key = f"{item['dataset']} [{item['split']}]"
-            results["data"][key] = {"dataset": item["dataset"], "split": item["split"], "kind": item["kind"],
-                                    "format": item["format"], "rows": len(item["rows"]), **figures}
-        if TASK in names:
-            from .ifeval import DEFAULT_MAX_NEW_TOKENS, run_ifeval
-
-            ifeval_bar = progress.add_task(f"{TASK} answers", total=None)
-
-            def advance(done: int, total: int | None):
-                progress.update(ifeval_bar, advance=done, **({"total": total} if total else {}))
-
-            scored = run_ifeval(answers, model, place, limit, batch_size, max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-                                backend, progress=advance)
-            results["tasks"][TASK], results[TASK] = scored["figures"], scored["details"]
+            figures = _measure(lm, tokenizer, item, batch_size, max_new_tokens or EXACT_MATCH_TOKENS, rows_bar)
+            results["data"][f"{item['dataset']} [{item['split']}]"] = {
+                "dataset": item["dataset"], "split": item["split"], "kind": item["kind"], "format": item["format"],
+                "rows": len(item["rows"]), **figures}
+        for name in own:
+            scored = run_task(builtin(name), answerer, model, place, limit=limit, slots=batch_size,
+                              max_new_tokens=max_new_tokens, backend=backend, overwrite=overwrite, warn=warn,
+                              progress=answers_bar(f"{name} answers"))
+            results["tasks"][name], results[name] = scored["figures"], scored["details"]
     if harness_tasks:
         from .harness import is_chat_model, run_tasks
 
         source = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
         chat = is_chat_model(tokenizer) if chat_template is None else chat_template
-        del lm  # lm-eval loads its own copy
+        del lm, answerer  # lm-eval loads its own copy
         results["tasks"].update(run_tasks(source, prepared, chat=chat, device=placement.device,
                                           dtype=placement.dtype, batch_size=batch_size, limit=limit,
                                           num_fewshot=num_fewshot))
-    results["eval_json"] = str(_write(place, model, results))
+
+    results["eval_json"] = str(_write(place, model, results, own))
+    for name in own:
+        finish(record_path(place, name))
     out = console or Console()
     if sets or harness_tasks:
-        out.print(_table(results))
-    if TASK in results:
-        from .ifeval import finish, tables
-
-        finish(place)
-        for table in tables({"figures": results["tasks"][TASK], "details": results[TASK]}, model):
+        out.print(_table(results, own))
+    for name in own:
+        for table in builtin(name).tables({"figures": results["tasks"][name], "details": results[name]}, model):
             out.print(table)
     return results

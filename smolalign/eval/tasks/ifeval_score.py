@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..gen.constraints import check_response
+from ...gen.constraints import check_response
 
 
 def loose_variants(response: str) -> list[str]:
