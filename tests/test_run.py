@@ -4,11 +4,13 @@ every check passed, secrets never written, checkpoints never lost to rotation, a
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from smolalign.errors import UsageError
-from smolalign.outputs import OutputLock, check_output_dir
+from smolalign.outputs import check_output_dir
 from smolalign.train.checkpoints import COMPLETE_MARKER, checkpoints, rotate
 
 from .conftest import assert_user_error, run_cli
@@ -114,16 +116,21 @@ def test_read_only_output_place(tmp_path):
 def test_a_second_run_in_the_same_directory_is_refused(tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
-    lock = OutputLock(out)
-    assert lock.acquire()  # as a running smolalign process holds it
+    (out / "smolalign_run.json").write_text("{}")
+    (out / "checkpoint-1").mkdir()
+    # another process holds the directory as a running smolalign run does (this process's own locks are shared by
+    # its users, so the holder must be a process of its own)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from smolalign.outputs import OutputLock; "
+                               "lock = OutputLock(sys.argv[1]); assert lock.acquire(); print('held', flush=True); "
+                               "sys.stdin.read()", str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        (out / "smolalign_run.json").write_text("{}")
-        (out / "checkpoint-1").mkdir()
+        assert holder.stdout.readline().strip() == "held"
         result = run_cli("sft", "debug/sft", f"training.output_dir={out}", *SHORT, "--resume")
         assert_user_error(result)
-        assert "another smolalign process" in result.stderr
+        assert f"another smolalign process (pid {holder.pid})" in result.stderr
     finally:
-        lock.release()
+        holder.stdin.close()
+        holder.wait(timeout=60)
 
 
 def test_trainer_errors_come_before_the_first_write(tmp_path):
