@@ -30,8 +30,9 @@ FRESH_COMMANDS = {"gen", "demo"}
 
 # The files that take longest (`pytest --durations`), first: `make test`'s two workers take whole files in
 # collection order, and a long file collected last leaves one worker running it alone at the end.
-LONGEST_FIRST = ("test_gen.py", "test_demo.py", "test_real_gen.py", "test_quality.py", "test_sft.py",
-                 "test_gen_watchdog.py", "test_export.py", "test_real_model.py", "test_dpo.py", "test_model_outputs.py")
+LONGEST_FIRST = ("test_real_gen.py", "test_servers.py", "test_gen.py", "test_demo.py", "test_llama_cpp.py",
+                 "test_quality.py", "test_sft.py", "test_ifeval_lm_eval.py", "test_gen_watchdog.py", "test_export.py",
+                 "test_real_model.py", "test_base_models.py", "test_dpo.py", "test_model_outputs.py")
 
 
 LAST = ("test_gen_ray.py",)  # its Ray processes starve beside another worker's training (test_gen_ray.py)
