@@ -108,9 +108,18 @@ def stage_gen(out: Path, size: Size) -> dict:
     # and, over so small a vocabulary, resemble each other (MinHash dropped 5 of 6). The stage shows the mechanics,
     # so the two filters meant for a real model's data are off here; the rows are not trained on.
     demo_only = ["llm.max_new_tokens=24", "llm.batch_size=2", "filters.drop_truncated=false", "minhash.enabled=false"]
-    with local_server(out / "pretrain", out / "serve.log") as url:
-        counts = run_gen("smol-rewrite", demo_only, backend="openai", model=str(out / "pretrain"), base_url=url,
-                         num_rows=size.gen_rows, output=str(out / "gen"), overwrite=True)
+    # `transformers serve` samples only where the model's generation_config says do_sample: otherwise it decodes
+    # greedily whatever temperature a request names, and this tiny model's greedy answer is newlines alone (empty once
+    # stripped). The spec's sampling applies for the stage's length only; later stages evaluate greedily as saved.
+    config = out / "pretrain" / "generation_config.json"
+    saved = config.read_text()
+    config.write_text(json.dumps({**json.loads(saved), "do_sample": True}, indent=2) + "\n")
+    try:
+        with local_server(out / "pretrain", out / "serve.log") as url:
+            counts = run_gen("smol-rewrite", demo_only, backend="openai", model=str(out / "pretrain"), base_url=url,
+                             num_rows=size.gen_rows, output=str(out / "gen"), overwrite=True)
+    finally:
+        config.write_text(saved)
     return {"rows": counts.get("kept", counts.get("generated")), "requested": counts.get("requested"),
             "counts": counts, "model": str(out / "gen")}
 
